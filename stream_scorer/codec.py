@@ -1,0 +1,257 @@
+"""Avro in and out: the schemas in ``schemas/`` loaded once, events decoded into a columnar batch.
+
+Two input framings are accepted, chosen by configuration:
+
+* ``avro``: the message value is the plain Avro binary body of a ``Transaction``;
+* ``confluent``: magic byte ``0``, a 4-byte big-endian schema id, then the body. Only the schema ids
+  configured are accepted; each maps to its writer schema file, resolved against our reader schema.
+
+Timestamps stay integers (epoch milliseconds): the ``timestamp-millis`` logical type is not turned
+into ``datetime`` objects, which would cost time on the hot path and change nothing on the wire.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import fastavro
+import numpy as np
+
+from stream_scorer.batch import EventBatch
+from stream_scorer.errors import InvalidEventError, SchemaError
+
+CONFLUENT_MAGIC = 0
+_CONFLUENT_HEADER = struct.Struct(">bI")
+
+# Reasons an input message is rejected; a fixed set, used as a metric label.
+INVALID_REASONS = (
+    "empty_value", "bad_magic_byte", "unknown_schema_id", "malformed_avro", "trailing_bytes",
+    "missing_entity_id", "invalid_amount",
+)
+
+
+class KafkaMessage(Protocol):
+    """The part of ``confluent_kafka.Message`` that decoding reads."""
+
+    def value(self) -> bytes | None: ...
+    def key(self) -> bytes | None: ...
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Schemas:
+    """The parsed contract: transaction (reader), prediction, label, and writer schemas by Confluent id."""
+
+    transaction: Any
+    prediction: Any
+    label: Any
+    writers_by_id: Mapping[int, Any]
+
+
+def load_schemas(schemas_dir: Path, schema_ids: Mapping[str, str] | None = None) -> Schemas:
+    """Parse ``transaction.avsc``, ``prediction.avsc`` and ``label.avsc`` (and the writer schemas by id)."""
+    writers = {int(k): _parse(schemas_dir / v) for k, v in (schema_ids or {}).items()}
+    return Schemas(
+        transaction=_parse(schemas_dir / "transaction.avsc"),
+        prediction=_parse(schemas_dir / "prediction.avsc"),
+        label=_parse(schemas_dir / "label.avsc"),
+        writers_by_id=writers,
+    )
+
+
+def _parse(path: Path) -> Any:
+    try:
+        return fastavro.parse_schema(_without_logical_types(json.loads(path.read_text())))
+    except FileNotFoundError as exc:
+        raise SchemaError(f"schema file {path} does not exist") from exc
+    except (ValueError, fastavro.schema.SchemaParseException) as exc:
+        raise SchemaError(f"schema file {path} does not parse: {exc}") from exc
+
+
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_without_logical_types(s) for s in schema]
+    return schema
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    """The valid events as a batch, and one error per message that was rejected."""
+
+    batch: EventBatch
+    invalid: list[InvalidEventError]
+
+
+class EventDecoder:
+    """Decodes transaction messages in the configured framing."""
+
+    def __init__(self, schemas: Schemas, input_format: Literal["avro", "confluent"]) -> None:
+        self._schemas = schemas
+        self._confluent = input_format == "confluent"
+
+    def decode_one(self, value: bytes | None) -> dict[str, Any]:
+        """Decode one message value into a record dict; raise :class:`InvalidEventError` if it is bad."""
+        if not value:
+            raise InvalidEventError("empty_value", "message has no value")
+        writer = self._schemas.transaction
+        start = 0
+        if self._confluent:
+            if len(value) < _CONFLUENT_HEADER.size or value[0] != CONFLUENT_MAGIC:
+                raise InvalidEventError("bad_magic_byte", f"expected Confluent magic byte 0, got {value[0]}")
+            _, schema_id = _CONFLUENT_HEADER.unpack_from(value)
+            found = self._schemas.writers_by_id.get(schema_id)
+            if found is None:
+                raise InvalidEventError("unknown_schema_id", f"schema id {schema_id} is not configured")
+            writer, start = found, _CONFLUENT_HEADER.size
+        stream = io.BytesIO(value)
+        stream.seek(start)
+        try:
+            # Resolution against the reader schema only when the writer schema is another one.
+            reader = None if writer is self._schemas.transaction else self._schemas.transaction
+            record: dict[str, Any] = fastavro.schemaless_reader(stream, writer, reader)
+        except (EOFError, ValueError, IndexError, UnicodeDecodeError, TypeError, KeyError, struct.error) as exc:
+            raise InvalidEventError("malformed_avro", f"{type(exc).__name__}: {exc}"[:200]) from exc
+        if stream.tell() != len(value):
+            raise InvalidEventError("trailing_bytes", f"{len(value) - stream.tell()} bytes after the record")
+        return record
+
+    def decode(self, messages: Sequence[KafkaMessage], consumed_at_ms: int) -> DecodeResult:
+        """Decode and validate a micro-batch; bad messages are returned as errors, never raised."""
+        records: list[dict[str, Any]] = []
+        origin: list[KafkaMessage] = []
+        invalid: list[InvalidEventError] = []
+        for message in messages:
+            try:
+                records.append(self.decode_one(message.value()))
+                origin.append(message)
+            except InvalidEventError as exc:
+                invalid.append(_located(exc, message))
+        problems = validate_records(records)
+        if problems:
+            invalid.extend(_located(err, origin[i]) for i, err in problems.items())
+            keep = [i for i in range(len(records)) if i not in problems]
+            records = [records[i] for i in keep]
+            origin = [origin[i] for i in keep]
+        return DecodeResult(batch=to_batch(records, origin, consumed_at_ms), invalid=invalid)
+
+
+def validate_records(records: Sequence[Mapping[str, Any]]) -> dict[int, InvalidEventError]:
+    """Check what Avro cannot: entity ids present, amounts finite and not negative. Index -> error."""
+    problems: dict[int, InvalidEventError] = {}
+    for i, r in enumerate(records):
+        if not (r["event_id"] and r["card_id"] and r["merchant_id"] and r["device_id"]):
+            empty = [k for k in ("event_id", "card_id", "merchant_id", "device_id") if not r[k]]
+            problems[i] = InvalidEventError("missing_entity_id", f"empty {', '.join(empty)}")
+        elif not (math.isfinite(r["amount"]) and r["amount"] >= 0):
+            problems[i] = InvalidEventError("invalid_amount", "amount must be finite and >= 0")
+    return problems
+
+
+def _located(exc: InvalidEventError, message: KafkaMessage) -> InvalidEventError:
+    located = InvalidEventError(
+        exc.reason, exc.detail,
+        topic=message.topic() or "", partition=_int(message.partition()), offset=_int(message.offset()),
+    )
+    located.__cause__ = exc.__cause__
+    return located
+
+
+def _int(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def to_batch(
+    records: Sequence[Mapping[str, Any]], messages: Sequence[KafkaMessage] | None, consumed_at_ms: int
+) -> EventBatch:
+    """Turn decoded records (and the messages they came from, if any) into columns."""
+    n = len(records)
+    if n == 0:
+        return EventBatch.empty()
+    if messages is None:
+        messages = [_NoMessage()] * n
+
+    def col(name: str) -> list[Any]:
+        return [r[name] for r in records]
+
+    return EventBatch(
+        event_id=col("event_id"),
+        event_time_ms=np.fromiter((r["event_time"] for r in records), np.int64, n),
+        card_id=col("card_id"),
+        merchant_id=col("merchant_id"),
+        device_id=col("device_id"),
+        amount=np.fromiter((r["amount"] for r in records), np.float64, n),
+        currency=np.array(col("currency")),
+        merchant_category_code=np.fromiter((r["merchant_category_code"] for r in records), np.int32, n),
+        country=np.array(col("country")),
+        card_country=np.array(col("card_country")),
+        channel=np.array(col("channel")),
+        entry_mode=np.array(col("entry_mode")),
+        card_present=np.fromiter((r["card_present"] for r in records), np.bool_, n),
+        key=[m.key() for m in messages],
+        partition=np.fromiter((_int(m.partition()) for m in messages), np.int32, n),
+        offset=np.fromiter((_int(m.offset()) for m in messages), np.int64, n),
+        consumed_at_ms=np.full(n, consumed_at_ms, np.int64),
+    )
+
+
+class _NoMessage:
+    """Stands in for the message of a record that did not come from Kafka (training data, tests)."""
+
+    def value(self) -> bytes | None:
+        return None
+
+    def key(self) -> bytes | None:
+        return None
+
+    def topic(self) -> str | None:
+        return None
+
+    def partition(self) -> int | None:
+        return None
+
+    def offset(self) -> int | None:
+        return None
+
+
+def encode(schema: Any, record: Mapping[str, Any]) -> bytes:
+    """Plain Avro binary of one record."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def encode_many(schema: Any, records: Sequence[Mapping[str, Any]]) -> list[bytes]:
+    """Plain Avro binary of each record, reusing one buffer."""
+    out = io.BytesIO()
+    values = []
+    for record in records:
+        out.seek(0)
+        out.truncate()
+        fastavro.schemaless_writer(out, schema, record)
+        values.append(out.getvalue())
+    return values
+
+
+def decode(schema: Any, value: bytes) -> Any:
+    """Plain Avro binary of one record back to a dict (for consumers of predictions and labels)."""
+    return fastavro.schemaless_reader(io.BytesIO(value), schema, schema)
+
+
+def confluent_frame(schema_id: int, body: bytes) -> bytes:
+    """Wrap an Avro body in the Confluent wire format: magic byte 0 and the 4-byte schema id.
+
+    >>> confluent_frame(7, b"x")
+    b'\\x00\\x00\\x00\\x00\\x07x'
+    """
+    return _CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id) + body

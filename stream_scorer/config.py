@@ -1,0 +1,248 @@
+"""Settings: one frozen, typed object, read from a TOML file and ``STREAM_SCORER_*`` environment variables.
+
+This module is the only reader of settings files and environment variables. Environment variables
+override the file; nested keys use a double underscore, for example
+``STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`` or ``STREAM_SCORER_MODEL_PATH=models/fraud``.
+Feature groups are declared in the file only (``[[feature_groups]]`` tables); without any, the
+synthetic fraud demo's groups are used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from stream_scorer.errors import ConfigError
+
+ENV_PREFIX = "STREAM_SCORER_"
+ENTITIES = ("card", "merchant", "device")
+Entity = Literal["card", "merchant", "device"]
+InputFormat = Literal["avro", "confluent"]
+
+_REPO_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureGroup:
+    """A named set of features of one entity type, written together with one updated-at time."""
+
+    name: str
+    entity: Entity
+    features: tuple[str, ...]
+    max_age_seconds: float
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name == "event":
+            raise ConfigError(f"feature group name {self.name!r} must be an identifier other than 'event'")
+        if self.entity not in ENTITIES:
+            raise ConfigError(f"feature group {self.name!r}: entity must be one of {ENTITIES}, not {self.entity!r}")
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise ConfigError(f"feature group {self.name!r}: features must be a non-empty list without repeats")
+        if self.max_age_seconds <= 0:
+            raise ConfigError(f"feature group {self.name!r}: max_age_seconds must be > 0")
+        if not 0 <= self.version < 2**16:
+            raise ConfigError(f"feature group {self.name!r}: version must fit in 16 bits")
+
+
+DEFAULT_FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
+    FeatureGroup(
+        name="card_velocity", entity="card", max_age_seconds=600,
+        features=("txn_count_1h", "amount_sum_1h", "txn_count_24h", "distinct_merchants_24h"),
+    ),
+    FeatureGroup(
+        name="card_profile", entity="card", max_age_seconds=2 * 86400,
+        features=("account_age_days", "avg_amount_30d", "chargebacks_180d"),
+    ),
+    FeatureGroup(
+        name="merchant_risk", entity="merchant", max_age_seconds=86400,
+        features=("fraud_rate_30d", "refund_rate_30d", "txn_count_24h"),
+    ),
+    FeatureGroup(
+        name="device_profile", entity="device", max_age_seconds=3600,
+        features=("distinct_cards_24h", "device_age_days"),
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KafkaSettings:
+    bootstrap_servers: str = "127.0.0.1:19092"
+    input_topic: str = "transactions"
+    output_topic: str = "predictions"
+    labels_topic: str = "labels"
+    group_id: str = "stream-scorer"
+    input_format: InputFormat = "avro"
+    # Confluent wire format: the schema ids we accept, each mapped to its writer schema file in schemas/.
+    schema_ids: Mapping[str, str] = field(default_factory=lambda: {"1": "transaction.avsc"})
+    create_topics: bool = True
+    topic_partitions: int = 4
+    # Extra librdkafka settings, passed through unchanged (security.protocol, sasl.*, ssl.* ...).
+    client: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # librdkafka settings may carry passwords and keys
+        shown = {k: ("***" if _is_secret(k) else v) for k, v in self.client.items()}
+        return (
+            f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, input_topic={self.input_topic!r}, "
+            f"output_topic={self.output_topic!r}, group_id={self.group_id!r}, "
+            f"input_format={self.input_format!r}, client={shown!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchSettings:
+    max_events: int = 1000
+    max_wait_seconds: float = 0.1
+    flush_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisSettings:
+    url: str = "redis://127.0.0.1:16379/0"
+    key_prefix: str = "ssf"
+    socket_timeout_seconds: float = 2.0
+
+    def __repr__(self) -> str:  # the URL may carry a password
+        return f"RedisSettings(url={_mask_url(self.url)!r}, key_prefix={self.key_prefix!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the worker needs, validated once at startup."""
+
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    feature_groups: tuple[FeatureGroup, ...] = DEFAULT_FEATURE_GROUPS
+    model_path: Path = Path("models/fraud")
+    schemas_dir: Path = _REPO_SCHEMAS
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.batch.max_events < 1:
+            raise ConfigError("batch.max_events must be >= 1")
+        if self.batch.max_wait_seconds <= 0:
+            raise ConfigError("batch.max_wait_seconds must be > 0")
+        if self.kafka.topic_partitions < 1:
+            raise ConfigError("kafka.topic_partitions must be >= 1")
+        names = [g.name for g in self.feature_groups]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"feature group names repeat: {names}")
+        for schema_id in self.kafka.schema_ids:
+            if not schema_id.isdigit():
+                raise ConfigError(f"kafka.schema_ids keys are integer schema ids, not {schema_id!r}")
+
+    def group(self, name: str) -> FeatureGroup:
+        for group in self.feature_groups:
+            if group.name == name:
+                return group
+        raise ConfigError(f"no feature group named {name!r}; configured: {[g.name for g in self.feature_groups]}")
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``path`` (TOML, optional) and then ``environ`` (defaults to ``os.environ``)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"settings file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from exc
+    _apply_env(raw, os.environ if environ is None else environ)
+    return _build(Settings, raw, "")
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        target = raw
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{name}: {part} is not a section")
+        target[path[-1]] = value
+
+
+def _build(cls: type[Any], raw: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[{where}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {sorted(where + k for k in unknown)}; known: {sorted(known)}")
+    kwargs = {key: _convert(hints[key], value, f"{where}{key}") for key, value in raw.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"[{where.rstrip('.') or 'settings'}]: {exc}") from exc
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(typing.cast(type[Any], hint), value, key + ".")
+    if origin is tuple and typing.get_args(hint)[0] is FeatureGroup:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list of tables ([[feature_groups]])")
+        groups = []
+        for item in value:
+            item = dict(item)
+            item["features"] = tuple(item.get("features", ()))
+            groups.append(_build(FeatureGroup, item, key + "."))
+        return tuple(groups)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{key} must be one of {typing.get_args(hint)}, not {value!r}")
+        return value
+    if origin in (Mapping, dict):
+        if isinstance(value, str):
+            raise ConfigError(f"{key} is a table and cannot be set from one environment variable")
+        return types.MappingProxyType({str(k): str(v) for k, v in dict(value).items()})
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be true or false, not {value!r}")
+    if hint in (int, float):
+        try:
+            return hint(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key} must be a number, not {value!r}") from exc
+    if hint is Path:
+        return Path(value)
+    if hint is str:
+        return str(value)
+    raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in ("password", "secret", "key", "token", "jaas"))
+
+
+def _mask_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

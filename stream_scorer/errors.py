@@ -1,0 +1,68 @@
+"""The exception tree of stream-scorer. Every error we raise is one of these.
+
+::
+
+    StreamScorerError
+     ├── ConfigError             fatal at startup: a setting is missing, unknown or out of range
+     ├── SchemaError             fatal at startup: an .avsc file is missing or does not parse
+     ├── ModelArtifactError      fatal at startup: artifact missing, checksum mismatch, features unknown
+     ├── TrainingError           the dataset cannot produce a model (empty, one class, bad column)
+     ├── InvalidEventError       poison input: one message cannot be decoded or validated.
+     │                           Policy: counted, logged without its payload, skipped.
+     ├── FeatureStoreError       transient: Redis unreachable or too slow. Policy: the batch is not
+     │                           committed and the worker stops; a restart resumes from the last commit.
+     └── KafkaError              a Kafka client call failed (consume, produce, commit, admin)
+          └── DeliveryError      a produced record was not acknowledged; the batch is not committed
+
+Third-party exceptions are translated where they cross into our code, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class StreamScorerError(Exception):
+    """Base class of every error raised by stream-scorer."""
+
+
+class ConfigError(StreamScorerError):
+    """A setting is missing, unknown or invalid. The message says how to fix it."""
+
+
+class SchemaError(StreamScorerError):
+    """An Avro schema file is missing or does not parse."""
+
+
+class ModelArtifactError(StreamScorerError):
+    """A model artifact cannot be loaded or does not fit the configured features."""
+
+
+class TrainingError(StreamScorerError):
+    """The training data cannot produce a model."""
+
+
+class InvalidEventError(StreamScorerError):
+    """One input message cannot be decoded or fails validation.
+
+    ``reason`` is a short code from a fixed set (it is used as a metric label); the message
+    names the topic, partition and offset but never the payload.
+    """
+
+    def __init__(self, reason: str, detail: str, *, topic: str = "", partition: int = -1, offset: int = -1):
+        self.reason = reason
+        self.detail = detail
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        super().__init__(f"{topic}[{partition}]@{offset}: {reason}: {detail}")
+
+
+class FeatureStoreError(StreamScorerError):
+    """The feature store could not answer (connection refused, timeout, protocol error)."""
+
+
+class KafkaError(StreamScorerError):
+    """A Kafka client call failed."""
+
+
+class DeliveryError(KafkaError):
+    """At least one produced record was not acknowledged by the broker."""

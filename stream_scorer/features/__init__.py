@@ -1,0 +1,1 @@
+"""The online feature store: packed feature groups in Redis, one MGET per batch, and freshness."""

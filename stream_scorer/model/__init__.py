@@ -1,0 +1,1 @@
+"""The logistic-regression model: artifact, event features, vectorize, score and train."""

@@ -1,0 +1,138 @@
+"""The model artifact: a directory with a JSON manifest, an ``.npz`` of arrays and a checksum.
+
+::
+
+    model-dir/
+      manifest.json   name, version, created_at, feature_names, threshold, metrics, sha256 of arrays.npz
+      arrays.npz      coef, intercept, mean, scale, defaults (loaded with allow_pickle=False)
+      CHECKSUM        sha256 of manifest.json; it covers arrays.npz through the manifest
+
+The artifact's checksum (the content of ``CHECKSUM``) identifies the model in metrics and logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream_scorer.batch import Float64Array
+from stream_scorer.errors import ModelArtifactError
+
+FORMAT_VERSION = 1
+_ARRAYS = ("coef", "intercept", "mean", "scale", "defaults")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogisticModel:
+    """A binary logistic regression over standardized features.
+
+    ``p = sigmoid(((x - mean) / scale) @ coef + intercept)``. ``defaults`` are the raw values used
+    for a feature whose group is missing or stale: the training mean, so the imputed feature adds
+    nothing to the logit.
+    """
+
+    name: str
+    version: str
+    feature_names: tuple[str, ...]
+    coef: Float64Array
+    intercept: float
+    mean: Float64Array
+    scale: Float64Array
+    defaults: Float64Array
+    threshold: float = 0.5
+    created_at: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    checksum: str = ""
+
+    def __post_init__(self) -> None:
+        k = len(self.feature_names)
+        for name in ("coef", "mean", "scale", "defaults"):
+            array = getattr(self, name)
+            if array.shape != (k,):
+                raise ModelArtifactError(f"model {self.name}: {name} has shape {array.shape}, expected ({k},)")
+            if not np.isfinite(array).all():
+                raise ModelArtifactError(f"model {self.name}: {name} has non-finite values")
+        if not np.all(self.scale > 0):
+            raise ModelArtifactError(f"model {self.name}: every scale must be > 0")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ModelArtifactError(f"model {self.name}: threshold {self.threshold} is not in [0, 1]")
+
+
+def save(model: LogisticModel, directory: Path) -> str:
+    """Write the artifact into ``directory`` (created if needed). Returns its checksum."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays_path = directory / "arrays.npz"
+    np.savez(
+        arrays_path, coef=model.coef, intercept=np.array([model.intercept]), mean=model.mean,
+        scale=model.scale, defaults=model.defaults,
+    )
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": model.name,
+        "version": model.version,
+        "created_at": model.created_at,
+        "feature_names": list(model.feature_names),
+        "threshold": model.threshold,
+        "metrics": model.metrics,
+        "training": model.training,
+        "files": {"arrays.npz": _sha256(arrays_path.read_bytes())},
+    }
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    (directory / "manifest.json").write_bytes(manifest_bytes)
+    checksum = _sha256(manifest_bytes)
+    (directory / "CHECKSUM").write_text(checksum + "\n")
+    return checksum
+
+
+def load(directory: Path) -> LogisticModel:
+    """Load and verify an artifact; raise :class:`ModelArtifactError` saying what is wrong."""
+    try:
+        manifest_bytes = (directory / "manifest.json").read_bytes()
+        expected = (directory / "CHECKSUM").read_text().strip()
+        arrays_bytes = (directory / "arrays.npz").read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelArtifactError(f"model artifact {directory} is incomplete: {exc.filename} is missing") from exc
+    checksum = _sha256(manifest_bytes)
+    if checksum != expected:
+        raise ModelArtifactError(f"model artifact {directory}: manifest.json does not match CHECKSUM")
+    try:
+        manifest = json.loads(manifest_bytes)
+    except ValueError as exc:
+        raise ModelArtifactError(f"model artifact {directory}: manifest.json is not JSON") from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ModelArtifactError(
+            f"model artifact {directory}: format_version {manifest.get('format_version')} is not {FORMAT_VERSION}"
+        )
+    if _sha256(arrays_bytes) != manifest["files"]["arrays.npz"]:
+        raise ModelArtifactError(f"model artifact {directory}: arrays.npz does not match its sha256 in the manifest")
+    try:
+        with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {name: np.asarray(npz[name], dtype=np.float64) for name in _ARRAYS}
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise ModelArtifactError(f"model artifact {directory}: arrays.npz cannot be read: {exc}") from exc
+    return LogisticModel(
+        name=manifest["name"],
+        version=manifest["version"],
+        feature_names=tuple(manifest["feature_names"]),
+        coef=arrays["coef"],
+        intercept=float(arrays["intercept"][0]),
+        mean=arrays["mean"],
+        scale=arrays["scale"],
+        defaults=arrays["defaults"],
+        threshold=float(manifest["threshold"]),
+        created_at=manifest.get("created_at", ""),
+        metrics=manifest.get("metrics", {}),
+        training=manifest.get("training", {}),
+        checksum=checksum,
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

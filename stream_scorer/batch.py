@@ -61,9 +61,21 @@ class EventBatch:
     def empty() -> EventBatch:
         """A batch with no rows."""
         return EventBatch(
-            event_id=[], event_time_ms=np.zeros(0, np.int64), card_id=[], merchant_id=[], device_id=[],
-            amount=np.zeros(0), currency=np.zeros(0, "<U1"), merchant_category_code=np.zeros(0, np.int32),
-            country=np.zeros(0, "<U1"), card_country=np.zeros(0, "<U1"), channel=np.zeros(0, "<U1"),
-            entry_mode=np.zeros(0, "<U1"), card_present=np.zeros(0, bool), key=[],
-            partition=np.zeros(0, np.int32), offset=np.zeros(0, np.int64), consumed_at_ms=np.zeros(0, np.int64),
+            event_id=[],
+            event_time_ms=np.zeros(0, np.int64),
+            card_id=[],
+            merchant_id=[],
+            device_id=[],
+            amount=np.zeros(0),
+            currency=np.zeros(0, "<U1"),
+            merchant_category_code=np.zeros(0, np.int32),
+            country=np.zeros(0, "<U1"),
+            card_country=np.zeros(0, "<U1"),
+            channel=np.zeros(0, "<U1"),
+            entry_mode=np.zeros(0, "<U1"),
+            card_present=np.zeros(0, bool),
+            key=[],
+            partition=np.zeros(0, np.int32),
+            offset=np.zeros(0, np.int64),
+            consumed_at_ms=np.zeros(0, np.int64),
         )

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import struct
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,13 @@ _CONFLUENT_HEADER = struct.Struct(">bI")
 
 # Reasons an input message is rejected; a fixed set, used as a metric label.
 INVALID_REASONS = (
-    "empty_value", "bad_magic_byte", "unknown_schema_id", "malformed_avro", "trailing_bytes",
-    "missing_entity_id", "invalid_amount",
+    "empty_value",
+    "bad_magic_byte",
+    "unknown_schema_id",
+    "malformed_avro",
+    "trailing_bytes",
+    "missing_entity_id",
+    "invalid_amount",
 )
 
 
@@ -119,7 +125,7 @@ class EventDecoder:
         try:
             # Resolution against the reader schema only when the writer schema is another one.
             reader = None if writer is self._schemas.transaction else self._schemas.transaction
-            record: dict[str, Any] = fastavro.schemaless_reader(stream, writer, reader)
+            record = typing.cast(dict[str, Any], fastavro.schemaless_reader(stream, writer, reader))
         except (EOFError, ValueError, IndexError, UnicodeDecodeError, TypeError, KeyError, struct.error) as exc:
             raise InvalidEventError("malformed_avro", f"{type(exc).__name__}: {exc}"[:200]) from exc
         if stream.tell() != len(value):
@@ -160,8 +166,11 @@ def validate_records(records: Sequence[Mapping[str, Any]]) -> dict[int, InvalidE
 
 def _located(exc: InvalidEventError, message: KafkaMessage) -> InvalidEventError:
     located = InvalidEventError(
-        exc.reason, exc.detail,
-        topic=message.topic() or "", partition=_int(message.partition()), offset=_int(message.offset()),
+        exc.reason,
+        exc.detail,
+        topic=message.topic() or "",
+        partition=_int(message.partition()),
+        offset=_int(message.offset()),
     )
     located.__cause__ = exc.__cause__
     return located

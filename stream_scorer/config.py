@@ -54,19 +54,27 @@ class FeatureGroup:
 
 DEFAULT_FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
     FeatureGroup(
-        name="card_velocity", entity="card", max_age_seconds=600,
+        name="card_velocity",
+        entity="card",
+        max_age_seconds=600,
         features=("txn_count_1h", "amount_sum_1h", "txn_count_24h", "distinct_merchants_24h"),
     ),
     FeatureGroup(
-        name="card_profile", entity="card", max_age_seconds=2 * 86400,
+        name="card_profile",
+        entity="card",
+        max_age_seconds=2 * 86400,
         features=("account_age_days", "avg_amount_30d", "chargebacks_180d"),
     ),
     FeatureGroup(
-        name="merchant_risk", entity="merchant", max_age_seconds=86400,
+        name="merchant_risk",
+        entity="merchant",
+        max_age_seconds=86400,
         features=("fraud_rate_30d", "refund_rate_30d", "txn_count_24h"),
     ),
     FeatureGroup(
-        name="device_profile", entity="device", max_age_seconds=3600,
+        name="device_profile",
+        entity="device",
+        max_age_seconds=3600,
         features=("distinct_cards_24h", "device_age_days"),
     ),
 )
@@ -165,14 +173,15 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from exc
     _apply_env(raw, os.environ if environ is None else environ)
-    return _build(Settings, raw, "")
+    settings: Settings = _build(Settings, raw, "")
+    return settings
 
 
 def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
+        path = name[len(ENV_PREFIX) :].lower().split("__")
         target = raw
         for part in path[:-1]:
             target = target.setdefault(part, {})

@@ -19,12 +19,13 @@ class Freshness:
     """Per-row status (FRESH, STALE or MISSING) and age of one feature group."""
 
     status: npt.NDArray[np.int8]
-    age_ms: npt.NDArray[np.int64]   # -1 where MISSING
+    age_ms: npt.NDArray[np.int64]  # -1 where MISSING
 
     @property
     def usable(self) -> npt.NDArray[np.bool_]:
         """Rows whose values may be used as they are; the others are imputed."""
-        return self.status == FRESH
+        usable: npt.NDArray[np.bool_] = self.status == FRESH
+        return usable
 
 
 def assess(

@@ -30,10 +30,16 @@ HEADER = struct.Struct("<2sHHHq")
 
 def record_dtype(n_features: int) -> np.dtype[np.void]:
     """The numpy dtype of one packed record with ``n_features`` values."""
-    return np.dtype([
-        ("magic", "S2"), ("layout", "<u2"), ("version", "<u2"), ("n", "<u2"),
-        ("updated_at_ms", "<i8"), ("values", "<f4", (n_features,)),
-    ])
+    return np.dtype(
+        [
+            ("magic", "S2"),
+            ("layout", "<u2"),
+            ("version", "<u2"),
+            ("n", "<u2"),
+            ("updated_at_ms", "<i8"),
+            ("values", "<f4", (n_features,)),
+        ]
+    )
 
 
 def pack(values: Sequence[float] | npt.NDArray[np.floating], updated_at_ms: int, version: int = 1) -> bytes:
@@ -53,10 +59,10 @@ def pack(values: Sequence[float] | npt.NDArray[np.floating], updated_at_ms: int,
 class GroupValues:
     """One feature group's values for every row of a batch."""
 
-    values: npt.NDArray[np.float64]        # (n, k); zeros where not present
-    updated_at_ms: npt.NDArray[np.int64]   # (n,); 0 where not present
-    present: npt.NDArray[np.bool_]         # (n,) a well-formed record of the expected version was found
-    malformed: npt.NDArray[np.bool_]       # (n,) a record was found but is not one we can read
+    values: npt.NDArray[np.float64]  # (n, k); zeros where not present
+    updated_at_ms: npt.NDArray[np.int64]  # (n,); 0 where not present
+    present: npt.NDArray[np.bool_]  # (n,) a well-formed record of the expected version was found
+    malformed: npt.NDArray[np.bool_]  # (n,) a record was found but is not one we can read
 
 
 def unpack_many(replies: Sequence[bytes | None], n_features: int, version: int = 1) -> GroupValues:

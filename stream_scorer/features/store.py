@@ -53,20 +53,30 @@ class RedisFeatureStore:
         start = 0
         for group in groups:
             n = len(ids_by_entity[group.entity])
-            out[group.name] = unpack_many(replies[start:start + n], len(group.features), group.version)
+            out[group.name] = unpack_many(replies[start : start + n], len(group.features), group.version)
             start += n
         return out
 
     def put(
-        self, group: FeatureGroup, entity_id: str, values: Sequence[float], updated_at_ms: int,
+        self,
+        group: FeatureGroup,
+        entity_id: str,
+        values: Sequence[float],
+        updated_at_ms: int,
         ttl_seconds: float | None = None,
     ) -> None:
         """Write one group of one entity."""
-        self.put_many(group, [entity_id], np.asarray([values], dtype=np.float64), np.asarray([updated_at_ms]), ttl_seconds)
+        self.put_many(
+            group, [entity_id], np.asarray([values], dtype=np.float64), np.asarray([updated_at_ms]), ttl_seconds
+        )
 
     def put_many(
-        self, group: FeatureGroup, entity_ids: Sequence[str], values: npt.NDArray[np.floating],
-        updated_at_ms: npt.NDArray[np.integer], ttl_seconds: float | None = None,
+        self,
+        group: FeatureGroup,
+        entity_ids: Sequence[str],
+        values: npt.NDArray[np.floating],
+        updated_at_ms: npt.NDArray[np.integer],
+        ttl_seconds: float | None = None,
     ) -> int:
         """Write one group for many entities, pipelined in chunks. Returns the number written."""
         values = np.asarray(values, dtype=np.float64)

@@ -70,8 +70,12 @@ def save(model: LogisticModel, directory: Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     arrays_path = directory / "arrays.npz"
     np.savez(
-        arrays_path, coef=model.coef, intercept=np.array([model.intercept]), mean=model.mean,
-        scale=model.scale, defaults=model.defaults,
+        arrays_path,
+        coef=model.coef,
+        intercept=np.array([model.intercept]),
+        mean=model.mean,
+        scale=model.scale,
+        defaults=model.defaults,
     )
     manifest = {
         "format_version": FORMAT_VERSION,

@@ -9,15 +9,15 @@ import numpy as np
 from stream_scorer.batch import EventBatch, Float64Array
 
 EVENT_FEATURES: Final = (
-    "amount_log",        # log1p(amount)
-    "hour_sin",          # time of day (UTC) on the unit circle
+    "amount_log",  # log1p(amount)
+    "hour_sin",  # time of day (UTC) on the unit circle
     "hour_cos",
-    "is_ecom",           # channel == ECOM
-    "is_atm",            # channel == ATM
+    "is_ecom",  # channel == ECOM
+    "is_atm",  # channel == ATM
     "card_not_present",  # not card_present
-    "cross_border",      # country != card_country
-    "manual_entry",      # entry_mode == MANUAL
-    "high_risk_mcc",     # merchant category code in HIGH_RISK_MCC
+    "cross_border",  # country != card_country
+    "manual_entry",  # entry_mode == MANUAL
+    "high_risk_mcc",  # merchant category code in HIGH_RISK_MCC
 )
 
 # Wire transfers, quasi-cash, money orders, gambling, securities, direct-marketing: classic fraud MCCs.

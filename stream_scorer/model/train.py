@@ -118,7 +118,7 @@ def split(dataset: Dataset, holdout: float, seed: int) -> tuple[np.ndarray[Any, 
         order = np.argsort(dataset.event_time_ms, kind="stable")
     else:
         order = np.random.default_rng(seed).permutation(n)
-    cut = int(round(n * (1.0 - holdout)))
+    cut = round(n * (1.0 - holdout))
     return order[:cut], order[cut:]
 
 
@@ -143,12 +143,25 @@ def train(
     threshold = best_f1_threshold(valid_scores, y_valid) if len(valid_rows) else 0.5
     metrics = {"validation": evaluate(valid_scores, y_valid, threshold), "train_rows": len(train_rows)}
     return LogisticModel(
-        name=name, version=version, feature_names=dataset.feature_names, coef=coef, intercept=intercept,
-        mean=mean, scale=scale, defaults=mean.copy(), threshold=threshold,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"), metrics=metrics,
-        training={"C": C, "holdout": holdout, "seed": seed, "rows": len(dataset.labels),
-                  "data_sha256": dataset.fingerprint,
-                  "split": "time" if dataset.event_time_ms is not None else "random"},
+        name=name,
+        version=version,
+        feature_names=dataset.feature_names,
+        coef=coef,
+        intercept=intercept,
+        mean=mean,
+        scale=scale,
+        defaults=mean.copy(),
+        threshold=threshold,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        metrics=metrics,
+        training={
+            "C": C,
+            "holdout": holdout,
+            "seed": seed,
+            "rows": len(dataset.labels),
+            "data_sha256": dataset.fingerprint,
+            "split": "time" if dataset.event_time_ms is not None else "random",
+        },
     )
 
 
@@ -175,8 +188,15 @@ def evaluate(scores: Float64Array, labels: Float64Array, threshold: float) -> di
     """AUC, log loss, Brier score, precision and recall at ``threshold``, positive rate. NaN where undefined."""
     n = len(labels)
     if n == 0:
-        return {"rows": 0.0, "auc": float("nan"), "log_loss": float("nan"), "brier": float("nan"),
-                "precision": float("nan"), "recall": float("nan"), "positive_rate": float("nan")}
+        return {
+            "rows": 0.0,
+            "auc": float("nan"),
+            "log_loss": float("nan"),
+            "brier": float("nan"),
+            "precision": float("nan"),
+            "recall": float("nan"),
+            "positive_rate": float("nan"),
+        }
     eps = 1e-15
     p = np.clip(scores, eps, 1 - eps)
     decided = scores >= threshold
@@ -203,7 +223,7 @@ def auc(scores: Float64Array, labels: Float64Array) -> float:
     if n_pos == 0 or n_neg == 0:
         return float("nan")
     # Average ranks over ties: each distinct score gets the mean of the ranks it spans.
-    distinct, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
     ranks = ((ends - counts + 1 + ends) / 2.0)[inverse]
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

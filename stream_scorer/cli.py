@@ -1,0 +1,312 @@
+"""The ``stream-scorer`` command: run, train, features put, synth (history, features, publish), watch, topics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import confluent_kafka
+
+from stream_scorer import wiring
+from stream_scorer.config import FeatureGroup, Settings, load_settings
+from stream_scorer.errors import ConfigError, StreamScorerError
+from stream_scorer.kafka.admin import ensure_topics
+from stream_scorer.kafka.producer import producer_config
+from stream_scorer.model import artifact, train
+from stream_scorer.synth import io as synth_io
+from stream_scorer.synth.world import World, make_world
+
+log = logging.getLogger("stream_scorer")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(args.config)
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        code: int = args.handler(args, settings)
+        return code
+    except StreamScorerError as exc:
+        print(f"stream-scorer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stream-scorer", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="settings TOML file; STREAM_SCORER_* environment variables override it",
+    )
+    commands = parser.add_subparsers(title="commands")
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="score events from Kafka until SIGTERM/SIGINT",
+        description="Join the consumer group and score micro-batches: poll, decode, fetch "
+        "features from Redis, score, produce predictions, flush, commit. SIGTERM or SIGINT "
+        "finishes the current batch, commits and exits 0.",
+    )
+    run.add_argument("--max-batches", type=int, default=None, help="stop after this many non-empty batches")
+    run.set_defaults(handler=_run)
+
+    fit = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train a logistic regression and write an artifact",
+        description="Fit an L2-regularized logistic regression (standardized features) on a "
+        "CSV with one column per model feature, a 0/1 'label' column and optionally "
+        "'event_time'; write a checksummed artifact directory.",
+    )
+    fit.add_argument("--data", type=Path, required=True, help="training CSV")
+    fit.add_argument("--out", type=Path, default=None, help="artifact directory (default: settings model_path)")
+    fit.add_argument("--name", default="fraud", help="model name")
+    fit.add_argument("--version", default=None, help="model version (default: a UTC timestamp)")
+    fit.add_argument("--C", type=float, default=1.0, help="inverse regularization strength, as in scikit-learn")
+    fit.add_argument("--holdout", type=float, default=0.2, help="share of rows (latest by event_time) held out")
+    fit.set_defaults(handler=_train)
+
+    features = commands.add_parser("features", help="write features into the Redis feature store")
+    features_commands = features.add_subparsers(title="features commands")
+    put = features_commands.add_parser(
+        "put",
+        parents=[common],
+        help="write feature groups of entities",
+        description="Write one group of one entity (--group, --entity-id, --values) or many from a JSON-lines "
+        'file (--file; each line {"group": ..., "entity_id": ..., "values": {name: value} or [..], '
+        '"updated_at_ms": optional}). Values follow the group\'s configured feature order.',
+    )
+    put.add_argument("--group")
+    put.add_argument("--entity-id")
+    put.add_argument("--values", help="comma-separated numbers, or name=value pairs")
+    put.add_argument("--updated-at-ms", type=int, default=None, help="when the values were computed (default: now)")
+    put.add_argument("--file", type=Path, help="JSON-lines file of feature writes ('-' for standard input)")
+    put.add_argument("--ttl", type=float, default=None, help="key time-to-live in seconds")
+    put.set_defaults(handler=_features_put)
+
+    synth = commands.add_parser("synth", help="synthetic transactions with a known ground truth")
+    synth_commands = synth.add_subparsers(title="synth commands")
+    world = argparse.ArgumentParser(add_help=False)
+    world.add_argument("--world-seed", type=int, default=7)
+    world.add_argument("--cards", type=int, default=20_000)
+    world.add_argument("--merchants", type=int, default=2_000)
+    world.add_argument("--devices", type=int, default=25_000)
+    history = synth_commands.add_parser("history", parents=[common, world], help="write a labelled training CSV")
+    history.add_argument("--out", type=Path, required=True)
+    history.add_argument("--rows", type=int, default=100_000)
+    history.add_argument("--seed", type=int, default=11)
+    history.set_defaults(handler=_synth_history)
+    seed = synth_commands.add_parser("features", parents=[common, world], help="write every entity's features to Redis")
+    seed.add_argument("--stale-fraction", type=float, default=0.03)
+    seed.add_argument("--missing-fraction", type=float, default=0.02)
+    seed.add_argument("--seed", type=int, default=5)
+    seed.add_argument("--ttl", type=float, default=None)
+    seed.set_defaults(handler=_synth_features)
+    publish = synth_commands.add_parser("publish", parents=[common, world], help="publish events and, later, labels")
+    publish.add_argument("--events", type=int, default=100_000)
+    publish.add_argument("--rate", type=float, default=0.0, help="events per second (0: as fast as possible)")
+    publish.add_argument("--labels-delay", type=float, default=5.0, help="seconds between an event and its label")
+    publish.add_argument("--schema-id", type=int, default=None, help="frame events in the Confluent wire format")
+    publish.add_argument("--seed", type=int, default=3)
+    publish.set_defaults(handler=_synth_publish)
+
+    watch = commands.add_parser("watch", parents=[common], help="read predictions: live progress and a summary")
+    watch.add_argument("--expect", type=int, required=True, help="stop after this many distinct predictions")
+    watch.add_argument("--since-ms", type=int, default=None, help="read predictions produced since (default: now)")
+    watch.add_argument("--timeout", type=float, default=300.0)
+    watch.set_defaults(handler=_watch)
+
+    topics = commands.add_parser("topics", parents=[common], help="create the configured topics if missing")
+    topics.set_defaults(handler=_topics)
+    return parser
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = wiring.build_runtime(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: finishing the current batch, then committing and exiting", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if args.max_batches is None:
+            runtime.worker.run(stop)
+        else:
+            done = 0
+            while done < args.max_batches and not stop.is_set():
+                done += runtime.worker.step() > 0
+    finally:
+        runtime.close()
+    log.info("stopped cleanly")
+    return 0
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    dataset = train.read_csv(args.data)
+    version = args.version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    model = train.train(dataset, name=args.name, version=version, C=args.C, holdout=args.holdout)
+    out = args.out or settings.model_path
+    checksum = artifact.save(model, out)
+    print(train.feature_table(model.feature_names, model))
+    print(
+        json.dumps({"artifact": str(out), "sha256": checksum, "threshold": model.threshold, **model.metrics}, indent=2)
+    )
+    return 0
+
+
+def _features_put(args: argparse.Namespace, settings: Settings) -> int:
+    if args.file is not None:
+        stream = sys.stdin if str(args.file) == "-" else args.file.open()
+        lines = [line for line in stream if line.strip()]
+    elif args.group and args.entity_id and args.values:
+        lines = [json.dumps({"group": args.group, "entity_id": args.entity_id, "values": _parse_values(args.values)})]
+    else:
+        print("features put: give --group, --entity-id and --values, or --file", file=sys.stderr)
+        return 2
+    now_ms = int(time.time() * 1000)
+    parsed = []
+    for number, line in enumerate(lines, 1):
+        try:
+            parsed.append(_feature_write(json.loads(line), settings, args.updated_at_ms or now_ms))
+        except (ValueError, KeyError, TypeError, ConfigError) as exc:
+            print(f"features put: line {number}: {exc}; nothing was written", file=sys.stderr)
+            return 2
+    store = wiring.feature_store(settings)
+    for group, entity_id, values, updated_at_ms in parsed:
+        store.put(group, entity_id, values, updated_at_ms, args.ttl)
+    print(f"wrote {len(parsed)} feature group record(s)")
+    return 0
+
+
+def _feature_write(write: Any, settings: Settings, default_time_ms: int) -> tuple[FeatureGroup, str, list[float], int]:
+    """Validate one write: the group exists, values name (or list) exactly its features, all finite."""
+    if not isinstance(write, dict) or not {"group", "entity_id", "values"} <= set(write):
+        raise ValueError('each write needs "group", "entity_id" and "values"')
+    group = settings.group(str(write["group"]))
+    values = write["values"]
+    if isinstance(values, dict):
+        if set(values) != set(group.features):
+            raise ValueError(f"group {group.name} has features {list(group.features)}, got {sorted(values)}")
+        values = [values[f] for f in group.features]
+    if not isinstance(values, list) or len(values) != len(group.features):
+        raise ValueError(f"group {group.name} takes {len(group.features)} values {list(group.features)}")
+    numbers = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in numbers):
+        raise ValueError("feature values must be finite")
+    if not str(write["entity_id"]):
+        raise ValueError("entity_id is empty")
+    return group, str(write["entity_id"]), numbers, int(write.get("updated_at_ms") or default_time_ms)
+
+
+def _parse_values(text: str) -> list[float] | dict[str, float]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if all("=" in p for p in parts):
+        return {k.strip(): float(v) for k, v in (p.split("=", 1) for p in parts)}
+    return [float(p) for p in parts]
+
+
+def _world(args: argparse.Namespace) -> World:
+    return make_world(args.world_seed, args.cards, args.merchants, args.devices)
+
+
+def _synth_history(args: argparse.Namespace, settings: Settings) -> int:
+    rate = synth_io.write_history(_world(args), args.out, args.rows, seed=args.seed)
+    print(f"wrote {args.rows} labelled rows to {args.out} (positive rate {rate:.2%})")
+    return 0
+
+
+def _synth_features(args: argparse.Namespace, settings: Settings) -> int:
+    summary = synth_io.seed_features(
+        _world(args),
+        wiring.feature_store(settings),
+        settings.feature_groups,
+        now_ms=int(time.time() * 1000),
+        stale_fraction=args.stale_fraction,
+        missing_fraction=args.missing_fraction,
+        seed=args.seed,
+        ttl_seconds=args.ttl,
+    )
+    for name in summary.fresh:
+        print(
+            f"{name:16s} fresh {summary.fresh[name]:>7}  stale {summary.stale[name]:>6}  "
+            f"missing {summary.missing[name]:>6}"
+        )
+    return 0
+
+
+def _synth_publish(args: argparse.Namespace, settings: Settings) -> int:
+    kafka = settings.kafka
+    producer = confluent_kafka.Producer(producer_config(kafka.bootstrap_servers, kafka.client))
+    sent = synth_io.publish(
+        _world(args),
+        producer,
+        wiring.schemas(settings),
+        events_topic=kafka.input_topic,
+        labels_topic=kafka.labels_topic,
+        count=args.events,
+        rate=args.rate,
+        label_delay_seconds=args.labels_delay,
+        seed=args.seed,
+        schema_id=args.schema_id,
+    )
+    print(
+        f"published {sent['events']} events and {sent['labels']} labels ({sent['positives']} positive) "
+        f"in {sent['seconds']:.1f} s"
+    )
+    return 0
+
+
+def _watch(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_scorer.watch import watch
+
+    since = args.since_ms if args.since_ms is not None else int(time.time() * 1000)
+    stats = watch(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.output_topic,
+        wiring.schemas(settings).prediction,
+        since_ms=since,
+        expect=args.expect,
+        timeout_seconds=args.timeout,
+        extra=dict(settings.kafka.client),
+    )
+    print(stats.summary())
+    if stats.count < args.expect:
+        print(
+            f"watch: only {stats.count} of {args.expect} predictions arrived within {args.timeout:.0f} s",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    kafka = settings.kafka
+    created = ensure_topics(
+        kafka.bootstrap_servers,
+        [kafka.input_topic, kafka.output_topic, kafka.labels_topic],
+        kafka.topic_partitions,
+        kafka.client,
+    )
+    print(f"created {created}" if created else "all topics exist")
+    return 0

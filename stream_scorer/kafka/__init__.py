@@ -1,0 +1,1 @@
+"""Thin wrappers over confluent-kafka: consume a batch, produce and check delivery, commit, topics."""

@@ -1,0 +1,126 @@
+"""The input side: a consumer-group member that polls micro-batches and commits offsets it is told to."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka import TopicPartition
+
+from stream_scorer.codec import KafkaMessage
+from stream_scorer.errors import KafkaError
+from stream_scorer.kafka.offsets import next_offsets
+
+log = logging.getLogger(__name__)
+
+
+def consumer_config(bootstrap_servers: str, group_id: str, extra: Mapping[str, str]) -> dict[str, Any]:
+    """librdkafka settings for at-least-once: no auto commit, no auto offset store."""
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        "partition.assignment.strategy": "cooperative-sticky",
+        **extra,
+    }
+
+
+class BatchConsumer:
+    """Polls batches from subscribed topics; commits processed offsets, also when partitions are revoked."""
+
+    def __init__(self, config: Mapping[str, Any], topics: Sequence[str]) -> None:
+        self._consumer = confluent_kafka.Consumer(dict(config))
+        self._pending: dict[tuple[str, int], int] = {}
+        self.assigned: set[tuple[str, int]] = set()
+        self._consumer.subscribe(
+            list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def poll_batch(self, max_events: int, timeout: float) -> list[KafkaMessage]:
+        """Up to ``max_events`` messages, waiting at most ``timeout`` seconds. Error events are logged, not returned."""
+        try:
+            messages = self._consumer.consume(num_messages=max_events, timeout=timeout)
+        except confluent_kafka.KafkaException as exc:
+            raise KafkaError(f"consume failed: {exc}") from exc
+        batch: list[KafkaMessage] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                batch.append(message)
+            elif error.fatal():
+                raise KafkaError(f"fatal consumer error: {error}")
+            else:
+                log.warning("consumer error on %s[%s]: %s", message.topic(), message.partition(), error)
+        return batch
+
+    def commit(self, messages: Sequence[KafkaMessage]) -> None:
+        """Commit ``offset + 1`` of each partition in ``messages`` synchronously.
+
+        If the commit fails because the group is rebalancing, the offsets stay pending: they are
+        tried again at the next commit or when the partition is revoked (at-least-once either way).
+        """
+        self._pending.update(next_offsets(messages))
+        self._commit_pending(None)
+
+    def _commit_pending(self, only: set[tuple[str, int]] | None) -> None:
+        todo = {k: v for k, v in self._pending.items() if only is None or k in only}
+        if not todo:
+            return
+        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in todo.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except confluent_kafka.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if error is not None and hasattr(error, "retriable") and (error.retriable() or _rebalancing(error)):
+                log.warning("commit deferred: %s", error)
+                return
+            raise KafkaError(f"commit of {len(offsets)} partition offsets failed: {exc}") from exc
+        for key, offset in todo.items():
+            if self._pending.get(key) == offset:
+                del self._pending[key]
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("assigned %s", sorted(self.assigned))
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        revoked = {(p.topic, p.partition) for p in partitions}
+        try:
+            self._commit_pending(revoked)
+        except KafkaError as exc:
+            log.warning("commit on revoke failed: %s", exc)
+        for key in revoked:
+            self._pending.pop(key, None)
+        self.assigned -= revoked
+        log.info("revoked %s", sorted(revoked))
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        lost = {(p.topic, p.partition) for p in partitions}
+        for key in lost:  # another member owns them now: committing would be wrong
+            self._pending.pop(key, None)
+        self.assigned -= lost
+        log.warning("lost %s", sorted(lost))
+
+    def committed(self, topic: str, partitions: Sequence[int], timeout: float = 10.0) -> dict[int, int]:
+        """The group's committed offsets for ``partitions`` of ``topic`` (-1001 when none)."""
+        result = self._consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
+        return {tp.partition: tp.offset for tp in result}
+
+    def close(self) -> None:
+        """Leave the group (revoking, hence committing, what is pending)."""
+        self._consumer.close()
+
+
+def _rebalancing(error: Any) -> bool:
+    code = error.code()
+    return code in (
+        confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS,
+        confluent_kafka.KafkaError.ILLEGAL_GENERATION,
+        confluent_kafka.KafkaError.UNKNOWN_MEMBER_ID,
+        confluent_kafka.KafkaError._NO_OFFSET,
+    )

@@ -1,0 +1,1 @@
+"""Metrics declared once, and the HTTP endpoint that serves them."""

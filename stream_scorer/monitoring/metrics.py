@@ -1,0 +1,146 @@
+"""Every metric of the worker, declared once, against a registry passed in.
+
+Names start with ``stream_scorer_`` and carry their unit. Labels are bounded: stage names, feature
+group names, statuses and invalid-input reasons, never an event or entity id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client.registry import CollectorRegistry
+
+from stream_scorer.monitoring.histogram import BatchHistogram
+
+STAGES = ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "flush", "commit", "batch")
+# Sub-millisecond stages need fine buckets: 20 us to 10 s.
+STAGE_BUCKETS = (
+    0.00002,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
+)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+AGE_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    6 * 3600.0,
+    86400.0,
+    2 * 86400.0,
+    7 * 86400.0,
+)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class ScorerMetrics:
+    """The worker's metrics. Construct one per registry (tests pass a fresh ``CollectorRegistry``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_consumed = Counter(
+            "stream_scorer_events_consumed", "Input messages polled from Kafka.", registry=registry
+        )
+        self.predictions_produced = Counter(
+            "stream_scorer_predictions_produced", "Predictions acknowledged by the broker.", registry=registry
+        )
+        self.decode_errors = Counter(
+            "stream_scorer_decode_errors",
+            "Input messages rejected (skipped), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "stream_scorer_batch_size_events",
+            "Messages per polled micro-batch.",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.stage_duration = Histogram(
+            "stream_scorer_stage_duration_seconds",
+            "Wall time of each stage per micro-batch.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.event_latency = BatchHistogram(
+            "stream_scorer_event_to_prediction_seconds",
+            "From the event's event_time to its prediction being acknowledged by the broker.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.feature_age = BatchHistogram(
+            "stream_scorer_feature_age_seconds",
+            "Age of served feature groups at scoring time (present ones).",
+            buckets=AGE_BUCKETS,
+            labelnames=("group",),
+            registry=registry,
+        )
+        self.feature_status = Counter(
+            "stream_scorer_feature_group_lookups",
+            "Feature group lookups by freshness status (fresh, stale, missing).",
+            ["group", "status"],
+            registry=registry,
+        )
+        self.feature_malformed = Counter(
+            "stream_scorer_feature_records_malformed",
+            "Feature records found but unreadable (served as missing).",
+            ["group"],
+            registry=registry,
+        )
+        self.predictions_imputed = Counter(
+            "stream_scorer_predictions_imputed",
+            "Predictions served with at least one imputed feature group.",
+            registry=registry,
+        )
+        self.commits = Counter(
+            "stream_scorer_commits", "Offset commits after a fully delivered batch.", registry=registry
+        )
+        self.model = Info("stream_scorer_model", "The model being served.", registry=registry)
+        self.last_batch = Gauge(
+            "stream_scorer_last_batch_timestamp_seconds",
+            "When the last batch was committed (Unix time).",
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "stream_scorer_assigned_partitions", "Input partitions assigned to this worker.", registry=registry
+        )
+
+    def observe_stages(self, seconds: Mapping[str, float]) -> None:
+        """Record one batch's stage durations."""
+        for stage, value in seconds.items():
+            self.stage_duration.labels(stage).observe(value)
+
+    def observe_freshness(
+        self, group: str, status_counts: npt.NDArray[np.intp], ages_ms: npt.NDArray[np.int64], malformed: int
+    ) -> None:
+        """Record one batch's lookups of one feature group: counts by status and ages of present rows."""
+        for status, count in zip(("fresh", "stale", "missing"), status_counts.tolist(), strict=True):
+            if count:
+                self.feature_status.labels(group, status).inc(count)
+        self.feature_age.observe_many(ages_ms[ages_ms >= 0] / 1000.0, group)
+        if malformed:
+            self.feature_malformed.labels(group).inc(malformed)

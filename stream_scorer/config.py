@@ -214,10 +214,12 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a list of tables ([[feature_groups]])")
         groups = []
         for item in value:
-            item = dict(item)
-            item["features"] = tuple(item.get("features", ()))
             groups.append(_build(FeatureGroup, item, key + "."))
         return tuple(groups)
+    if origin is tuple and typing.get_args(hint) == (str, ...):
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list of strings")
+        return tuple(str(v) for v in value)
     if origin is Literal:
         if value not in typing.get_args(hint):
             raise ConfigError(f"{key} must be one of {typing.get_args(hint)}, not {value!r}")

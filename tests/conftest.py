@@ -1,0 +1,1 @@
+"""Tests import helpers from tests/support.py."""

@@ -1,0 +1,100 @@
+"""Settings: file, environment overrides, clear errors, secrets kept out of reprs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup, load_settings
+from stream_scorer.errors import ConfigError
+
+
+def test_defaults_without_file_or_environment() -> None:
+    settings = load_settings(None, {})
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert settings.redis.url == "redis://127.0.0.1:16379/0"
+    assert settings.feature_groups == DEFAULT_FEATURE_GROUPS
+    assert (settings.schemas_dir / "transaction.avsc").exists()
+
+
+def test_file_then_environment_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        """
+model_path = "models/x"
+[kafka]
+input_topic = "tx"
+input_format = "confluent"
+schema_ids = { "5" = "transaction.avsc" }
+[kafka.client]
+"security.protocol" = "SASL_SSL"
+"sasl.password" = "hunter2"
+[batch]
+max_events = 64
+[[feature_groups]]
+name = "velocity"
+entity = "card"
+features = ["a", "b"]
+max_age_seconds = 30
+"""
+    )
+    env = {
+        "STREAM_SCORER_BATCH__MAX_EVENTS": "128",
+        "STREAM_SCORER_KAFKA__CREATE_TOPICS": "false",
+        "STREAM_SCORER_METRICS__PORT": "9999",
+        "OTHER": "ignored",
+    }
+    settings = load_settings(path, env)
+    assert settings.kafka.input_topic == "tx" and settings.kafka.input_format == "confluent"
+    assert dict(settings.kafka.schema_ids) == {"5": "transaction.avsc"}
+    assert settings.batch.max_events == 128 and settings.metrics.port == 9999
+    assert settings.kafka.create_topics is False
+    assert settings.model_path == Path("models/x")
+    assert settings.feature_groups == (
+        FeatureGroup(name="velocity", entity="card", features=("a", "b"), max_age_seconds=30),
+    )
+    assert "hunter2" not in repr(settings) and "SASL_SSL" in repr(settings)
+
+
+def test_redis_password_is_masked() -> None:
+    settings = load_settings(None, {"STREAM_SCORER_REDIS__URL": "redis://user:s3cret@host:6379/0"})
+    assert "s3cret" not in repr(settings) and "host:6379" in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAM_SCORER_KAFKA__BOOTSTRAP": "x"}, "unknown setting"),
+        ({"STREAM_SCORER_KAFKA__INPUT_FORMAT": "json"}, "must be one of"),
+        ({"STREAM_SCORER_BATCH__MAX_EVENTS": "many"}, "must be a number"),
+        ({"STREAM_SCORER_BATCH__MAX_EVENTS": "0"}, ">= 1"),
+        ({"STREAM_SCORER_KAFKA__CREATE_TOPICS": "maybe"}, "true or false"),
+        ({"STREAM_SCORER_KAFKA__CLIENT": "x"}, "table"),
+    ],
+)
+def test_bad_settings_say_what_to_fix(env, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, env)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", {})
+    (tmp_path / "bad.toml").write_text("[kafka\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(tmp_path / "bad.toml", {})
+    (tmp_path / "groups.toml").write_text(
+        '[[feature_groups]]\nname = "g"\nentity = "planet"\nfeatures = ["a"]\nmax_age_seconds = 1\n'
+    )
+    with pytest.raises(ConfigError, match="entity must be one of"):
+        load_settings(tmp_path / "groups.toml", {})
+
+
+def test_feature_group_rules() -> None:
+    with pytest.raises(ConfigError, match="identifier"):
+        FeatureGroup(name="event", entity="card", features=("a",), max_age_seconds=1)
+    with pytest.raises(ConfigError, match="without repeats"):
+        FeatureGroup(name="g", entity="card", features=("a", "a"), max_age_seconds=1)
+    with pytest.raises(ConfigError, match="max_age_seconds"):
+        FeatureGroup(name="g", entity="card", features=("a",), max_age_seconds=0)

@@ -1,0 +1,125 @@
+"""Vectorize and score: the contracts of the math (imputation, order, no mutation, batch == row by row)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_scorer.codec import to_batch
+from stream_scorer.config import FeatureGroup
+from stream_scorer.errors import ModelArtifactError
+from stream_scorer.features.freshness import assess
+from stream_scorer.features.layout import GroupValues
+from stream_scorer.model.event_features import EVENT_FEATURES, event_features
+from stream_scorer.model.score import ScoringWeights, score, score_one, sigmoid
+from stream_scorer.model.vectorize import plan_columns, vectorize
+from tests.support import small_model, transaction
+
+VELOCITY = FeatureGroup(name="velocity", entity="card", features=("a", "b", "c"), max_age_seconds=60)
+MERCHANT = FeatureGroup(name="merchant", entity="merchant", features=("x", "y"), max_age_seconds=60)
+# Deliberately not the configured order: the model's order wins.
+NAMES = ("velocity.c", "event.amount_log", "merchant.y", "velocity.a", "event.is_ecom", "merchant.x")
+
+
+def group_values(values: np.ndarray, updated: np.ndarray, present: np.ndarray) -> GroupValues:
+    return GroupValues(values=values, updated_at_ms=updated, present=present, malformed=np.zeros(len(present), bool))
+
+
+def fixture_inputs(n: int = 6):
+    rng = np.random.default_rng(3)
+    batch = to_batch(
+        [transaction(i, amount=float(rng.uniform(1, 500)), channel=("ECOM" if i % 2 else "POS")) for i in range(n)],
+        None,
+        0,
+    )
+    now = 100_000
+    velocity = group_values(rng.normal(size=(n, 3)), np.full(n, now - 1_000), np.ones(n, bool))
+    velocity.updated_at_ms[1] = now - 120_000  # stale
+    velocity.present[2] = False  # missing
+    merchant = group_values(rng.normal(size=(n, 2)), np.full(n, now), np.ones(n, bool))
+    merchant.present[4] = False
+    groups = {"velocity": velocity, "merchant": merchant}
+    freshness = {
+        g.name: assess(groups[g.name].updated_at_ms, groups[g.name].present, now, 60_000) for g in (VELOCITY, MERCHANT)
+    }
+    return batch, groups, freshness
+
+
+def test_plan_rejects_unknown_features_by_name() -> None:
+    with pytest.raises(ModelArtifactError, match=r"velocity\.zzz.*event\.nope"):
+        plan_columns(("velocity.a", "velocity.zzz", "event.nope"), [VELOCITY])
+
+
+def test_vectorize_follows_model_order_and_imputes_stale_and_missing_groups() -> None:
+    batch, groups, freshness = fixture_inputs()
+    model = small_model(NAMES)
+    plan = plan_columns(NAMES, [VELOCITY, MERCHANT])
+    events = event_features(batch)
+    matrix, imputed = vectorize(plan, events, groups, freshness, model.defaults)
+    v, m = groups["velocity"].values, groups["merchant"].values
+    assert matrix[0].tolist() == [v[0, 2], events["amount_log"][0], m[0, 1], v[0, 0], events["is_ecom"][0], m[0, 0]]
+    # Row 1 (stale velocity) and row 2 (missing velocity): velocity columns take the defaults.
+    for row in (1, 2):
+        assert matrix[row, [0, 3]].tolist() == model.defaults[[0, 3]].tolist()
+        assert matrix[row, [2, 5]].tolist() == [m[row, 1], m[row, 0]]
+    assert matrix[4, [2, 5]].tolist() == model.defaults[[2, 5]].tolist()
+    assert imputed.tolist() == [False, True, True, False, True, False]
+
+
+def test_vectorize_and_score_do_not_mutate_inputs() -> None:
+    batch, groups, freshness = fixture_inputs()
+    model = small_model(NAMES)
+    plan = plan_columns(NAMES, [VELOCITY, MERCHANT])
+    before = {k: g.values.copy() for k, g in groups.items()}
+    defaults = model.defaults.copy()
+    matrix, _ = vectorize(plan, event_features(batch), groups, freshness, model.defaults)
+    matrix_before = matrix.copy()
+    score(matrix, ScoringWeights.of(model))
+    assert all(np.array_equal(before[k], groups[k].values) for k in groups)
+    assert np.array_equal(defaults, model.defaults) and np.array_equal(matrix_before, matrix)
+
+
+def test_batch_scores_equal_row_by_row_reference() -> None:
+    rng = np.random.default_rng(5)
+    model = small_model(tuple(f"event.{f}" for f in EVENT_FEATURES), seed=9)
+    matrix = rng.normal(0, 3, size=(500, len(EVENT_FEATURES)))
+    batch = score(matrix, ScoringWeights.of(model))
+    rows = np.array([score_one(row, model) for row in matrix])
+    np.testing.assert_allclose(batch, rows, rtol=0, atol=1e-12)
+
+
+def test_probabilities_stay_in_unit_interval_for_extreme_inputs() -> None:
+    model = small_model(("event.amount_log", "event.is_ecom"))
+    matrix = np.array([[1e308, -1e308], [-1e300, 1e300], [0.0, 0.0], [1e6, 1e6]])
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = score(np.nan_to_num(matrix, posinf=1e300, neginf=-1e300), ScoringWeights.of(model))
+    assert np.all((p >= 0) & (p <= 1)) and np.isfinite(p).all()
+
+
+def test_sigmoid_is_symmetric_and_monotone() -> None:
+    z = np.linspace(-40, 40, 1001)
+    p = sigmoid(z)
+    np.testing.assert_allclose(p + sigmoid(-z), 1.0, atol=1e-15)
+    assert np.all(np.diff(p) >= 0)
+
+
+def test_event_features_of_each_channel_and_flag() -> None:
+    rows = [
+        transaction(
+            0,
+            channel="ECOM",
+            card_present=False,
+            entry_mode="ONLINE",
+            country="FR",
+            card_country="US",
+            merchant_category_code=6051,
+            amount=0.0,
+        ),
+        transaction(1, channel="ATM", card_present=True, entry_mode="MANUAL", merchant_category_code=5411),
+    ]
+    f = event_features(to_batch(rows, None, 0))
+    assert f["is_ecom"].tolist() == [1.0, 0.0] and f["is_atm"].tolist() == [0.0, 1.0]
+    assert f["card_not_present"].tolist() == [1.0, 0.0] and f["manual_entry"].tolist() == [0.0, 1.0]
+    assert f["cross_border"].tolist() == [1.0, 0.0] and f["high_risk_mcc"].tolist() == [1.0, 0.0]
+    assert f["amount_log"][0] == 0.0
+    np.testing.assert_allclose(f["hour_sin"] ** 2 + f["hour_cos"] ** 2, 1.0)

@@ -1,0 +1,208 @@
+"""The run loop with fakes: commit only after delivery, bad input skipped and counted, metrics recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream_scorer.codec import EventDecoder, decode, encode, load_schemas
+from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
+from stream_scorer.errors import DeliveryError, FeatureStoreError
+from stream_scorer.features.layout import GroupValues, pack, unpack_many
+from stream_scorer.monitoring.metrics import ScorerMetrics
+from stream_scorer.pipeline import Scorer
+from stream_scorer.synth.world import FEATURE_NAMES
+from stream_scorer.worker import BatchBounds, Worker
+from tests.support import FakeMessage, small_model, transaction
+
+SCHEMAS = load_schemas(Path(__file__).resolve().parents[2] / "schemas")
+NOW = 1_700_000_100_000
+
+
+class FakeSource:
+    def __init__(self, batches: list[list[FakeMessage]]) -> None:
+        self.batches = batches
+        self.committed: list[list[int]] = []
+
+    def poll_batch(self, max_events: int, timeout: float) -> list[FakeMessage]:
+        return self.batches.pop(0) if self.batches else []
+
+    def commit(self, messages: Sequence[FakeMessage]) -> None:
+        self.committed.append([m.offset() for m in messages])
+
+
+class FakeSink:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.produced: list[tuple[bytes | None, bytes]] = []
+        self.pending = 0
+
+    def produce(self, keys: Sequence[bytes | None], values: Sequence[bytes]) -> None:
+        self.produced.extend(zip(keys, values, strict=True))
+        self.pending += len(values)
+
+    def flush(self, timeout: float) -> int:
+        acked, self.pending = self.pending, 0
+        if self.fail:
+            raise DeliveryError("1 records to predictions were not delivered")
+        return acked
+
+
+class FakeLookup:
+    """Every entity has fresh features equal to 1.0, except card-0 whose groups are missing."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls = 0
+
+    def fetch(
+        self, groups: Sequence[FeatureGroup], ids_by_entity: Mapping[str, Sequence[str]]
+    ) -> dict[str, GroupValues]:
+        self.calls += 1
+        if self.fail:
+            raise FeatureStoreError("redis: TimeoutError")
+        out = {}
+        for g in groups:
+            blobs = [
+                None if e == "card-0" else pack([1.0] * len(g.features), NOW - 1000, g.version)
+                for e in ids_by_entity[g.entity]
+            ]
+            out[g.name] = unpack_many(blobs, len(g.features), g.version)
+        return out
+
+
+def make_worker(source, sink, lookup=None, registry=None):
+    registry = registry or CollectorRegistry()
+    scorer = Scorer(small_model(FEATURE_NAMES), DEFAULT_FEATURE_GROUPS, lookup or FakeLookup())
+    worker = Worker(
+        source=source,
+        sink=sink,
+        decoder=EventDecoder(SCHEMAS, "avro"),
+        scorer=scorer,
+        prediction_schema=SCHEMAS.prediction,
+        metrics=ScorerMetrics(registry),
+        bounds=BatchBounds(max_events=100, max_wait_seconds=0.01, flush_timeout_seconds=1),
+        clock_ms=lambda: NOW,
+    )
+    return worker, registry
+
+
+def messages(records, start_offset=0, bad_at=()):
+    out = []
+    for i, r in enumerate(records):
+        value = b"\x07garbage" if i in bad_at else encode(SCHEMAS.transaction, r)
+        out.append(FakeMessage(value, key_bytes=r["card_id"].encode(), offset_value=start_offset + i))
+    return out
+
+
+def test_each_batch_is_produced_then_committed() -> None:
+    source = FakeSource([messages([transaction(i) for i in range(10)]), messages([transaction(10)], 10)])
+    sink = FakeSink()
+    worker, registry = make_worker(source, sink)
+    assert worker.step() == 10 and worker.step() == 1 and worker.step() == 0
+    assert source.committed == [list(range(10)), [10]]
+    predictions = [decode(SCHEMAS.prediction, v) for _, v in sink.produced]
+    assert [p["event_id"] for p in predictions] == [f"evt-{i:06d}" for i in range(11)]
+    assert [k for k, _ in sink.produced][:2] == [b"card-0", b"card-1"]  # keyed by the input key
+    assert registry.get_sample_value("stream_scorer_predictions_produced_total") == 11
+    assert registry.get_sample_value("stream_scorer_events_consumed_total") == 11
+    assert registry.get_sample_value("stream_scorer_commits_total") == 2
+
+
+def test_missing_groups_are_flagged_in_the_prediction_and_counted() -> None:
+    source = FakeSource([messages([transaction(0), transaction(1)])])  # card-0 has no features
+    sink = FakeSink()
+    worker, registry = make_worker(source, sink)
+    worker.step()
+    first, second = (decode(SCHEMAS.prediction, v) for _, v in sink.produced)
+    card_groups = {g.name for g in DEFAULT_FEATURE_GROUPS if g.entity == "card"}
+    assert first["imputed"] is True and second["imputed"] is False
+    for item in first["feature_freshness"]:
+        assert item["status"] == ("MISSING" if item["group"] in card_groups else "FRESH")
+        assert (item["age_ms"] is None) == (item["group"] in card_groups)
+    assert all(i["status"] == "FRESH" and i["age_ms"] == 1000 for i in second["feature_freshness"])
+    assert (
+        registry.get_sample_value(
+            "stream_scorer_feature_group_lookups_total", {"group": "card_velocity", "status": "missing"}
+        )
+        == 1
+    )
+    assert registry.get_sample_value("stream_scorer_predictions_imputed_total") == 1
+    assert registry.get_sample_value("stream_scorer_feature_age_seconds_count", {"group": "merchant_risk"}) == 2
+
+
+def test_nothing_is_committed_when_a_delivery_fails() -> None:
+    source = FakeSource([messages([transaction(i) for i in range(3)])])
+    worker, registry = make_worker(source, FakeSink(fail=True))
+    with pytest.raises(DeliveryError):
+        worker.step()
+    assert source.committed == []
+    assert registry.get_sample_value("stream_scorer_commits_total") == 0
+
+
+def test_nothing_is_committed_when_the_feature_store_fails() -> None:
+    source = FakeSource([messages([transaction(i) for i in range(3)])])
+    sink = FakeSink()
+    worker, _ = make_worker(source, sink, FakeLookup(fail=True))
+    with pytest.raises(FeatureStoreError):
+        worker.step()
+    assert source.committed == [] and sink.produced == []
+
+
+def test_invalid_messages_are_skipped_counted_and_committed() -> None:
+    records = [transaction(i) for i in range(6)]
+    records[4] = transaction(4, amount=float("nan"))
+    source = FakeSource([messages(records, bad_at=(1, 3))])
+    sink = FakeSink()
+    worker, registry = make_worker(source, sink)
+    worker.step()
+    assert [decode(SCHEMAS.prediction, v)["event_id"] for _, v in sink.produced] == [
+        "evt-000000",
+        "evt-000002",
+        "evt-000005",
+    ]
+    assert source.committed == [[0, 1, 2, 3, 4, 5]]
+    assert registry.get_sample_value("stream_scorer_decode_errors_total", {"reason": "malformed_avro"}) == 2
+    assert registry.get_sample_value("stream_scorer_decode_errors_total", {"reason": "invalid_amount"}) == 1
+
+
+def test_a_batch_of_only_bad_messages_is_committed_without_scoring() -> None:
+    lookup = FakeLookup()
+    source = FakeSource([messages([transaction(0), transaction(1)], bad_at=(0, 1))])
+    sink = FakeSink()
+    worker, _ = make_worker(source, sink, lookup)
+    worker.step()
+    assert sink.produced == [] and lookup.calls == 0 and source.committed == [[0, 1]]
+
+
+def test_one_feature_lookup_per_batch_and_scores_are_probabilities() -> None:
+    lookup = FakeLookup()
+    source = FakeSource([messages([transaction(i) for i in range(50)])])
+    sink = FakeSink()
+    worker, registry = make_worker(source, sink, lookup)
+    worker.step()
+    assert lookup.calls == 1
+    scores = np.array([decode(SCHEMAS.prediction, v)["score"] for _, v in sink.produced])
+    assert np.all((scores >= 0) & (scores <= 1))
+    for stage in ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "flush", "commit"):
+        assert registry.get_sample_value("stream_scorer_stage_duration_seconds_count", {"stage": stage}) == 1
+
+
+def test_run_stops_when_asked() -> None:
+    import threading
+
+    stop = threading.Event()
+    source = FakeSource([messages([transaction(0)])])
+
+    class StoppingSink(FakeSink):
+        def flush(self, timeout: float) -> int:
+            stop.set()  # a stop request arrives mid-batch: the batch still finishes and commits
+            return super().flush(timeout)
+
+    worker, _ = make_worker(source, StoppingSink())
+    worker.run(stop)
+    assert source.committed == [[0]]

@@ -39,7 +39,7 @@ def test_changed_arrays_are_refused(saved) -> None:
         scale=np.ones(3),
         defaults=np.zeros(3),
     )
-    with pytest.raises(ModelArtifactError, match="arrays.npz does not match"):
+    with pytest.raises(ModelArtifactError, match=r"arrays\.npz does not match"):
         artifact.load(directory)
 
 

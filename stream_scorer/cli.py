@@ -20,6 +20,7 @@ import confluent_kafka
 from stream_scorer import wiring
 from stream_scorer.config import FeatureGroup, Settings, load_settings
 from stream_scorer.errors import ConfigError, StreamScorerError
+from stream_scorer.features.freshness import FRESH, MISSING, STALE
 from stream_scorer.kafka.admin import ensure_topics
 from stream_scorer.kafka.producer import producer_config
 from stream_scorer.model import artifact, train
@@ -247,10 +248,10 @@ def _synth_features(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         ttl_seconds=args.ttl,
     )
-    for name in summary.fresh:
+    for name in summary.status:
         print(
-            f"{name:16s} fresh {summary.fresh[name]:>7}  stale {summary.stale[name]:>6}  "
-            f"missing {summary.missing[name]:>6}"
+            f"{name:16s} fresh {summary.count(name, FRESH):>7}  stale {summary.count(name, STALE):>6}  "
+            f"missing {summary.count(name, MISSING):>6}"
         )
     return 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import confluent_kafka
@@ -33,8 +33,11 @@ def consumer_config(bootstrap_servers: str, group_id: str, extra: Mapping[str, s
 class BatchConsumer:
     """Polls batches from subscribed topics; commits processed offsets, also when partitions are revoked."""
 
-    def __init__(self, config: Mapping[str, Any], topics: Sequence[str]) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], topics: Sequence[str], on_assignment: Callable[[int], None] | None = None
+    ) -> None:
         self._consumer = confluent_kafka.Consumer(dict(config))
+        self._on_assignment = on_assignment
         self._pending: dict[tuple[str, int], int] = {}
         self.assigned: set[tuple[str, int]] = set()
         self._consumer.subscribe(
@@ -86,6 +89,7 @@ class BatchConsumer:
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in partitions}
+        self._assignment_changed()
         log.info("assigned %s", sorted(self.assigned))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -97,6 +101,7 @@ class BatchConsumer:
         for key in revoked:
             self._pending.pop(key, None)
         self.assigned -= revoked
+        self._assignment_changed()
         log.info("revoked %s", sorted(revoked))
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -104,7 +109,12 @@ class BatchConsumer:
         for key in lost:  # another member owns them now: committing would be wrong
             self._pending.pop(key, None)
         self.assigned -= lost
+        self._assignment_changed()
         log.warning("lost %s", sorted(lost))
+
+    def _assignment_changed(self) -> None:
+        if self._on_assignment is not None:
+            self._on_assignment(len(self.assigned))
 
     def committed(self, topic: str, partitions: Sequence[int], timeout: float = 10.0) -> dict[int, int]:
         """The group's committed offsets for ``partitions`` of ``topic`` (-1001 when none)."""

@@ -12,10 +12,12 @@ from typing import Any
 
 import confluent_kafka
 import numpy as np
+import numpy.typing as npt
 
 from stream_scorer.codec import Schemas, confluent_frame, encode
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import DeliveryError
+from stream_scorer.features.freshness import FRESH, MISSING, STALE
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.synth.world import FEATURE_NAMES, World, draw_labels, feature_matrix, sample_events
 
@@ -41,11 +43,12 @@ def write_history(world: World, path: Path, rows: int, *, seed: int = 11, end_ms
 
 @dataclass(frozen=True, slots=True)
 class SeedSummary:
-    """How many entities of each group were written fresh, written stale, or left missing."""
+    """Per group, each entity's seeded status (FRESH, STALE or MISSING, by entity index), and counts."""
 
-    fresh: dict[str, int]
-    stale: dict[str, int]
-    missing: dict[str, int]
+    status: dict[str, npt.NDArray[np.int8]]
+
+    def count(self, group: str, status: int) -> int:
+        return int(np.count_nonzero(self.status[group] == status))
 
 
 def seed_features(
@@ -62,7 +65,7 @@ def seed_features(
     """Write every entity's groups. A ``stale_fraction`` get an updated-at time three max-ages old; a
     ``missing_fraction`` are deleted instead of written."""
     rng = np.random.default_rng(seed)
-    summary = SeedSummary({}, {}, {})
+    summary = SeedSummary({})
     for group in groups:
         ids = getattr(world, f"{group.entity}_ids")
         n = len(ids)
@@ -76,9 +79,7 @@ def seed_features(
             group, [ids[i] for i in keep], world.group_values[group.name][keep], now_ms - age[keep], ttl_seconds
         )
         store.delete(group, [ids[i] for i in np.flatnonzero(missing)])
-        summary.fresh[group.name] = int(n - missing.sum() - stale.sum())
-        summary.stale[group.name] = int(stale.sum())
-        summary.missing[group.name] = int(missing.sum())
+        summary.status[group.name] = np.select([missing, stale], [MISSING, STALE], FRESH).astype(np.int8)
     return summary
 
 

@@ -1,0 +1,214 @@
+"""Fixtures for tests against the real local Kafka broker and redis-server that scripts/stack starts.
+
+Each test gets its own topics, consumer group and Redis key prefix, and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import pytest
+import redis
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client import CollectorRegistry
+
+from stream_scorer.codec import Schemas, decode, load_schemas
+from stream_scorer.config import BatchSettings, KafkaSettings, MetricsSettings, RedisSettings, Settings
+from stream_scorer.features.store import RedisFeatureStore
+from stream_scorer.model import artifact, train
+from stream_scorer.synth import io as synth_io
+from stream_scorer.synth.world import World, make_world
+from stream_scorer.wiring import Runtime, build_runtime
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Stack:
+    bootstrap: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    status = subprocess.run([str(REPO / "scripts" / "stack"), "status"], capture_output=True, text=True, timeout=30)
+    values = dict(line.split("=", 1) for line in status.stdout.splitlines() if "=" in line)
+    if status.returncode != 0:
+        pytest.fail(f"the local stack is down ({status.stdout.strip()}); run scripts/stack up, or use scripts/test")
+    return Stack(bootstrap=values["KAFKA_BOOTSTRAP"], redis_url=values["REDIS_URL"])
+
+
+@pytest.fixture(scope="session")
+def schemas() -> Schemas:
+    return load_schemas(REPO / "schemas", {"1": "transaction.avsc"})
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    return make_world(seed=21, n_cards=600, n_merchants=60, n_devices=700)
+
+
+@pytest.fixture(scope="session")
+def model_path(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    synth_io.write_history(world, directory / "history.csv", 6000, seed=3)
+    model = train.train(train.read_csv(directory / "history.csv"), name="fraud", version="it-1")
+    artifact.save(model, directory / "artifact")
+    return directory / "artifact"
+
+
+@pytest.fixture
+def topic_factory(stack: Stack) -> Iterator[Callable[[str, int], str]]:
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    created: list[str] = []
+
+    def make(name: str, partitions: int = 3) -> str:
+        topic = f"it-{uuid.uuid4().hex[:10]}-{name}"
+        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+        created.append(topic)
+        return topic
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created, operation_timeout=30).values():
+            future.result(30)
+
+
+@pytest.fixture
+def redis_prefix(stack: Stack) -> Iterator[str]:
+    prefix = f"it-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(stack.redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def store(stack: Stack, redis_prefix: str) -> Iterator[RedisFeatureStore]:
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=False)
+    yield RedisFeatureStore(client, redis_prefix)
+    client.close()
+
+
+@dataclass
+class Topics:
+    input: str
+    output: str
+    labels: str
+
+
+@pytest.fixture
+def topics(topic_factory: Callable[[str, int], str]) -> Topics:
+    return Topics(topic_factory("transactions", 3), topic_factory("predictions", 3), topic_factory("labels", 1))
+
+
+def make_settings(stack: Stack, topics: Topics, redis_prefix: str, model_path: Path, **kafka: Any) -> Settings:
+    """Settings for one test: its own topics, group and key prefix; metrics on a free port."""
+    return Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=stack.bootstrap,
+            input_topic=topics.input,
+            output_topic=topics.output,
+            labels_topic=topics.labels,
+            group_id=f"it-{uuid.uuid4().hex[:10]}",
+            create_topics=False,
+            **kafka,
+        ),
+        batch=BatchSettings(max_events=500, max_wait_seconds=0.05),
+        redis=RedisSettings(url=stack.redis_url, key_prefix=redis_prefix),
+        metrics=MetricsSettings(host="127.0.0.1", port=0),
+        model_path=model_path,
+        schemas_dir=REPO / "schemas",
+    )
+
+
+class RunningWorker:
+    """A worker (built by the real wiring) running in a thread until :meth:`stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.registry = CollectorRegistry()
+        self.runtime: Runtime = build_runtime(settings, self.registry)
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.runtime.worker.run(self._stop)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.runtime.metrics_server is not None
+        host, port = self.runtime.metrics_server.address
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.runtime.close()
+        if self.error is not None:
+            raise self.error
+
+
+def produce(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
+    """Produce (key, value) pairs and wait until all are acknowledged."""
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    errors: list[Any] = []
+    for key, value in items:
+        producer.produce(topic, value, key, on_delivery=lambda err, _m: err and errors.append(err))
+        producer.poll(0)
+    assert producer.flush(30) == 0 and not errors
+
+
+def read_all(bootstrap: str, topic: str, schema: Any, expect: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Every record of ``topic`` from the beginning, until ``expect`` have arrived or ``timeout``."""
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in partitions])
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(records) < expect and time.monotonic() < deadline:
+            for message in consumer.consume(500, 0.2):
+                if message.error() is None:
+                    record = decode(schema, message.value())
+                    record["_key"] = message.key()
+                    records.append(record)
+        return records
+    finally:
+        consumer.close()
+
+
+def committed_and_end(
+    bootstrap: str, group: str, topic: str, timeout: float = 20.0
+) -> tuple[dict[int, int], dict[int, int]]:
+    """The group's committed offsets and the partitions' end offsets."""
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = {
+            tp.partition: tp.offset
+            for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
+        }
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1] for p in partitions}
+        return committed, ends
+    finally:
+        consumer.close()

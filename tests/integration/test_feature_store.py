@@ -1,0 +1,118 @@
+"""The Redis feature store on a real redis-server: round trip, one round trip per batch, TTL, the CLI writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
+from stream_scorer.features.store import RedisFeatureStore
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+VELOCITY = DEFAULT_FEATURE_GROUPS[0]
+MERCHANT = DEFAULT_FEATURE_GROUPS[2]
+
+
+def mget_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+
+def test_round_trip_of_many_groups_in_one_mget(store: RedisFeatureStore, stack: Stack) -> None:
+    rng = np.random.default_rng(0)
+    cards = [f"c{i}" for i in range(300)]
+    merchants = [f"m{i}" for i in range(40)]
+    velocity = rng.normal(size=(300, len(VELOCITY.features)))
+    merchant = rng.normal(size=(40, len(MERCHANT.features)))
+    store.put_many(VELOCITY, cards[:250], velocity[:250], np.full(250, 1_000))  # 50 cards have none
+    store.put_many(MERCHANT, merchants, merchant, np.arange(40))
+    rows_cards = cards * 2
+    rows_merchants = [merchants[i % 40] for i in range(600)]
+
+    client = redis.Redis.from_url(stack.redis_url)
+    before = mget_calls(client)
+    out = store.fetch([VELOCITY, MERCHANT], {"card": rows_cards, "merchant": rows_merchants})
+    assert mget_calls(client) == before + 1
+    client.close()
+
+    v = out[VELOCITY.name]
+    assert v.present.tolist() == ([True] * 250 + [False] * 50) * 2
+    np.testing.assert_array_equal(v.values[:250], velocity[:250].astype(np.float32))
+    assert (v.values[250:300] == 0).all() and v.updated_at_ms[0] == 1_000
+    m = out[MERCHANT.name]
+    np.testing.assert_array_equal(m.values, merchant[[i % 40 for i in range(600)]].astype(np.float32))
+    assert m.updated_at_ms.tolist() == [i % 40 for i in range(600)]
+
+
+def test_a_group_version_change_reads_as_missing_and_malformed(store: RedisFeatureStore) -> None:
+    store.put(VELOCITY, "c1", [1, 2, 3, 4], 5)
+    bumped = FeatureGroup(name=VELOCITY.name, entity="card", features=VELOCITY.features, max_age_seconds=60, version=2)
+    out = store.fetch([bumped], {"card": ["c1"]})[VELOCITY.name]
+    assert out.present.tolist() == [False] and out.malformed.tolist() == [True]
+
+
+def test_ttl_and_validation(store: RedisFeatureStore, stack: Stack) -> None:
+    store.put(VELOCITY, "c-ttl", [1, 2, 3, 4], 5, ttl_seconds=30)
+    client = redis.Redis.from_url(stack.redis_url)
+    ttl = client.pttl(store.key(VELOCITY, "c-ttl"))
+    client.close()
+    assert 0 < ttl <= 30_000
+    with pytest.raises(ValueError, match="shape"):
+        store.put(VELOCITY, "c", [1, 2], 5)
+    with pytest.raises(ValueError, match="finite"):
+        store.put(VELOCITY, "c", [1, 2, 3, float("nan")], 5)
+
+
+def cli(stack: Stack, prefix: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STREAM_SCORER_REDIS__URL": stack.redis_url, "STREAM_SCORER_REDIS__KEY_PREFIX": prefix}
+    return subprocess.run(
+        [sys.executable, "-m", "stream_scorer", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_features_put_cli_writes_by_name_and_refuses_bad_lines(
+    store: RedisFeatureStore, stack: Stack, redis_prefix: str
+) -> None:
+    ok = cli(
+        stack,
+        redis_prefix,
+        "features",
+        "put",
+        "--group",
+        "merchant_risk",
+        "--entity-id",
+        "m-7",
+        "--values",
+        "txn_count_24h=120, fraud_rate_30d=0.01, refund_rate_30d=0.05",
+    )
+    assert ok.returncode == 0, ok.stderr
+    out = store.fetch([MERCHANT], {"merchant": ["m-7"]})[MERCHANT.name]
+    np.testing.assert_allclose(out.values[0], [0.01, 0.05, 120.0], rtol=1e-6)  # stored in the group's order
+    assert abs(out.updated_at_ms[0] - time.time() * 1000) < 60_000
+
+    lines = "\n".join(
+        [
+            json.dumps({"group": "card_profile", "entity_id": "c-9", "values": [100, 50.5, 0], "updated_at_ms": 42}),
+            json.dumps({"group": "card_profile", "entity_id": "c-10", "values": [1, 2]}),
+        ]
+    )
+    bad = cli(stack, redis_prefix, "features", "put", "--file", "-", stdin=lines)
+    assert bad.returncode == 2 and "line 2" in bad.stderr and "takes 3 values" in bad.stderr
+    # Nothing from a rejected file was written, not even its good lines.
+    assert not store.fetch([DEFAULT_FEATURE_GROUPS[1]], {"card": ["c-9"]})["card_profile"].present[0]
+
+    for args in (
+        ["--group", "nope", "--entity-id", "x", "--values", "1"],
+        ["--group", "card_profile", "--entity-id", "x", "--values", "1,2,inf"],
+    ):
+        result = cli(stack, redis_prefix, "features", "put", *args)
+        assert result.returncode == 2 and "nothing was written" in result.stderr

@@ -21,7 +21,6 @@ from stream_scorer import wiring
 from stream_scorer.config import FeatureGroup, Settings, load_settings
 from stream_scorer.errors import ConfigError, StreamScorerError
 from stream_scorer.features.freshness import FRESH, MISSING, STALE
-from stream_scorer.kafka.admin import ensure_topics
 from stream_scorer.kafka.producer import producer_config
 from stream_scorer.model import artifact, train
 from stream_scorer.synth import io as synth_io
@@ -302,12 +301,6 @@ def _watch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    kafka = settings.kafka
-    created = ensure_topics(
-        kafka.bootstrap_servers,
-        [kafka.input_topic, kafka.output_topic, kafka.labels_topic],
-        kafka.topic_partitions,
-        kafka.client,
-    )
+    created = wiring.ensure_configured_topics(settings)
     print(f"created {created}" if created else "all topics exist")
     return 0

@@ -92,6 +92,7 @@ class KafkaSettings:
     schema_ids: Mapping[str, str] = field(default_factory=lambda: {"1": "transaction.avsc"})
     create_topics: bool = True
     topic_partitions: int = 4
+    topic_replication_factor: int = 1
     # Extra librdkafka settings, passed through unchanged (security.protocol, sasl.*, ssl.* ...).
     client: Mapping[str, str] = field(default_factory=dict)
 

@@ -43,6 +43,18 @@ def schemas(settings: Settings) -> Schemas:
     return load_schemas(settings.schemas_dir, settings.kafka.schema_ids)
 
 
+def ensure_configured_topics(settings: Settings) -> list[str]:
+    """Create the input, output and labels topics if missing; returns those created."""
+    kafka = settings.kafka
+    return ensure_topics(
+        kafka.bootstrap_servers,
+        [kafka.input_topic, kafka.output_topic, kafka.labels_topic],
+        kafka.topic_partitions,
+        kafka.client,
+        replication_factor=kafka.topic_replication_factor,
+    )
+
+
 @dataclass
 class Runtime:
     """A worker and the clients it owns; :meth:`close` releases them in order."""
@@ -81,12 +93,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     )
     kafka = settings.kafka
     if kafka.create_topics:
-        created = ensure_topics(
-            kafka.bootstrap_servers,
-            [kafka.input_topic, kafka.output_topic, kafka.labels_topic],
-            kafka.topic_partitions,
-            kafka.client,
-        )
+        created = ensure_configured_topics(settings)
         if created:
             log.info("created topics %s", created)
     consumer = BatchConsumer(

@@ -11,7 +11,12 @@ from stream_scorer.errors import KafkaError
 
 
 def ensure_topics(
-    bootstrap_servers: str, topics: Sequence[str], partitions: int, extra: Mapping[str, str], timeout: float = 30.0
+    bootstrap_servers: str,
+    topics: Sequence[str],
+    partitions: int,
+    extra: Mapping[str, str],
+    replication_factor: int = 1,
+    timeout: float = 30.0,
 ) -> list[str]:
     """Create each topic of ``topics`` that does not exist yet. Returns the ones created."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, **extra})
@@ -22,7 +27,9 @@ def ensure_topics(
     missing = [t for t in dict.fromkeys(topics) if t not in existing]
     if not missing:
         return []
-    futures = admin.create_topics([NewTopic(t, partitions, 1) for t in missing], operation_timeout=timeout)
+    futures = admin.create_topics(
+        [NewTopic(t, partitions, replication_factor) for t in missing], operation_timeout=timeout
+    )
     created = []
     for topic, future in futures.items():
         try:

@@ -158,3 +158,26 @@ def test_missing_or_broken_schema_file_is_a_schema_error(tmp_path: Path) -> None
     (tmp_path / "transaction.avsc").write_text('{"type": "record", "name": "X", "fields": [{"name": "a"}]}')
     with pytest.raises(SchemaError, match="does not parse"):
         load_schemas(tmp_path)
+
+
+@pytest.mark.parametrize("input_format", ["avro", "confluent"])
+def test_random_and_corrupted_bytes_only_ever_raise_invalid_event_error(schemas, input_format) -> None:
+    from stream_scorer.errors import InvalidEventError
+
+    rng = np.random.default_rng(7)
+    good = encode(schemas.transaction, transaction(3))
+    if input_format == "confluent":
+        good = confluent_frame(1, good)
+    decoder = EventDecoder(schemas, input_format)
+    for i in range(3000):
+        if i % 3 == 0:
+            value = bytes(rng.integers(0, 256, int(rng.integers(1, 80)), dtype=np.uint8))
+        else:
+            corrupted = bytearray(good)
+            for _ in range(int(rng.integers(1, 4))):
+                corrupted[int(rng.integers(0, len(corrupted)))] = int(rng.integers(0, 256))
+            value = bytes(corrupted[: int(rng.integers(1, len(corrupted) + 1))] if i % 3 == 2 else corrupted)
+        try:
+            decoder.decode_one(value)
+        except InvalidEventError as exc:
+            assert exc.reason in ("malformed_avro", "trailing_bytes", "bad_magic_byte", "unknown_schema_id")

@@ -21,9 +21,11 @@ def main(url: str) -> None:
         total = samples.get(("stream_scorer_stage_duration_seconds_sum", (("stage", stage),)), 0.0)
         if batches and events:
             print(f"{stage:10s} {1000 * total / batches:9.3f} {1e6 * total / events:9.2f}")
-    print(f"events {events:.0f} in {batches:.0f} batches (mean {events / max(batches, 1):.0f} per batch); "
-          f"predictions {samples.get(('stream_scorer_predictions_produced_total', ()), 0.0):.0f}; "
-          f"imputed {samples.get(('stream_scorer_predictions_imputed_total', ()), 0.0):.0f}")
+    print(
+        f"events {events:.0f} in {batches:.0f} batches (mean {events / max(batches, 1):.0f} per batch); "
+        f"predictions {samples.get(('stream_scorer_predictions_produced_total', ()), 0.0):.0f}; "
+        f"imputed {samples.get(('stream_scorer_predictions_imputed_total', ()), 0.0):.0f}"
+    )
 
 
 if __name__ == "__main__":

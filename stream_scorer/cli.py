@@ -177,10 +177,19 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _features_put(args: argparse.Namespace, settings: Settings) -> int:
     if args.file is not None:
-        stream = sys.stdin if str(args.file) == "-" else args.file.open()
-        lines = [line for line in stream if line.strip()]
+        try:
+            text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"features put: cannot read {args.file}: {exc}", file=sys.stderr)
+            return 2
+        lines = [line for line in text.splitlines() if line.strip()]
     elif args.group and args.entity_id and args.values:
-        lines = [json.dumps({"group": args.group, "entity_id": args.entity_id, "values": _parse_values(args.values)})]
+        try:
+            values = _parse_values(args.values)
+        except ValueError as exc:
+            print(f"features put: --values takes numbers or name=number pairs: {exc}", file=sys.stderr)
+            return 2
+        lines = [json.dumps({"group": args.group, "entity_id": args.entity_id, "values": values})]
     else:
         print("features put: give --group, --entity-id and --values, or --file", file=sys.stderr)
         return 2
@@ -188,7 +197,7 @@ def _features_put(args: argparse.Namespace, settings: Settings) -> int:
     parsed = []
     for number, line in enumerate(lines, 1):
         try:
-            parsed.append(_feature_write(json.loads(line), settings, args.updated_at_ms or now_ms))
+            parsed.append(_feature_write(json.loads(line), settings, now_ms, args.updated_at_ms))
         except (ValueError, KeyError, TypeError, ConfigError) as exc:
             print(f"features put: line {number}: {exc}; nothing was written", file=sys.stderr)
             return 2
@@ -199,7 +208,9 @@ def _features_put(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _feature_write(write: Any, settings: Settings, default_time_ms: int) -> tuple[FeatureGroup, str, list[float], int]:
+def _feature_write(
+    write: Any, settings: Settings, now_ms: int, default_time_ms: int | None
+) -> tuple[FeatureGroup, str, list[float], int]:
     """Validate one write: the group exists, values name (or list) exactly its features, all finite."""
     if not isinstance(write, dict) or not {"group", "entity_id", "values"} <= set(write):
         raise ValueError('each write needs "group", "entity_id" and "values"')
@@ -216,7 +227,10 @@ def _feature_write(write: Any, settings: Settings, default_time_ms: int) -> tupl
         raise ValueError("feature values must be finite")
     if not str(write["entity_id"]):
         raise ValueError("entity_id is empty")
-    return group, str(write["entity_id"]), numbers, int(write.get("updated_at_ms") or default_time_ms)
+    updated_at_ms = int(write.get("updated_at_ms") or default_time_ms or now_ms)
+    if not 0 <= updated_at_ms <= now_ms + 3_600_000:
+        raise ValueError(f"updated_at_ms {updated_at_ms} is not epoch milliseconds within an hour of now")
+    return group, str(write["entity_id"]), numbers, updated_at_ms
 
 
 def _parse_values(text: str) -> list[float] | dict[str, float]:
@@ -257,7 +271,7 @@ def _synth_features(args: argparse.Namespace, settings: Settings) -> int:
 
 def _synth_publish(args: argparse.Namespace, settings: Settings) -> int:
     kafka = settings.kafka
-    producer = confluent_kafka.Producer(producer_config(kafka.bootstrap_servers, kafka.client))
+    producer = confluent_kafka.Producer(producer_config(kafka.bootstrap_servers, kafka.librdkafka()))
     sent = synth_io.publish(
         _world(args),
         producer,
@@ -288,7 +302,7 @@ def _watch(args: argparse.Namespace, settings: Settings) -> int:
         since_ms=since,
         expect=args.expect,
         timeout_seconds=args.timeout,
-        extra=dict(settings.kafka.client),
+        extra=settings.kafka.librdkafka(),
     )
     print(stats.summary())
     if stats.count < args.expect:

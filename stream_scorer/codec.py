@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import fastavro
 import numpy as np
+from fastavro.read import SchemaResolutionError
 
 from stream_scorer.batch import EventBatch
 from stream_scorer.errors import InvalidEventError, SchemaError
@@ -34,12 +35,15 @@ _CONFLUENT_HEADER = struct.Struct(">bI")
 # Reasons an input message is rejected; a fixed set, used as a metric label.
 INVALID_REASONS = (
     "empty_value",
+    "oversized",
     "bad_magic_byte",
     "unknown_schema_id",
+    "incompatible_schema",
     "malformed_avro",
     "trailing_bytes",
     "missing_entity_id",
     "invalid_amount",
+    "event_time_in_future",
 )
 
 
@@ -51,6 +55,7 @@ class KafkaMessage(Protocol):
     def topic(self) -> str | None: ...
     def partition(self) -> int | None: ...
     def offset(self) -> int | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,33 +97,61 @@ def _without_logical_types(schema: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class InvalidMessage:
+    """A rejected message and why; the dead-letter topic gets both."""
+
+    message: KafkaMessage
+    error: InvalidEventError
+
+
+@dataclass(frozen=True, slots=True)
 class DecodeResult:
-    """The valid events as a batch, and one error per message that was rejected."""
+    """The valid events as a batch, the rejected messages, and per polled message whether it was valid."""
 
     batch: EventBatch
-    invalid: list[InvalidEventError]
+    invalid: list[InvalidMessage]
+    valid_flags: list[bool]
 
 
 class EventDecoder:
-    """Decodes transaction messages in the configured framing."""
+    """Decodes and validates transaction messages in the configured framing."""
 
-    def __init__(self, schemas: Schemas, input_format: Literal["avro", "confluent"]) -> None:
+    def __init__(
+        self,
+        schemas: Schemas,
+        input_format: Literal["avro", "confluent"],
+        *,
+        max_message_bytes: int = 65536,
+        max_future_ms: int = 300_000,
+        sensitive_fields: Sequence[str] = (),
+    ) -> None:
         self._schemas = schemas
         self._confluent = input_format == "confluent"
+        self._max_bytes = max_message_bytes
+        self._max_future_ms = max_future_ms
+        self._sensitive = frozenset(sensitive_fields)
 
     def decode_one(self, value: bytes | None) -> dict[str, Any]:
         """Decode one message value into a record dict; raise :class:`InvalidEventError` if it is bad."""
+        return self._decode_framed(value)[0]
+
+    def _decode_framed(self, value: bytes | None) -> tuple[dict[str, Any], int | None]:
         if not value:
             raise InvalidEventError("empty_value", "message has no value")
+        if len(value) > self._max_bytes:
+            raise InvalidEventError("oversized", f"{len(value)} bytes, over the {self._max_bytes}-byte limit")
         writer = self._schemas.transaction
         start = 0
+        schema_id = None
         if self._confluent:
             if len(value) < _CONFLUENT_HEADER.size or value[0] != CONFLUENT_MAGIC:
                 raise InvalidEventError("bad_magic_byte", f"expected Confluent magic byte 0, got {value[0]}")
             _, schema_id = _CONFLUENT_HEADER.unpack_from(value)
             found = self._schemas.writers_by_id.get(schema_id)
             if found is None:
-                raise InvalidEventError("unknown_schema_id", f"schema id {schema_id} is not configured")
+                raise InvalidEventError(
+                    "unknown_schema_id", f"schema id {schema_id} is not configured", schema_id=schema_id
+                )
             writer, start = found, _CONFLUENT_HEADER.size
         stream = io.BytesIO(value)
         stream.seek(start)
@@ -126,42 +159,78 @@ class EventDecoder:
             # Resolution against the reader schema only when the writer schema is another one.
             reader = None if writer is self._schemas.transaction else self._schemas.transaction
             record = typing.cast(dict[str, Any], fastavro.schemaless_reader(stream, writer, reader))
+        except SchemaResolutionError as exc:
+            raise InvalidEventError("incompatible_schema", str(exc)[:200], schema_id=schema_id) from exc
         except (EOFError, ValueError, IndexError, UnicodeDecodeError, TypeError, KeyError, struct.error) as exc:
-            raise InvalidEventError("malformed_avro", f"{type(exc).__name__}: {exc}"[:200]) from exc
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            raise InvalidEventError("malformed_avro", detail, schema_id=schema_id) from exc
         if stream.tell() != len(value):
-            raise InvalidEventError("trailing_bytes", f"{len(value) - stream.tell()} bytes after the record")
-        return record
+            raise InvalidEventError(
+                "trailing_bytes", f"{len(value) - stream.tell()} bytes after the record", schema_id=schema_id
+            )
+        return record, schema_id
 
     def decode(self, messages: Sequence[KafkaMessage], consumed_at_ms: int) -> DecodeResult:
         """Decode and validate a micro-batch; bad messages are returned as errors, never raised."""
         records: list[dict[str, Any]] = []
         origin: list[KafkaMessage] = []
-        invalid: list[InvalidEventError] = []
-        for message in messages:
+        invalid: list[InvalidMessage] = []
+        valid_flags = [True] * len(messages)
+        positions: list[int] = []
+        schema_ids: list[int | None] = []
+        for position, message in enumerate(messages):
             try:
-                records.append(self.decode_one(message.value()))
+                record, schema_id = self._decode_framed(message.value())
+                records.append(record)
+                schema_ids.append(schema_id)
                 origin.append(message)
+                positions.append(position)
             except InvalidEventError as exc:
-                invalid.append(_located(exc, message))
-        problems = validate_records(records)
+                invalid.append(InvalidMessage(message, _located(exc, message)))
+                valid_flags[position] = False
+        problems = validate_records(records, consumed_at_ms + self._max_future_ms, self._sensitive)
         if problems:
-            invalid.extend(_located(err, origin[i]) for i, err in problems.items())
+            for i, err in problems.items():
+                err.schema_id = schema_ids[i]
+                invalid.append(InvalidMessage(origin[i], _located(err, origin[i])))
+                valid_flags[positions[i]] = False
             keep = [i for i in range(len(records)) if i not in problems]
             records = [records[i] for i in keep]
             origin = [origin[i] for i in keep]
-        return DecodeResult(batch=to_batch(records, origin, consumed_at_ms), invalid=invalid)
+        return DecodeResult(batch=to_batch(records, origin, consumed_at_ms), invalid=invalid, valid_flags=valid_flags)
 
 
-def validate_records(records: Sequence[Mapping[str, Any]]) -> dict[int, InvalidEventError]:
-    """Check what Avro cannot: entity ids present, amounts finite and not negative. Index -> error."""
+ENTITY_FIELDS = ("event_id", "card_id", "merchant_id", "device_id")
+
+
+def validate_records(
+    records: Sequence[Mapping[str, Any]], latest_event_time_ms: int, sensitive: frozenset[str] = frozenset()
+) -> dict[int, InvalidEventError]:
+    """Check what Avro cannot: entity ids present, amounts finite and not negative, event time not too far
+    ahead. Index -> error. Values of ``sensitive`` fields are masked in the error text."""
     problems: dict[int, InvalidEventError] = {}
     for i, r in enumerate(records):
         if not (r["event_id"] and r["card_id"] and r["merchant_id"] and r["device_id"]):
-            empty = [k for k in ("event_id", "card_id", "merchant_id", "device_id") if not r[k]]
+            empty = [k for k in ENTITY_FIELDS if not r[k]]
             problems[i] = InvalidEventError("missing_entity_id", f"empty {', '.join(empty)}")
         elif not (math.isfinite(r["amount"]) and r["amount"] >= 0):
-            problems[i] = InvalidEventError("invalid_amount", "amount must be finite and >= 0")
+            shown = mask("amount", r["amount"], sensitive)
+            problems[i] = InvalidEventError("invalid_amount", f"amount={shown} must be finite and >= 0")
+        elif r["event_time"] > latest_event_time_ms:
+            ahead = (r["event_time"] - latest_event_time_ms) / 1000.0
+            problems[i] = InvalidEventError(
+                "event_time_in_future", f"event_time is {ahead:.0f} s past the allowed skew"
+            )
     return problems
+
+
+def mask(field: str, value: Any, sensitive: frozenset[str]) -> str:
+    """A field's value for a log line or header: ``***`` when the field is sensitive.
+
+    >>> mask("card_id", "4111-1111", frozenset({"card_id"})), mask("amount", 12.5, frozenset({"card_id"}))
+    ('***', '12.5')
+    """
+    return "***" if field in sensitive else str(value)
 
 
 def _located(exc: InvalidEventError, message: KafkaMessage) -> InvalidEventError:
@@ -171,6 +240,7 @@ def _located(exc: InvalidEventError, message: KafkaMessage) -> InvalidEventError
         topic=message.topic() or "",
         partition=_int(message.partition()),
         offset=_int(message.offset()),
+        schema_id=exc.schema_id,
     )
     located.__cause__ = exc.__cause__
     return located
@@ -231,6 +301,9 @@ class _NoMessage:
 
     def offset(self) -> int | None:
         return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0)
 
 
 def encode(schema: Any, record: Mapping[str, Any]) -> bytes:

@@ -25,6 +25,7 @@ ENV_PREFIX = "STREAM_SCORER_"
 ENTITIES = ("card", "merchant", "device")
 Entity = Literal["card", "merchant", "device"]
 InputFormat = Literal["avro", "confluent"]
+DeliveryMode = Literal["at_least_once", "exactly_once"]
 
 _REPO_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -93,15 +94,32 @@ class KafkaSettings:
     create_topics: bool = True
     topic_partitions: int = 4
     topic_replication_factor: int = 1
+    dead_letter_topic: str = "transactions.dlq"
+    delivery: DeliveryMode = "at_least_once"
+    # Exactly-once: transactional.id = "<prefix>-<worker_slot>", stable across restarts of the same slot so
+    # that a restarted worker fences its predecessor at once.
+    transactional_id_prefix: str = "stream-scorer"
+    worker_slot: int = 0
     # Extra librdkafka settings, passed through unchanged (security.protocol, sasl.*, ssl.* ...).
     client: Mapping[str, str] = field(default_factory=dict)
+    # librdkafka settings whose values are secrets, each read from "env:NAME" or "file:/path" when the
+    # clients are built, e.g. {"sasl.password" = "file:/run/secrets/kafka_password"}.
+    client_secrets: Mapping[str, str] = field(default_factory=dict)
+
+    def librdkafka(self) -> dict[str, str]:
+        """The pass-through settings with the secrets resolved (never log the result)."""
+        return {
+            **self.client,
+            **{k: resolve_secret(ref, f"kafka.client_secrets.{k}") for k, ref in self.client_secrets.items()},
+        }
 
     def __repr__(self) -> str:  # librdkafka settings may carry passwords and keys
         shown = {k: ("***" if _is_secret(k) else v) for k, v in self.client.items()}
+        shown |= {k: f"<{v.partition(':')[0]}>" for k, v in self.client_secrets.items()}
         return (
             f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, input_topic={self.input_topic!r}, "
             f"output_topic={self.output_topic!r}, group_id={self.group_id!r}, "
-            f"input_format={self.input_format!r}, client={shown!r})"
+            f"input_format={self.input_format!r}, delivery={self.delivery!r}, client={shown!r})"
         )
 
 
@@ -109,17 +127,44 @@ class KafkaSettings:
 class BatchSettings:
     max_events: int = 1000
     max_wait_seconds: float = 0.1
-    flush_timeout_seconds: float = 30.0
+    # How long a batch may wait for its acknowledgements; it should cover a broker restart.
+    flush_timeout_seconds: float = 120.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidationSettings:
+    """What makes an input message invalid beyond its schema, and when to stop altogether."""
+
+    max_message_bytes: int = 65536
+    max_future_seconds: float = 300.0
+    # Values of these fields never appear in logs or dead-letter headers.
+    sensitive_fields: tuple[str, ...] = ("card_id", "device_id", "ip_address")
+    # Stop (without committing) when this many messages in a row are invalid...
+    max_consecutive_invalid: int = 500
+    # ...or when more than this share of the last `window_messages` messages were invalid.
+    max_invalid_ratio: float = 0.5
+    window_messages: int = 2000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RedisSettings:
     url: str = "redis://127.0.0.1:16379/0"
     key_prefix: str = "ssf"
-    socket_timeout_seconds: float = 2.0
+    socket_timeout_seconds: float = 0.5
+    # Redis 6 ACL user, and its password as "env:NAME" or "file:/path" (for TLS use a rediss:// URL).
+    username: str = ""
+    password: str = ""
+    ssl_ca_certs: Path | None = None
+    # Circuit breaker: after this many failed calls in a row, stop calling Redis for `breaker_reset_seconds`
+    # and serve predictions with imputed features (status UNAVAILABLE); then try one call again.
+    breaker_failures: int = 3
+    breaker_reset_seconds: float = 5.0
 
     def __repr__(self) -> str:  # the URL may carry a password
-        return f"RedisSettings(url={_mask_url(self.url)!r}, key_prefix={self.key_prefix!r})"
+        return (
+            f"RedisSettings(url={_mask_url(self.url)!r}, key_prefix={self.key_prefix!r}, "
+            f"username={self.username!r}, password={'***' if self.password else ''!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,6 +180,7 @@ class Settings:
 
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     feature_groups: tuple[FeatureGroup, ...] = DEFAULT_FEATURE_GROUPS
@@ -149,6 +195,25 @@ class Settings:
             raise ConfigError("batch.max_wait_seconds must be > 0")
         if self.kafka.topic_partitions < 1:
             raise ConfigError("kafka.topic_partitions must be >= 1")
+        if self.kafka.worker_slot < 0:
+            raise ConfigError("kafka.worker_slot must be >= 0")
+        v = self.validation
+        if not 0.0 < v.max_invalid_ratio <= 1.0 or v.window_messages < 1 or v.max_consecutive_invalid < 1:
+            raise ConfigError(
+                "validation: max_invalid_ratio must be in (0, 1], window_messages and max_consecutive_invalid >= 1"
+            )
+        if v.max_message_bytes < 1 or v.max_future_seconds < 0:
+            raise ConfigError("validation: max_message_bytes must be >= 1 and max_future_seconds >= 0")
+        if self.batch.flush_timeout_seconds <= 0:
+            raise ConfigError("batch.flush_timeout_seconds must be > 0")
+        if not 0 <= self.metrics.port <= 65535:
+            raise ConfigError(f"metrics.port must be in 0..65535 (0 picks a free port), not {self.metrics.port}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {self.log_level!r}")
+        if not self.redis.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("redis.url must start with redis://, rediss:// (TLS) or unix://")
+        if self.redis.breaker_failures < 1 or self.redis.breaker_reset_seconds <= 0:
+            raise ConfigError("redis: breaker_failures must be >= 1 and breaker_reset_seconds > 0")
         names = [g.name for g in self.feature_groups]
         if len(set(names)) != len(names):
             raise ConfigError(f"feature group names repeat: {names}")
@@ -208,6 +273,9 @@ def _build(cls: type[Any], raw: Mapping[str, Any], where: str) -> Any:
 
 def _convert(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value in ("", None) else _convert(inner[0], value, key)
     if dataclasses.is_dataclass(hint):
         return _build(typing.cast(type[Any], hint), value, key + ".")
     if origin is tuple and typing.get_args(hint)[0] is FeatureGroup:
@@ -243,10 +311,29 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{key} must be a number, not {value!r}") from exc
     if hint is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a path (a string), not {value!r}")
         return Path(value)
     if hint is str:
-        return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, not {value!r}")
+        return value
     raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def resolve_secret(reference: str, what: str) -> str:
+    """Read a secret given as ``env:NAME`` or ``file:/path``; the error names the source, never a value."""
+    kind, _, where = reference.partition(":")
+    if kind == "env":
+        if where not in os.environ:
+            raise ConfigError(f"{what}: environment variable {where} is not set")
+        return os.environ[where]
+    if kind == "file":
+        try:
+            return Path(where).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read secret file {where}: {exc.strerror}") from exc
+    raise ConfigError(f'{what}: a secret must be given as "env:NAME" or "file:/path"')
 
 
 def _is_secret(key: str) -> bool:

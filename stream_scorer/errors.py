@@ -8,11 +8,17 @@
      ├── ModelArtifactError      fatal at startup: artifact missing, checksum mismatch, features unknown
      ├── TrainingError           the dataset cannot produce a model (empty, one class, bad column)
      ├── InvalidEventError       poison input: one message cannot be decoded or validated.
-     │                           Policy: counted, logged without its payload, skipped.
-     ├── FeatureStoreError       transient: Redis unreachable or too slow. Policy: the batch is not
-     │                           committed and the worker stops; a restart resumes from the last commit.
-     └── KafkaError              a Kafka client call failed (consume, produce, commit, admin)
-          └── DeliveryError      a produced record was not acknowledged; the batch is not committed
+     │                           Policy: sent to the dead-letter topic with its reason, counted, and the
+     │                           worker moves on.
+     ├── InvalidInputRateError   fatal: too many invalid messages in a row or in a window (a schema
+     │                           change upstream?). Policy: stop without committing the batch.
+     ├── FeatureStoreError       transient: Redis unreachable or too slow. Policy: retried once, then
+     │                           the batch is scored with imputed features (status UNAVAILABLE) and a
+     │                           circuit breaker stops calling Redis for a while.
+     └── KafkaError              a Kafka client call failed (consume, produce, commit, admin): fatal
+          ├── DeliveryError      a produced record was not acknowledged; the batch is not committed
+          └── BatchAborted       exactly-once: the batch's transaction was aborted; the consumer was
+                                 rewound to the committed offsets and the worker goes on
 
 Third-party exceptions are translated where they cross into our code, with ``raise ... from exc``.
 """
@@ -47,13 +53,27 @@ class InvalidEventError(StreamScorerError):
     names the topic, partition and offset but never the payload.
     """
 
-    def __init__(self, reason: str, detail: str, *, topic: str = "", partition: int = -1, offset: int = -1):
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        topic: str = "",
+        partition: int = -1,
+        offset: int = -1,
+        schema_id: int | None = None,
+    ):
         self.reason = reason
         self.detail = detail
         self.topic = topic
         self.partition = partition
         self.offset = offset
+        self.schema_id = schema_id
         super().__init__(f"{topic}[{partition}]@{offset}: {reason}: {detail}")
+
+
+class InvalidInputRateError(StreamScorerError):
+    """Too many invalid input messages: the worker stops rather than dead-letter a whole topic."""
 
 
 class FeatureStoreError(StreamScorerError):
@@ -66,3 +86,7 @@ class KafkaError(StreamScorerError):
 
 class DeliveryError(KafkaError):
     """At least one produced record was not acknowledged by the broker."""
+
+
+class BatchAborted(KafkaError):
+    """Exactly-once: the batch's transaction was aborted and the consumer rewound; nothing was committed."""

@@ -57,7 +57,11 @@ class Scorer:
         fetched = time.perf_counter()
         freshness = {
             g.name: assess(
-                group_values[g.name].updated_at_ms, group_values[g.name].present, now_ms, int(g.max_age_seconds * 1000)
+                group_values[g.name].updated_at_ms,
+                group_values[g.name].present,
+                now_ms,
+                int(g.max_age_seconds * 1000),
+                group_values[g.name].available,
             )
             for g in groups
         }  # freshness
@@ -115,5 +119,5 @@ def prediction_records(scored: ScoredBatch, model: LogisticModel) -> list[dict[s
 
 
 def status_counts(scored: ScoredBatch) -> dict[str, np.ndarray[Any, np.dtype[np.intp]]]:
-    """Per group, how many rows were FRESH, STALE and MISSING (in that order)."""
-    return {name: np.bincount(f.status, minlength=3) for name, f in scored.freshness.items()}
+    """Per group, how many rows were FRESH, STALE, MISSING and UNAVAILABLE (in that order)."""
+    return {name: np.bincount(f.status, minlength=4) for name, f in scored.freshness.items()}

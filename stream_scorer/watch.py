@@ -14,6 +14,7 @@ import numpy as np
 from confluent_kafka import TopicPartition
 
 from stream_scorer.codec import decode
+from stream_scorer.errors import KafkaError
 
 
 @dataclass
@@ -107,9 +108,14 @@ def watch(
         }
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        partitions = [TopicPartition(topic, p, since_ms) for p in metadata.topics[topic].partitions]
-        consumer.assign(consumer.offsets_for_times(partitions, timeout=10))
+        try:
+            metadata = consumer.list_topics(topic, timeout=10)
+            partitions = [TopicPartition(topic, p, since_ms) for p in metadata.topics[topic].partitions]
+            if not partitions:
+                raise KafkaError(f"topic {topic} does not exist (stream-scorer topics creates it)")
+            consumer.assign(consumer.offsets_for_times(partitions, timeout=10))
+        except confluent_kafka.KafkaException as exc:
+            raise KafkaError(f"cannot read {topic} from {bootstrap_servers}: {exc}") from exc
         stats = PredictionStats()
         deadline = time.monotonic() + timeout_seconds
         next_report = time.monotonic() + 1.0

@@ -5,31 +5,44 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import confluent_kafka
 import redis
 from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, Schemas, load_schemas
-from stream_scorer.config import RedisSettings, Settings
+from stream_scorer.config import RedisSettings, Settings, resolve_secret
+from stream_scorer.errors import ConfigError
+from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.store import RedisFeatureStore
+from stream_scorer.guard import InvalidInputGuard
 from stream_scorer.kafka.admin import ensure_topics
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
+from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
 from stream_scorer.model import artifact
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.monitoring.server import MetricsServer
 from stream_scorer.pipeline import Scorer
-from stream_scorer.worker import BatchBounds, Worker
+from stream_scorer.worker import BatchBounds, Topics, Worker
 
 log = logging.getLogger(__name__)
 
 
 def redis_client(settings: RedisSettings) -> redis.Redis:
-    """A Redis client returning bytes, with connect and command timeouts."""
+    """A Redis client returning bytes, with connect and command timeouts, ACL user and TLS as configured."""
+    options: dict[str, object] = {}
+    if settings.username:
+        options["username"] = settings.username
+    if settings.password:
+        options["password"] = resolve_secret(settings.password, "redis.password")
+    if settings.ssl_ca_certs is not None:
+        options["ssl_ca_certs"] = str(settings.ssl_ca_certs)
     return redis.Redis.from_url(
         settings.url,
         socket_timeout=settings.socket_timeout_seconds,
         socket_connect_timeout=settings.socket_timeout_seconds,
         decode_responses=False,
+        **options,
     )
 
 
@@ -44,15 +57,20 @@ def schemas(settings: Settings) -> Schemas:
 
 
 def ensure_configured_topics(settings: Settings) -> list[str]:
-    """Create the input, output and labels topics if missing; returns those created."""
+    """Create the input, output, labels and dead-letter topics if missing; returns those created."""
     kafka = settings.kafka
     return ensure_topics(
         kafka.bootstrap_servers,
-        [kafka.input_topic, kafka.output_topic, kafka.labels_topic],
+        [kafka.input_topic, kafka.output_topic, kafka.labels_topic, kafka.dead_letter_topic],
         kafka.topic_partitions,
-        kafka.client,
+        kafka.librdkafka(),
         replication_factor=kafka.topic_replication_factor,
     )
+
+
+def transactional_id(settings: Settings) -> str:
+    """The stable transactional.id of this worker slot (exactly-once)."""
+    return f"{settings.kafka.transactional_id_prefix}-{settings.kafka.group_id}-{settings.kafka.worker_slot}"
 
 
 @dataclass
@@ -61,6 +79,7 @@ class Runtime:
 
     worker: Worker
     consumer: BatchConsumer
+    producer: CheckedProducer
     store: RedisFeatureStore
     metrics_server: MetricsServer | None
 
@@ -73,17 +92,31 @@ class Runtime:
         return True, "ready"
 
     def close(self) -> None:
-        self.consumer.close()
-        if self.metrics_server is not None:
-            self.metrics_server.stop()
+        """Leave the group, flush what is still queued, stop serving metrics, close Redis."""
+        try:
+            self.consumer.close()
+            self.producer.raw.flush(10)
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
+            self.store.close()
 
 
 def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
     """Validate everything once (schemas, model checksum, model features vs. feature groups), then connect."""
     parsed = schemas(settings)
     model = artifact.load(settings.model_path)
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = ScorerMetrics(registry)
     store = feature_store(settings)
-    scorer = Scorer(model, settings.feature_groups, store)
+    lookup = CircuitBreakerLookup(
+        store,
+        failures=settings.redis.breaker_failures,
+        reset_seconds=settings.redis.breaker_reset_seconds,
+        on_state=metrics.feature_store_circuit.set,
+        on_error=metrics.feature_store_errors.inc,
+    )
+    scorer = Scorer(model, settings.feature_groups, lookup)
     log.info(
         "model %s %s (sha256 %s) reads %d features",
         model.name,
@@ -92,34 +125,60 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         len(model.feature_names),
     )
     kafka = settings.kafka
+    client = kafka.librdkafka()
     if kafka.create_topics:
         created = ensure_configured_topics(settings)
         if created:
             log.info("created topics %s", created)
-    consumer = BatchConsumer(
-        consumer_config(kafka.bootstrap_servers, kafka.group_id, kafka.client), [kafka.input_topic]
+    exactly_once = kafka.delivery == "exactly_once"
+    consumer_settings = consumer_config(kafka.bootstrap_servers, kafka.group_id, client)
+    if exactly_once:
+        consumer_settings["isolation.level"] = "read_committed"
+    producer_settings = producer_config(kafka.bootstrap_servers, client)
+    timeout = settings.batch.flush_timeout_seconds
+    if exactly_once:
+        producer_settings["transactional.id"] = transactional_id(settings)
+        # A transaction spans one batch: poll wait + scoring + flush. Give it room, but not much more.
+        producer_settings["transaction.timeout.ms"] = int(1000 * (2 * timeout + settings.batch.max_wait_seconds))
+    try:
+        producer = CheckedProducer(confluent_kafka.Producer(producer_settings))
+        consumer = BatchConsumer(consumer_settings, [kafka.input_topic], on_assignment=metrics.assigned_partitions.set)
+    except confluent_kafka.KafkaException as exc:
+        raise ConfigError(f"the Kafka client refused its settings (check [kafka.client]): {exc}") from exc
+    delivery: Delivery = (
+        ExactlyOnce(producer, consumer, timeout) if exactly_once else AtLeastOnce(producer, consumer, timeout)
     )
-    producer = CheckedProducer(producer_config(kafka.bootstrap_servers, kafka.client), kafka.output_topic)
-    registry = registry if registry is not None else CollectorRegistry()
-    metrics = ScorerMetrics(registry)
+    validation = settings.validation
     worker = Worker(
         source=consumer,
-        sink=producer,
-        decoder=EventDecoder(parsed, kafka.input_format),
+        delivery=delivery,
+        decoder=EventDecoder(
+            parsed,
+            kafka.input_format,
+            max_message_bytes=validation.max_message_bytes,
+            max_future_ms=int(validation.max_future_seconds * 1000),
+            sensitive_fields=validation.sensitive_fields,
+        ),
         scorer=scorer,
         prediction_schema=parsed.prediction,
         metrics=metrics,
-        bounds=BatchBounds(
-            max_events=settings.batch.max_events,
-            max_wait_seconds=settings.batch.max_wait_seconds,
-            flush_timeout_seconds=settings.batch.flush_timeout_seconds,
+        bounds=BatchBounds(max_events=settings.batch.max_events, max_wait_seconds=settings.batch.max_wait_seconds),
+        topics=Topics(predictions=kafka.output_topic, dead_letters=kafka.dead_letter_topic),
+        guard=InvalidInputGuard(
+            max_consecutive=validation.max_consecutive_invalid,
+            max_ratio=validation.max_invalid_ratio,
+            window=validation.window_messages,
         ),
     )
-    runtime = Runtime(worker=worker, consumer=consumer, store=store, metrics_server=None)
+    runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)
     if settings.metrics.enabled:
-        runtime.metrics_server = MetricsServer(
-            registry, settings.metrics.host, settings.metrics.port, runtime.ready
-        ).start()
-        host, port = runtime.metrics_server.address
+        try:
+            server = MetricsServer(registry, settings.metrics.host, settings.metrics.port, runtime.ready)
+        except OSError as exc:
+            runtime.close()
+            where = f"{settings.metrics.host}:{settings.metrics.port}"
+            raise ConfigError(f"cannot serve metrics on {where}: {exc.strerror}; set metrics.port") from exc
+        runtime.metrics_server = server.start()
+        host, port = server.address
         log.info("metrics on http://%s:%d/metrics", host, port)
     return runtime

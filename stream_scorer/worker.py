@@ -1,9 +1,10 @@
-"""The run loop: poll -> decode -> score (enrich, freshness, vectorize) -> encode -> produce -> flush -> commit.
+"""The run loop: poll -> decode -> score (enrich, freshness, vectorize) -> encode -> produce -> complete.
 
-Delivery is at-least-once. A batch's offsets are committed only after every prediction of the
-batch was acknowledged by the broker; if anything fails before that, the worker stops without
-committing, and a restart resumes from the last commit. Invalid messages are counted, logged
-without their payload and skipped (their offsets are committed with the batch).
+Each batch is finished by a :class:`~stream_scorer.kafka.delivery.Delivery`: at-least-once flushes,
+checks every delivery and then commits ``offset + 1``; exactly-once does the same inside one Kafka
+transaction. If anything fails before that, nothing is committed. Invalid messages go to the
+dead-letter topic with their reason (in the same batch, so they are committed with it), are counted,
+and the worker moves on, unless so many are invalid that the guard stops it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from typing import Protocol
 
 import numpy as np
 
-from stream_scorer.codec import EventDecoder, KafkaMessage, encode_many
-from stream_scorer.errors import InvalidEventError
+from stream_scorer.codec import EventDecoder, InvalidMessage, KafkaMessage, encode_many
+from stream_scorer.deadletter import dead_letters
+from stream_scorer.errors import BatchAborted, InvalidInputRateError
+from stream_scorer.guard import InvalidInputGuard
+from stream_scorer.kafka.delivery import Delivery
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline import ScoredBatch, Scorer, prediction_records, status_counts
 
@@ -29,14 +33,6 @@ class MessageSource(Protocol):
     """Where events come from (a consumer-group member)."""
 
     def poll_batch(self, max_events: int, timeout: float) -> list[KafkaMessage]: ...
-    def commit(self, messages: Sequence[KafkaMessage]) -> None: ...
-
-
-class PredictionSink(Protocol):
-    """Where predictions go; ``flush`` raises if any record was not acknowledged."""
-
-    def produce(self, keys: Sequence[bytes | None], values: Sequence[bytes]) -> None: ...
-    def flush(self, timeout: float) -> int: ...
 
 
 def wall_clock_ms() -> int:
@@ -46,43 +42,58 @@ def wall_clock_ms() -> int:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BatchBounds:
-    """How much to poll and how long to wait."""
+    """How much to poll and how long to wait for it."""
 
     max_events: int
     max_wait_seconds: float
-    flush_timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Topics:
+    """Where predictions and dead letters go."""
+
+    predictions: str
+    dead_letters: str
 
 
 class Worker:
-    """Scores micro-batches from ``source`` into ``sink`` until stopped."""
+    """Scores micro-batches from ``source`` through ``delivery`` until stopped."""
 
     def __init__(
         self,
         *,
         source: MessageSource,
-        sink: PredictionSink,
+        delivery: Delivery,
         decoder: EventDecoder,
         scorer: Scorer,
         prediction_schema: object,
         metrics: ScorerMetrics,
         bounds: BatchBounds,
+        topics: Topics,
+        guard: InvalidInputGuard,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._source = source
-        self._sink = sink
+        self._delivery = delivery
         self._decoder = decoder
         self._scorer = scorer
         self._prediction_schema = prediction_schema
         self._metrics = metrics
         self._bounds = bounds
+        self._topics = topics
+        self._guard = guard
         self._clock_ms = clock_ms
         model = scorer.model
         metrics.model.info({"name": model.name, "version": model.version, "checksum": model.checksum})
 
     def run(self, stop: threading.Event) -> None:
-        """Process batches until ``stop`` is set; the batch in hand is finished, flushed and committed first."""
+        """Process batches until ``stop`` is set; the batch in hand is finished and committed first."""
         while not stop.is_set():
-            self.step()
+            try:
+                self.step()
+            except BatchAborted as exc:  # exactly-once: rewound to the committed offsets; go on
+                self._metrics.batches_aborted.inc()
+                log.warning("batch aborted and rewound: %s", exc)
 
     def step(self) -> int:
         """Poll and process one micro-batch. Returns the number of messages polled."""
@@ -96,45 +107,60 @@ class Worker:
         decoded = self._decoder.decode(messages, self._clock_ms())  # decode
         t2 = time.perf_counter()
         seconds["decode"] = t2 - t1
-        self._report_invalid(decoded.invalid)
+        self._check_invalid(decoded.invalid, decoded.valid_flags)
+        self._delivery.begin()
         scored: ScoredBatch | None = None
         if len(decoded.batch):
-            scored = self._scorer.score(decoded.batch, self._clock_ms())  # enrich, vectorize, score
+            scored = self._scorer.score(decoded.batch, self._clock_ms())  # enrich, freshness, vectorize, score
             seconds.update(scored.stage_seconds)
             t3 = time.perf_counter()
             values = encode_many(self._prediction_schema, prediction_records(scored, self._scorer.model))  # encode
             t4 = time.perf_counter()
-            self._sink.produce(decoded.batch.key, values)  # produce
-            t5 = time.perf_counter()
-            seconds["encode"], seconds["produce"] = t4 - t3, t5 - t4
+            self._delivery.produce(self._topics.predictions, decoded.batch.key, values)  # produce
+            seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4
+        if decoded.invalid:
+            letters = dead_letters(decoded.invalid)  # dead letters
+            self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
         t5 = time.perf_counter()
-        acked = self._sink.flush(self._bounds.flush_timeout_seconds)  # flush
-        t6 = time.perf_counter()
-        self._source.commit(messages)  # commit
-        t7 = time.perf_counter()
-        seconds["flush"], seconds["commit"], seconds["batch"] = t6 - t5, t7 - t6, t7 - t0
-        self._record(len(messages), acked, scored, seconds)
+        acked = self._delivery.complete(messages)  # flush, check, commit
+        seconds["commit"], seconds["batch"] = time.perf_counter() - t5, time.perf_counter() - t0
+        self._record(len(messages), acked, scored, decoded.invalid, seconds)
         return len(messages)
 
-    def _report_invalid(self, invalid: list[InvalidEventError]) -> None:
-        for error in invalid:
-            self._metrics.decode_errors.labels(error.reason).inc()
-            log.warning("skipped invalid event %s", error)  # the error names the location, never the payload
+    def _check_invalid(self, invalid: Sequence[InvalidMessage], valid_flags: Sequence[bool]) -> None:
+        for item in invalid:
+            self._metrics.decode_errors.labels(item.error.reason).inc()
+            log.warning("invalid event, to the dead-letter topic: %s", item.error)  # location, never the payload
+        try:
+            self._guard.observe(valid_flags)
+        except InvalidInputRateError as exc:
+            self._metrics.invalid_input_stops.inc()
+            log.error("%s", exc)
+            raise
 
-    def _record(self, polled: int, acked: int, scored: ScoredBatch | None, seconds: dict[str, float]) -> None:
+    def _record(
+        self,
+        polled: int,
+        acked: int,
+        scored: ScoredBatch | None,
+        invalid: Sequence[InvalidMessage],
+        seconds: dict[str, float],
+    ) -> None:
         metrics = self._metrics
         metrics.events_consumed.inc(polled)
         metrics.batch_size.observe(polled)
         metrics.observe_stages(seconds)
         metrics.commits.inc()
         metrics.last_batch.set(time.time())
+        for item in invalid:
+            metrics.dead_letters.labels(item.error.reason).inc()
         if scored is None:
             return
-        metrics.predictions_produced.inc(acked)
+        metrics.predictions_produced.inc(len(scored.batch))
         acked_at = self._clock_ms()
-        metrics.event_latency.observe_many((acked_at - scored.batch.event_time_ms) / 1000.0)
+        # A publisher clock ahead of ours would give negative latencies: count those as 0.
+        metrics.event_latency.observe_many(np.maximum(acked_at - scored.batch.event_time_ms, 0) / 1000.0)
         for name, counts in status_counts(scored).items():
-            metrics.observe_freshness(
-                name, counts, scored.freshness[name].age_ms, int(np.count_nonzero(scored.group_values[name].malformed))
-            )
+            malformed = int(np.count_nonzero(scored.group_values[name].malformed))
+            metrics.observe_freshness(name, counts, scored.freshness[name].age_ms, malformed)
         metrics.predictions_imputed.inc(int(np.count_nonzero(scored.imputed)))

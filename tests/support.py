@@ -19,6 +19,7 @@ class FakeMessage:
     topic_name: str = "transactions"
     partition_id: int = 0
     offset_value: int = 0
+    timestamp_ms: int = 1_700_000_000_000
 
     def value(self) -> bytes | None:
         return self.payload
@@ -34,6 +35,9 @@ class FakeMessage:
 
     def offset(self) -> int | None:
         return self.offset_value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.timestamp_ms)  # TIMESTAMP_CREATE_TIME
 
 
 def transaction(i: int = 0, **overrides: Any) -> dict[str, Any]:

@@ -11,15 +11,16 @@ import numpy.typing as npt
 FRESH: Final = 0
 STALE: Final = 1
 MISSING: Final = 2
-STATUS_NAMES: Final = ("FRESH", "STALE", "MISSING")
+UNAVAILABLE: Final = 3  # the feature store could not be asked (down, slow, or its circuit breaker is open)
+STATUS_NAMES: Final = ("FRESH", "STALE", "MISSING", "UNAVAILABLE")
 
 
 @dataclass(frozen=True, slots=True)
 class Freshness:
-    """Per-row status (FRESH, STALE or MISSING) and age of one feature group."""
+    """Per-row status (FRESH, STALE, MISSING or UNAVAILABLE) and age of one feature group."""
 
     status: npt.NDArray[np.int8]
-    age_ms: npt.NDArray[np.int64]  # -1 where MISSING
+    age_ms: npt.NDArray[np.int64]  # -1 where MISSING or UNAVAILABLE
 
     @property
     def usable(self) -> npt.NDArray[np.bool_]:
@@ -29,14 +30,26 @@ class Freshness:
 
 
 def assess(
-    updated_at_ms: npt.NDArray[np.int64], present: npt.NDArray[np.bool_], now_ms: int, max_age_ms: int
+    updated_at_ms: npt.NDArray[np.int64],
+    present: npt.NDArray[np.bool_],
+    now_ms: int,
+    max_age_ms: int,
+    available: bool = True,
 ) -> Freshness:
-    """Classify each row. An updated-at time in the future (clock skew) counts as age 0.
+    """Classify each row. An updated-at time slightly in the future (clock skew) counts as age 0; one more
+    than ``max_age_ms`` ahead (a writer's unit or clock error) counts as STALE, so it cannot stay fresh forever.
 
     >>> f = assess(np.array([1000, 0, 500]), np.array([True, False, True]), now_ms=1600, max_age_ms=800)
     >>> f.status.tolist(), f.age_ms.tolist()
     ([0, 2, 1], [600, -1, 1100])
+    >>> assess(np.array([1000]), np.array([False]), now_ms=1600, max_age_ms=800, available=False).status.tolist()
+    [3]
     """
-    age = np.maximum(now_ms - np.asarray(updated_at_ms, dtype=np.int64), 0)
-    status = np.where(~present, MISSING, np.where(age > max_age_ms, STALE, FRESH)).astype(np.int8)
+    if not available:
+        n = len(present)
+        return Freshness(status=np.full(n, UNAVAILABLE, np.int8), age_ms=np.full(n, -1, np.int64))
+    signed_age = now_ms - np.asarray(updated_at_ms, dtype=np.int64)
+    age = np.maximum(signed_age, 0)
+    stale = (age > max_age_ms) | (signed_age < -max_age_ms)
+    status = np.where(~present, MISSING, np.where(stale, STALE, FRESH)).astype(np.int8)
     return Freshness(status=status, age_ms=np.where(present, age, -1))

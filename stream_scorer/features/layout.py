@@ -63,6 +63,18 @@ class GroupValues:
     updated_at_ms: npt.NDArray[np.int64]  # (n,); 0 where not present
     present: npt.NDArray[np.bool_]  # (n,) a well-formed record of the expected version was found
     malformed: npt.NDArray[np.bool_]  # (n,) a record was found but is not one we can read
+    available: bool = True  # False: the store could not be asked; nothing is present
+
+
+def unavailable(n_rows: int, n_features: int) -> GroupValues:
+    """A group's values when the feature store could not be asked: nothing present, flagged unavailable."""
+    return GroupValues(
+        values=np.zeros((n_rows, n_features)),
+        updated_at_ms=np.zeros(n_rows, np.int64),
+        present=np.zeros(n_rows, bool),
+        malformed=np.zeros(n_rows, bool),
+        available=False,
+    )
 
 
 def unpack_many(replies: Sequence[bytes | None], n_features: int, version: int = 1) -> GroupValues:

@@ -5,6 +5,7 @@ Keys are ``{prefix}:{group}:{entity_id}``; values follow :mod:`stream_scorer.fea
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ from stream_scorer.errors import FeatureStoreError
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
 
 _WRITE_CHUNK = 5000
+_MAX_FUTURE_MS = 3_600_000
 
 
 class FeatureLookup(Protocol):
@@ -89,6 +91,11 @@ class RedisFeatureStore:
             raise ValueError(f"group {group.name!r}: feature values must be finite")
         if len(updated_at_ms) != len(entity_ids):
             raise ValueError("updated_at_ms needs one time per entity id")
+        latest = time.time() * 1000 + _MAX_FUTURE_MS
+        if len(updated_at_ms) and not (
+            np.all(np.asarray(updated_at_ms) >= 0) and np.all(np.asarray(updated_at_ms) <= latest)
+        ):
+            raise ValueError("updated_at_ms must be epoch milliseconds, not negative and at most 1 h ahead of now")
         px = None if ttl_seconds is None else max(1, int(ttl_seconds * 1000))
         for start in range(0, len(entity_ids), _WRITE_CHUNK):
             pipe = self._client.pipeline(transaction=False)
@@ -101,6 +108,10 @@ class RedisFeatureStore:
         """Remove one group of some entities."""
         if entity_ids:
             self._call(self._client.delete, *[self.key(group, e) for e in entity_ids])
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self._client.close()
 
     def ping(self) -> bool:
         """True when Redis answers."""

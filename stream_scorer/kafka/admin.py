@@ -19,7 +19,10 @@ def ensure_topics(
     timeout: float = 30.0,
 ) -> list[str]:
     """Create each topic of ``topics`` that does not exist yet. Returns the ones created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **extra})
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap_servers, **extra})
+    except confluent_kafka.KafkaException as exc:
+        raise KafkaError(f"the Kafka admin client refused its settings: {exc}") from exc
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except confluent_kafka.KafkaException as exc:

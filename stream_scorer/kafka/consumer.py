@@ -76,16 +76,22 @@ class BatchConsumer:
             return
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in todo.items()]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            results = self._consumer.commit(offsets=offsets, asynchronous=False) or []
         except confluent_kafka.KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if error is not None and hasattr(error, "retriable") and (error.retriable() or _rebalancing(error)):
                 log.warning("commit deferred: %s", error)
                 return
             raise KafkaError(f"commit of {len(offsets)} partition offsets failed: {exc}") from exc
+        # A synchronous commit reports failures per partition: those stay pending (or stop us).
+        failed = {(tp.topic, tp.partition): tp.error for tp in results if tp.error is not None}
         for key, offset in todo.items():
-            if self._pending.get(key) == offset:
+            if key not in failed and self._pending.get(key) == offset:
                 del self._pending[key]
+        for (topic, partition), error in failed.items():
+            if not (error.retriable() or _rebalancing(error)):
+                raise KafkaError(f"commit of {topic}[{partition}] failed: {error}")
+            log.warning("commit of %s[%d] deferred: %s", topic, partition, error)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(p.topic, p.partition) for p in partitions}
@@ -98,6 +104,9 @@ class BatchConsumer:
             self._commit_pending(revoked)
         except KafkaError as exc:
             log.warning("commit on revoke failed: %s", exc)
+        dropped = [key for key in revoked if key in self._pending]
+        if dropped:  # the new owner re-reads from the last commit: duplicates, never loss
+            log.warning("offsets of %s could not be committed before the revoke", dropped)
         for key in revoked:
             self._pending.pop(key, None)
         self.assigned -= revoked
@@ -111,6 +120,24 @@ class BatchConsumer:
         self.assigned -= lost
         self._assignment_changed()
         log.warning("lost %s", sorted(lost))
+
+    def group_metadata(self) -> Any:
+        """The consumer group metadata that exactly-once sends with the transaction's offsets."""
+        return self._consumer.consumer_group_metadata()
+
+    def rewind_to_committed(self, timeout: float = 30.0) -> None:
+        """Seek every assigned partition back to its committed offset (after an aborted transaction)."""
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return
+        try:
+            committed = self._consumer.committed(assigned, timeout=timeout)
+            for tp in committed:
+                offset = tp.offset if tp.offset >= 0 else confluent_kafka.OFFSET_BEGINNING
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        except confluent_kafka.KafkaException as exc:
+            raise KafkaError(f"cannot rewind to the committed offsets: {exc}") from exc
+        log.info("rewound %d partitions to their committed offsets", len(committed))
 
     def _assignment_changed(self) -> None:
         if self._on_assignment is not None:

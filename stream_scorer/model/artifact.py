@@ -61,6 +61,8 @@ class LogisticModel:
                 raise ModelArtifactError(f"model {self.name}: {name} has non-finite values")
         if not np.all(self.scale > 0):
             raise ModelArtifactError(f"model {self.name}: every scale must be > 0")
+        if not np.isfinite(self.intercept):
+            raise ModelArtifactError(f"model {self.name}: intercept is not finite")
         if not 0.0 <= self.threshold <= 1.0:
             raise ModelArtifactError(f"model {self.name}: threshold {self.threshold} is not in [0, 1]")
 
@@ -103,6 +105,8 @@ def load(directory: Path) -> LogisticModel:
         arrays_bytes = (directory / "arrays.npz").read_bytes()
     except FileNotFoundError as exc:
         raise ModelArtifactError(f"model artifact {directory} is incomplete: {exc.filename} is missing") from exc
+    except OSError as exc:
+        raise ModelArtifactError(f"model artifact {directory} cannot be read: {exc}") from exc
     checksum = _sha256(manifest_bytes)
     if checksum != expected:
         raise ModelArtifactError(f"model artifact {directory}: manifest.json does not match CHECKSUM")
@@ -114,28 +118,31 @@ def load(directory: Path) -> LogisticModel:
         raise ModelArtifactError(
             f"model artifact {directory}: format_version {manifest.get('format_version')} is not {FORMAT_VERSION}"
         )
-    if _sha256(arrays_bytes) != manifest["files"]["arrays.npz"]:
+    if _sha256(arrays_bytes) != manifest.get("files", {}).get("arrays.npz"):
         raise ModelArtifactError(f"model artifact {directory}: arrays.npz does not match its sha256 in the manifest")
     try:
         with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
             arrays = {name: np.asarray(npz[name], dtype=np.float64) for name in _ARRAYS}
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise ModelArtifactError(f"model artifact {directory}: arrays.npz cannot be read: {exc}") from exc
-    return LogisticModel(
-        name=manifest["name"],
-        version=manifest["version"],
-        feature_names=tuple(manifest["feature_names"]),
-        coef=arrays["coef"],
-        intercept=float(arrays["intercept"][0]),
-        mean=arrays["mean"],
-        scale=arrays["scale"],
-        defaults=arrays["defaults"],
-        threshold=float(manifest["threshold"]),
-        created_at=manifest.get("created_at", ""),
-        metrics=manifest.get("metrics", {}),
-        training=manifest.get("training", {}),
-        checksum=checksum,
-    )
+    try:
+        return LogisticModel(
+            name=manifest["name"],
+            version=manifest["version"],
+            feature_names=tuple(manifest["feature_names"]),
+            coef=arrays["coef"],
+            intercept=float(arrays["intercept"][0]),
+            mean=arrays["mean"],
+            scale=arrays["scale"],
+            defaults=arrays["defaults"],
+            threshold=float(manifest["threshold"]),
+            created_at=manifest.get("created_at", ""),
+            metrics=manifest.get("metrics", {}),
+            training=manifest.get("training", {}),
+            checksum=checksum,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelArtifactError(f"model artifact {directory}: manifest.json lacks or mangles {exc}") from exc
 
 
 def _sha256(data: bytes) -> str:

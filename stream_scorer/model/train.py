@@ -42,12 +42,21 @@ def read_csv(path: Path, label_column: str = "label") -> Dataset:
     """Read a training CSV; raise :class:`TrainingError` on an empty file, a missing or bad label, or a bad value."""
     try:
         raw = path.read_bytes()
+        rows = list(csv.reader(raw.decode().splitlines()))
     except FileNotFoundError as exc:
         raise TrainingError(f"dataset {path} does not exist") from exc
-    rows = list(csv.reader(raw.decode().splitlines()))
+    except OSError as exc:
+        raise TrainingError(f"dataset {path} cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise TrainingError(f"dataset {path} is not UTF-8 text") from exc
     if not rows or len(rows) < 2:
         raise TrainingError(f"dataset {path} is empty: it needs a header and at least one row")
     header, body = rows[0], rows[1:]
+    ragged = next((i for i, row in enumerate(body, 2) if len(row) != len(header)), None)
+    if ragged is not None:
+        raise TrainingError(
+            f"dataset {path}: line {ragged} has {len(body[ragged - 2])} values, the header {len(header)}"
+        )
     if label_column not in header:
         raise TrainingError(f"dataset {path} has no {label_column!r} column; columns: {header}")
     names = [h for h in header if h not in (label_column, "event_time")]
@@ -126,6 +135,8 @@ def train(
     dataset: Dataset, *, name: str, version: str, C: float = 1.0, holdout: float = 0.2, seed: int = 0
 ) -> LogisticModel:
     """Standardize, fit, choose the F1-maximizing threshold on the held-out rows, and report metrics."""
+    if not 0.0 < holdout < 1.0:
+        raise TrainingError(f"holdout must be a share between 0 and 1 (exclusive), not {holdout}")
     if len(dataset.labels) < 10:
         raise TrainingError(f"dataset has {len(dataset.labels)} rows; at least 10 are needed")
     if len(np.unique(dataset.labels)) < 2:

@@ -15,7 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.monitoring.histogram import BatchHistogram
 
-STAGES = ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "flush", "commit", "batch")
+STAGES = ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "commit", "batch")
 # Sub-millisecond stages need fine buckets: 20 us to 10 s.
 STAGE_BUCKETS = (
     0.00002,
@@ -119,6 +119,30 @@ class ScorerMetrics:
         self.commits = Counter(
             "stream_scorer_commits", "Offset commits after a fully delivered batch.", registry=registry
         )
+        self.dead_letters = Counter(
+            "stream_scorer_dead_letters",
+            "Invalid input messages written to the dead-letter topic (committed with their batch), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.invalid_input_stops = Counter(
+            "stream_scorer_invalid_input_stops",
+            "Times the worker stopped because too much input was invalid.",
+            registry=registry,
+        )
+        self.batches_aborted = Counter(
+            "stream_scorer_batches_aborted",
+            "Exactly-once batches whose transaction was aborted and re-read.",
+            registry=registry,
+        )
+        self.feature_store_errors = Counter(
+            "stream_scorer_feature_store_errors", "Failed feature-store calls (timeouts, refused).", registry=registry
+        )
+        self.feature_store_circuit = Gauge(
+            "stream_scorer_feature_store_circuit_state",
+            "Feature-store circuit breaker: 0 closed, 1 half-open, 2 open (serving imputed features).",
+            registry=registry,
+        )
         self.model = Info("stream_scorer_model", "The model being served.", registry=registry)
         self.last_batch = Gauge(
             "stream_scorer_last_batch_timestamp_seconds",
@@ -138,7 +162,7 @@ class ScorerMetrics:
         self, group: str, status_counts: npt.NDArray[np.intp], ages_ms: npt.NDArray[np.int64], malformed: int
     ) -> None:
         """Record one batch's lookups of one feature group: counts by status and ages of present rows."""
-        for status, count in zip(("fresh", "stale", "missing"), status_counts.tolist(), strict=True):
+        for status, count in zip(("fresh", "stale", "missing", "unavailable"), status_counts.tolist(), strict=True):
             if count:
                 self.feature_status.labels(group, status).inc(count)
         self.feature_age.observe_many(ages_ms[ages_ms >= 0] / 1000.0, group)

@@ -106,11 +106,17 @@ class Topics:
     input: str
     output: str
     labels: str
+    dead_letters: str
 
 
 @pytest.fixture
 def topics(topic_factory: Callable[[str, int], str]) -> Topics:
-    return Topics(topic_factory("transactions", 3), topic_factory("predictions", 3), topic_factory("labels", 1))
+    return Topics(
+        topic_factory("transactions", 3),
+        topic_factory("predictions", 3),
+        topic_factory("labels", 1),
+        topic_factory("dlq", 1),
+    )
 
 
 def make_settings(stack: Stack, topics: Topics, redis_prefix: str, model_path: Path, **kafka: Any) -> Settings:
@@ -121,6 +127,7 @@ def make_settings(stack: Stack, topics: Topics, redis_prefix: str, model_path: P
             input_topic=topics.input,
             output_topic=topics.output,
             labels_topic=topics.labels,
+            dead_letter_topic=topics.dead_letters,
             group_id=f"it-{uuid.uuid4().hex[:10]}",
             create_topics=False,
             **kafka,
@@ -191,6 +198,23 @@ def read_all(bootstrap: str, topic: str, schema: Any, expect: int, timeout: floa
                     record["_key"] = message.key()
                     records.append(record)
         return records
+    finally:
+        consumer.close()
+
+
+def read_raw(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
+    """Every message of ``topic`` (key, value, headers) from the beginning, until ``expect`` or ``timeout``."""
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in partitions])
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < expect and time.monotonic() < deadline:
+            out.extend(m for m in consumer.consume(500, 0.2) if m.error() is None)
+        return out
     finally:
         consumer.close()
 

@@ -26,6 +26,7 @@ from tests.integration.conftest import (
     make_settings,
     produce,
     read_all,
+    read_raw,
 )
 
 pytestmark = pytest.mark.integration
@@ -186,5 +187,19 @@ def test_confluent_framing_with_bad_messages_in_between(
     assert sorted(p["event_id"] for p in predictions) == sorted(r["event_id"] for r in records)
     for reason in bad:
         assert worker.registry.get_sample_value("stream_scorer_decode_errors_total", {"reason": reason}) == 5, reason
+        assert worker.registry.get_sample_value("stream_scorer_dead_letters_total", {"reason": reason}) == 5, reason
+    # Every bad message is on the dead-letter topic: original bytes, key and location, and why.
+    letters = read_raw(stack.bootstrap, topics.dead_letters, expect=25)
+    assert len(letters) == 25
+    by_class: dict[str, int] = {}
+    for letter in letters:
+        headers = {k: v.decode() for k, v in letter.headers()}
+        by_class[headers["dlq.error.class"]] = by_class.get(headers["dlq.error.class"], 0) + 1
+        assert letter.key() == b"bad" and letter.value() == bad[headers["dlq.error.class"]]
+        assert headers["dlq.original.topic"] == topics.input and int(headers["dlq.original.offset"]) >= 0
+        assert int(headers["dlq.original.timestamp"]) > 0
+        if headers["dlq.error.class"] in ("unknown_schema_id", "malformed_avro", "invalid_amount"):
+            assert headers["dlq.schema.id"] in ("77", "1")
+    assert by_class == dict.fromkeys(bad, 5)
     committed, ends = committed_and_end(stack.bootstrap, settings.kafka.group_id, topics.input)
     assert committed == ends  # bad messages are skipped, never retried forever

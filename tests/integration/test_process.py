@@ -31,6 +31,7 @@ def start_worker(
         "STREAM_SCORER_KAFKA__INPUT_TOPIC": topics.input,
         "STREAM_SCORER_KAFKA__OUTPUT_TOPIC": topics.output,
         "STREAM_SCORER_KAFKA__LABELS_TOPIC": topics.labels,
+        "STREAM_SCORER_KAFKA__DEAD_LETTER_TOPIC": topics.dead_letters,
         "STREAM_SCORER_KAFKA__GROUP_ID": group,
         "STREAM_SCORER_KAFKA__CREATE_TOPICS": "false",
         "STREAM_SCORER_REDIS__URL": stack.redis_url,

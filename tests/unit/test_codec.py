@@ -15,6 +15,7 @@ from stream_scorer.errors import SchemaError
 from tests.support import FakeMessage, transaction
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+NOW = 1_800_000_000_000  # later than every test event
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def messages(values: list[bytes | None]) -> list[FakeMessage]:
 
 def test_plain_avro_batch_decodes_into_columns(schemas) -> None:
     records = [transaction(i) for i in range(5)]
-    result = EventDecoder(schemas, "avro").decode(messages([encode(schemas.transaction, r) for r in records]), 42)
+    result = EventDecoder(schemas, "avro").decode(messages([encode(schemas.transaction, r) for r in records]), NOW)
     batch = result.batch
     assert result.invalid == []
     assert batch.event_id == [r["event_id"] for r in records]
@@ -39,12 +40,12 @@ def test_plain_avro_batch_decodes_into_columns(schemas) -> None:
     assert batch.channel.tolist() == ["POS"] * 5
     assert batch.key == [b"k0", b"k1", b"k2", b"k3", b"k4"]
     assert batch.offset.tolist() == [100, 101, 102, 103, 104]
-    assert batch.consumed_at_ms.tolist() == [42] * 5
+    assert batch.consumed_at_ms.tolist() == [NOW] * 5
 
 
 def test_confluent_framing_decodes(schemas) -> None:
     body = encode(schemas.transaction, transaction(1))
-    result = EventDecoder(schemas, "confluent").decode(messages([confluent_frame(1, body)]), 0)
+    result = EventDecoder(schemas, "confluent").decode(messages([confluent_frame(1, body)]), NOW)
     assert result.invalid == [] and result.batch.event_id == ["evt-000001"]
 
 
@@ -56,7 +57,7 @@ def test_newer_compatible_writer_schema_is_resolved(tmp_path: Path) -> None:
     (tmp_path / "transaction_v2.avsc").write_text(json.dumps(schema))
     schemas = load_schemas(tmp_path, {"1": "transaction.avsc", "2": "transaction_v2.avsc"})
     body = encode(fastavro.parse_schema(schema), {**transaction(3), "loyalty_tier": "gold"})
-    result = EventDecoder(schemas, "confluent").decode(messages([confluent_frame(2, body)]), 0)
+    result = EventDecoder(schemas, "confluent").decode(messages([confluent_frame(2, body)]), NOW)
     assert result.invalid == [] and result.batch.event_id == ["evt-000003"]
 
 
@@ -70,24 +71,24 @@ def test_newer_compatible_writer_schema_is_resolved(tmp_path: Path) -> None:
     ],
 )
 def test_garbage_is_rejected_with_a_reason(schemas, value, reason) -> None:
-    result = EventDecoder(schemas, "avro").decode(messages([value]), 0)
+    result = EventDecoder(schemas, "avro").decode(messages([value]), NOW)
     assert len(result.batch) == 0
-    [error] = result.invalid
+    [error] = [item.error for item in result.invalid]
     assert error.reason == reason
     assert (error.topic, error.partition, error.offset) == ("transactions", 0, 100)
 
 
 def test_truncated_and_trailing_bytes_are_rejected(schemas) -> None:
     body = encode(schemas.transaction, transaction(0))
-    result = EventDecoder(schemas, "avro").decode(messages([body[:-5], body + b"\x00\x00"]), 0)
-    assert [e.reason for e in result.invalid] == ["malformed_avro", "trailing_bytes"]
+    result = EventDecoder(schemas, "avro").decode(messages([body[:-5], body + b"\x00\x00"]), NOW)
+    assert [e.error.reason for e in result.invalid] == ["malformed_avro", "trailing_bytes"]
 
 
 def test_confluent_errors(schemas) -> None:
     body = encode(schemas.transaction, transaction(0))
     values = [b"\x01" + body, confluent_frame(99, body), b"\x00\x00"]
-    result = EventDecoder(schemas, "confluent").decode(messages(values), 0)
-    assert [e.reason for e in result.invalid] == ["bad_magic_byte", "unknown_schema_id", "bad_magic_byte"]
+    result = EventDecoder(schemas, "confluent").decode(messages(values), NOW)
+    assert [e.error.reason for e in result.invalid] == ["bad_magic_byte", "unknown_schema_id", "bad_magic_byte"]
 
 
 @pytest.mark.parametrize(
@@ -103,17 +104,17 @@ def test_confluent_errors(schemas) -> None:
 def test_semantic_validation(schemas, override, reason) -> None:
     good = encode(schemas.transaction, transaction(0))
     bad = encode(schemas.transaction, transaction(1, **override))
-    result = EventDecoder(schemas, "avro").decode(messages([good, bad, good]), 0)
-    assert [e.reason for e in result.invalid] == [reason]
-    assert result.invalid[0].offset == 101
+    result = EventDecoder(schemas, "avro").decode(messages([good, bad, good]), NOW)
+    assert [e.error.reason for e in result.invalid] == [reason]
+    assert result.invalid[0].error.offset == 101
     # The valid rows keep their order and their own offsets.
     assert result.batch.offset.tolist() == [100, 102]
 
 
 def test_error_messages_never_carry_the_payload(schemas) -> None:
     secret = transaction(0, card_id="", ip_address="203.0.113.77")
-    result = EventDecoder(schemas, "avro").decode(messages([encode(schemas.transaction, secret)]), 0)
-    text = str(result.invalid[0])
+    result = EventDecoder(schemas, "avro").decode(messages([encode(schemas.transaction, secret)]), NOW)
+    text = str(result.invalid[0].error)
     assert "203.0.113.77" not in text and "evt-000000" not in text
     assert "transactions[0]@100" in text
 
@@ -128,7 +129,7 @@ def test_mixed_batch_keeps_every_valid_event(schemas) -> None:
         else:
             values.append(encode(schemas.transaction, transaction(i)))
             expected.append(f"evt-{i:06d}")
-    result = EventDecoder(schemas, "avro").decode(messages(values), 0)
+    result = EventDecoder(schemas, "avro").decode(messages(values), NOW)
     # Random bytes can happen to be a valid record; every one we wrote must be there, in order.
     decoded = [e for e in result.batch.event_id if e.startswith("evt-")]
     assert decoded == expected
@@ -181,3 +182,37 @@ def test_random_and_corrupted_bytes_only_ever_raise_invalid_event_error(schemas,
             decoder.decode_one(value)
         except InvalidEventError as exc:
             assert exc.reason in ("malformed_avro", "trailing_bytes", "bad_magic_byte", "unknown_schema_id")
+
+
+def test_oversized_future_and_masked_values(schemas) -> None:
+    decoder = EventDecoder(schemas, "avro", max_message_bytes=200, max_future_ms=60_000, sensitive_fields=["amount"])
+    values = [
+        encode(schemas.transaction, transaction(0)),
+        encode(schemas.transaction, transaction(1, event_time=NOW + 61_000)),
+        encode(schemas.transaction, transaction(2, event_time=NOW + 59_000)),
+        encode(schemas.transaction, transaction(3, ip_address="x" * 300)),
+        encode(schemas.transaction, transaction(4, amount=-5.0)),
+    ]
+    result = decoder.decode(messages(values), NOW)
+    assert [(i.error.reason, i.error.offset) for i in result.invalid] == [
+        ("oversized", 103),
+        ("event_time_in_future", 101),
+        ("invalid_amount", 104),
+    ]
+    assert result.valid_flags == [True, False, True, False, False]
+    assert "-5.0" not in result.invalid[2].error.detail and "***" in result.invalid[2].error.detail
+
+
+def test_incompatible_writer_schema_and_schema_id_on_errors(tmp_path: Path) -> None:
+    schema = json.loads((SCHEMAS_DIR / "transaction.avsc").read_text())
+    for field in schema["fields"]:
+        if field["name"] == "amount":
+            field["type"] = "string"  # no promotion from string to double
+    for name in ("prediction.avsc", "label.avsc", "transaction.avsc"):
+        (tmp_path / name).write_text((SCHEMAS_DIR / name).read_text())
+    (tmp_path / "bad.avsc").write_text(json.dumps(schema))
+    schemas = load_schemas(tmp_path, {"1": "transaction.avsc", "9": "bad.avsc"})
+    body = encode(fastavro.parse_schema(schema), {**transaction(3), "amount": "12"})
+    result = EventDecoder(schemas, "confluent").decode(messages([confluent_frame(9, body)]), NOW)
+    [item] = result.invalid
+    assert item.error.reason == "incompatible_schema" and item.error.schema_id == 9

@@ -11,12 +11,14 @@ from prometheus_client import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, decode, encode, load_schemas
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
-from stream_scorer.errors import DeliveryError, FeatureStoreError
+from stream_scorer.errors import BatchAborted, DeliveryError, FeatureStoreError, InvalidInputRateError
+from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
+from stream_scorer.guard import InvalidInputGuard
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline import Scorer
 from stream_scorer.synth.world import FEATURE_NAMES
-from stream_scorer.worker import BatchBounds, Worker
+from stream_scorer.worker import BatchBounds, Topics, Worker
 from tests.support import FakeMessage, small_model, transaction
 
 SCHEMAS = load_schemas(Path(__file__).resolve().parents[2] / "schemas")
@@ -26,29 +28,38 @@ NOW = 1_700_000_100_000
 class FakeSource:
     def __init__(self, batches: list[list[FakeMessage]]) -> None:
         self.batches = batches
-        self.committed: list[list[int]] = []
 
     def poll_batch(self, max_events: int, timeout: float) -> list[FakeMessage]:
         return self.batches.pop(0) if self.batches else []
 
-    def commit(self, messages: Sequence[FakeMessage]) -> None:
-        self.committed.append([m.offset() for m in messages])
-
 
 class FakeSink:
+    """A Delivery that records what was produced and which offsets were committed."""
+
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.produced: list[tuple[bytes | None, bytes]] = []
+        self.dead: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
+        self.committed: list[list[int]] = []
         self.pending = 0
+        self.begun = 0
 
-    def produce(self, keys: Sequence[bytes | None], values: Sequence[bytes]) -> None:
-        self.produced.extend(zip(keys, values, strict=True))
+    def begin(self) -> None:
+        self.begun += 1
+
+    def produce(self, topic, keys, values, headers=None) -> None:
+        if topic == "predictions":
+            self.produced.extend(zip(keys, values, strict=True))
+        else:
+            assert topic == "dead-letters"
+            self.dead.extend((k, v, dict(h)) for k, v, h in zip(keys, values, headers, strict=True))
         self.pending += len(values)
 
-    def flush(self, timeout: float) -> int:
+    def complete(self, messages: Sequence[FakeMessage]) -> int:
         acked, self.pending = self.pending, 0
         if self.fail:
             raise DeliveryError("1 records to predictions were not delivered")
+        self.committed.append([m.offset() for m in messages])
         return acked
 
 
@@ -75,17 +86,19 @@ class FakeLookup:
         return out
 
 
-def make_worker(source, sink, lookup=None, registry=None):
+def make_worker(source, sink, lookup=None, registry=None, guard=None):
     registry = registry or CollectorRegistry()
     scorer = Scorer(small_model(FEATURE_NAMES), DEFAULT_FEATURE_GROUPS, lookup or FakeLookup())
     worker = Worker(
         source=source,
-        sink=sink,
+        delivery=sink,
         decoder=EventDecoder(SCHEMAS, "avro"),
         scorer=scorer,
         prediction_schema=SCHEMAS.prediction,
         metrics=ScorerMetrics(registry),
-        bounds=BatchBounds(max_events=100, max_wait_seconds=0.01, flush_timeout_seconds=1),
+        bounds=BatchBounds(max_events=100, max_wait_seconds=0.01),
+        topics=Topics(predictions="predictions", dead_letters="dead-letters"),
+        guard=guard or InvalidInputGuard(max_consecutive=1000, max_ratio=1.0, window=1000),
         clock_ms=lambda: NOW,
     )
     return worker, registry
@@ -104,7 +117,7 @@ def test_each_batch_is_produced_then_committed() -> None:
     sink = FakeSink()
     worker, registry = make_worker(source, sink)
     assert worker.step() == 10 and worker.step() == 1 and worker.step() == 0
-    assert source.committed == [list(range(10)), [10]]
+    assert sink.committed == [list(range(10)), [10]]
     predictions = [decode(SCHEMAS.prediction, v) for _, v in sink.produced]
     assert [p["event_id"] for p in predictions] == [f"evt-{i:06d}" for i in range(11)]
     assert [k for k, _ in sink.produced][:2] == [b"card-0", b"card-1"]  # keyed by the input key
@@ -137,10 +150,11 @@ def test_missing_groups_are_flagged_in_the_prediction_and_counted() -> None:
 
 def test_nothing_is_committed_when_a_delivery_fails() -> None:
     source = FakeSource([messages([transaction(i) for i in range(3)])])
-    worker, registry = make_worker(source, FakeSink(fail=True))
+    sink = FakeSink(fail=True)
+    worker, registry = make_worker(source, sink)
     with pytest.raises(DeliveryError):
         worker.step()
-    assert source.committed == []
+    assert sink.committed == []
     assert registry.get_sample_value("stream_scorer_commits_total") == 0
 
 
@@ -150,7 +164,7 @@ def test_nothing_is_committed_when_the_feature_store_fails() -> None:
     worker, _ = make_worker(source, sink, FakeLookup(fail=True))
     with pytest.raises(FeatureStoreError):
         worker.step()
-    assert source.committed == [] and sink.produced == []
+    assert sink.committed == [] and sink.produced == []
 
 
 def test_invalid_messages_are_skipped_counted_and_committed() -> None:
@@ -165,7 +179,7 @@ def test_invalid_messages_are_skipped_counted_and_committed() -> None:
         "evt-000002",
         "evt-000005",
     ]
-    assert source.committed == [[0, 1, 2, 3, 4, 5]]
+    assert sink.committed == [[0, 1, 2, 3, 4, 5]]
     assert registry.get_sample_value("stream_scorer_decode_errors_total", {"reason": "malformed_avro"}) == 2
     assert registry.get_sample_value("stream_scorer_decode_errors_total", {"reason": "invalid_amount"}) == 1
 
@@ -176,7 +190,7 @@ def test_a_batch_of_only_bad_messages_is_committed_without_scoring() -> None:
     sink = FakeSink()
     worker, _ = make_worker(source, sink, lookup)
     worker.step()
-    assert sink.produced == [] and lookup.calls == 0 and source.committed == [[0, 1]]
+    assert sink.produced == [] and lookup.calls == 0 and sink.committed == [[0, 1]]
 
 
 def test_one_feature_lookup_per_batch_and_scores_are_probabilities() -> None:
@@ -188,7 +202,7 @@ def test_one_feature_lookup_per_batch_and_scores_are_probabilities() -> None:
     assert lookup.calls == 1
     scores = np.array([decode(SCHEMAS.prediction, v)["score"] for _, v in sink.produced])
     assert np.all((scores >= 0) & (scores <= 1))
-    for stage in ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "flush", "commit"):
+    for stage in ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "commit"):
         assert registry.get_sample_value("stream_scorer_stage_duration_seconds_count", {"stage": stage}) == 1
 
 
@@ -199,10 +213,84 @@ def test_run_stops_when_asked() -> None:
     source = FakeSource([messages([transaction(0)])])
 
     class StoppingSink(FakeSink):
-        def flush(self, timeout: float) -> int:
+        def complete(self, messages: Sequence[FakeMessage]) -> int:
             stop.set()  # a stop request arrives mid-batch: the batch still finishes and commits
-            return super().flush(timeout)
+            return super().complete(messages)
 
-    worker, _ = make_worker(source, StoppingSink())
+    sink = StoppingSink()
+    worker, _ = make_worker(source, sink)
     worker.run(stop)
-    assert source.committed == [[0]]
+    assert sink.committed == [[0]]
+
+
+def test_invalid_messages_go_to_the_dead_letter_topic_in_the_same_batch() -> None:
+    records = [transaction(i) for i in range(4)]
+    records[2] = transaction(2, merchant_id="")
+    source = FakeSource([messages(records, bad_at=(0,))])
+    sink = FakeSink()
+    worker, registry = make_worker(source, sink)
+    worker.step()
+    assert [(k, headers["dlq.error.class"], headers["dlq.original.offset"]) for k, _, headers in sink.dead] == [
+        (b"card-0", b"malformed_avro", b"0"),
+        (b"card-2", b"missing_entity_id", b"2"),
+    ]
+    assert sink.dead[0][1] == b"\x07garbage"  # the original bytes
+    assert sink.committed == [[0, 1, 2, 3]] and sink.begun == 1
+    assert registry.get_sample_value("stream_scorer_dead_letters_total", {"reason": "missing_entity_id"}) == 1
+
+
+def test_too_much_invalid_input_stops_before_anything_is_produced_or_committed() -> None:
+    source = FakeSource([messages([transaction(i) for i in range(10)], bad_at=range(1, 10))])
+    sink = FakeSink()
+    guard = InvalidInputGuard(max_consecutive=5, max_ratio=1.0, window=100)
+    worker, registry = make_worker(source, sink, guard=guard)
+    with pytest.raises(InvalidInputRateError):
+        worker.step()
+    assert sink.committed == [] and sink.produced == [] and sink.dead == []
+    assert registry.get_sample_value("stream_scorer_invalid_input_stops_total") == 1
+
+
+def test_with_the_breaker_a_redis_outage_degrades_instead_of_stopping() -> None:
+    registry = CollectorRegistry()
+    metrics_errors: list[int] = []
+    lookup = CircuitBreakerLookup(
+        FakeLookup(fail=True), failures=1, reset_seconds=60, on_error=lambda: metrics_errors.append(1)
+    )
+    source = FakeSource([messages([transaction(i) for i in range(3)])])
+    sink = FakeSink()
+    worker, registry = make_worker(source, sink, lookup=lookup, registry=registry)
+    worker.step()
+    predictions = [decode(SCHEMAS.prediction, v) for _, v in sink.produced]
+    assert len(predictions) == 3 and sink.committed == [[0, 1, 2]]
+    for p in predictions:
+        assert p["imputed"] and {i["status"] for i in p["feature_freshness"]} == {"UNAVAILABLE"}
+    assert (
+        registry.get_sample_value(
+            "stream_scorer_feature_group_lookups_total", {"group": "card_velocity", "status": "unavailable"}
+        )
+        == 3
+    )
+    assert len(metrics_errors) == 2  # one call and one retry
+
+
+def test_an_aborted_exactly_once_batch_is_counted_and_the_loop_goes_on() -> None:
+    import threading
+
+    stop = threading.Event()
+
+    class AbortOnceSink(FakeSink):
+        aborted = False
+
+        def complete(self, messages):
+            if not self.aborted:
+                self.aborted = True
+                raise BatchAborted("commit_transaction: abortable")
+            stop.set()
+            return super().complete(messages)
+
+    batch = messages([transaction(0)])
+    source = FakeSource([batch, batch])  # the rewind makes the consumer return the batch again
+    sink = AbortOnceSink()
+    worker, registry = make_worker(source, sink)
+    worker.run(stop)
+    assert sink.committed == [[0]] and registry.get_sample_value("stream_scorer_batches_aborted_total") == 1

@@ -1,0 +1,147 @@
+"""How a batch is finished: at-least-once (flush, check, commit) or exactly-once (one transaction).
+
+Both follow the same steps for every batch::
+
+    begin()                       exactly-once: begin the transaction
+    produce(...)                  predictions and dead letters
+    complete(messages)            at-least-once: 1. flush  2. check every delivery  3. commit offset + 1
+                                  exactly-once:  1. flush  2. check  3. send offset + 1 in the transaction
+                                                 4. commit the transaction
+
+Exactly-once errors are classified: a retriable commit is retried; an abortable one aborts the
+transaction, rewinds the consumer to the committed offsets and raises :class:`BatchAborted` (the worker
+goes on); a fenced or fatal one raises :class:`KafkaError` (the worker exits non-zero).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn, Protocol
+
+import confluent_kafka
+from confluent_kafka import TopicPartition
+
+from stream_scorer.codec import KafkaMessage
+from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError
+from stream_scorer.kafka.consumer import BatchConsumer
+from stream_scorer.kafka.offsets import next_offsets
+from stream_scorer.kafka.producer import CheckedProducer
+
+log = logging.getLogger(__name__)
+
+
+class Delivery(Protocol):
+    """Where a batch's records go, and how the batch is made durable."""
+
+    def begin(self) -> None: ...
+    def produce(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        headers: Sequence[list[tuple[str, bytes]]] | None = None,
+    ) -> None: ...
+    def complete(self, messages: Sequence[KafkaMessage]) -> int: ...
+
+
+class AtLeastOnce:
+    """Commit a batch's offsets only after every record it produced was acknowledged."""
+
+    def __init__(self, producer: CheckedProducer, consumer: BatchConsumer, flush_timeout_seconds: float) -> None:
+        self._producer = producer
+        self._consumer = consumer
+        self._timeout = flush_timeout_seconds
+
+    def begin(self) -> None:
+        pass
+
+    def produce(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        headers: Sequence[list[tuple[str, bytes]]] | None = None,
+    ) -> None:
+        self._producer.produce(topic, keys, values, headers)
+
+    def complete(self, messages: Sequence[KafkaMessage]) -> int:
+        acked = self._producer.flush(self._timeout)  # 1-2: raises unless every record was acknowledged
+        self._consumer.commit(messages)  # 3
+        return acked
+
+
+class ExactlyOnce:
+    """One Kafka transaction per batch: its predictions, its dead letters and its consumed offsets."""
+
+    def __init__(
+        self, producer: CheckedProducer, consumer: BatchConsumer, timeout_seconds: float, commit_retries: int = 5
+    ) -> None:
+        self._producer = producer
+        self._consumer = consumer
+        self._timeout = timeout_seconds
+        self._retries = commit_retries
+        self._call("init_transactions", producer.raw.init_transactions, timeout_seconds)
+
+    def begin(self) -> None:
+        self._call("begin_transaction", self._producer.raw.begin_transaction)
+
+    def produce(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        headers: Sequence[list[tuple[str, bytes]]] | None = None,
+    ) -> None:
+        self._producer.produce(topic, keys, values, headers)
+
+    def complete(self, messages: Sequence[KafkaMessage]) -> int:
+        raw = self._producer.raw
+        try:
+            acked = self._producer.flush(self._timeout)  # 1-2
+        except DeliveryError as exc:
+            self._abort(f"a record of the transaction was not delivered: {exc}")
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets(messages).items()]
+        self._call(
+            "send_offsets_to_transaction",
+            raw.send_offsets_to_transaction,
+            offsets,
+            self._consumer.group_metadata(),
+            self._timeout,
+        )  # 3
+        for attempt in range(self._retries + 1):  # 4
+            try:
+                raw.commit_transaction(self._timeout)
+                return acked
+            except confluent_kafka.KafkaException as exc:
+                error = exc.args[0]
+                if error.retriable() and attempt < self._retries:
+                    log.warning("commit_transaction: %s; retrying", error)
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                self._classify("commit_transaction", exc)
+        raise KafkaError("commit_transaction kept failing")  # pragma: no cover - the loop returns or raises
+
+    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except confluent_kafka.KafkaException as exc:
+            self._classify(what, exc)
+
+    def _classify(self, what: str, exc: confluent_kafka.KafkaException) -> NoReturn:
+        error = exc.args[0] if exc.args else None
+        if error is not None and error.txn_requires_abort():
+            self._abort(f"{what}: {error}")
+        raise KafkaError(
+            f"{what} failed fatally (fenced by a newer worker, or the producer is unusable): {exc}"
+        ) from exc
+
+    def _abort(self, why: str) -> NoReturn:
+        log.warning("aborting the batch's transaction: %s", why)
+        try:
+            self._producer.raw.abort_transaction(self._timeout)
+        except confluent_kafka.KafkaException as exc:
+            raise KafkaError(f"abort_transaction failed: {exc}") from exc
+        self._consumer.rewind_to_committed()
+        raise BatchAborted(why)

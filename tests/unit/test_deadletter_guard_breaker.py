@@ -1,0 +1,115 @@
+"""Dead-letter records, the invalid-input guard and the feature-store circuit breaker (no servers)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from stream_scorer.codec import InvalidMessage
+from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
+from stream_scorer.deadletter import dead_letters
+from stream_scorer.errors import FeatureStoreError, InvalidEventError, InvalidInputRateError
+from stream_scorer.features.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreakerLookup
+from stream_scorer.features.layout import GroupValues, pack, unpack_many
+from stream_scorer.guard import InvalidInputGuard
+from tests.support import FakeMessage
+
+
+def test_dead_letters_keep_the_original_bytes_and_say_why() -> None:
+    items = [
+        InvalidMessage(
+            FakeMessage(b"\x00\x00\x00\x00\x09zz", b"k2", "tx", 1, 7, 111),
+            InvalidEventError("malformed_avro", "EOFError", topic="tx", partition=1, offset=7, schema_id=9),
+        ),
+        InvalidMessage(
+            FakeMessage(None, None, "tx", 0, 3, 222),
+            InvalidEventError("empty_value", "message has no value", topic="tx", partition=0, offset=3),
+        ),
+    ]
+    letters = dead_letters(items)
+    assert letters.keys == [None, b"k2"] and letters.values == [b"", b"\x00\x00\x00\x00\x09zz"]  # by partition/offset
+    first, second = (dict(h) for h in letters.headers)
+    assert first == {
+        "dlq.error.class": b"empty_value",
+        "dlq.error.reason": b"message has no value",
+        "dlq.original.topic": b"tx",
+        "dlq.original.partition": b"0",
+        "dlq.original.offset": b"3",
+        "dlq.original.timestamp": b"222",
+    }
+    assert second["dlq.schema.id"] == b"9" and second["dlq.error.class"] == b"malformed_avro"
+
+
+def test_guard_trips_on_consecutive_invalid_messages_across_batches() -> None:
+    guard = InvalidInputGuard(max_consecutive=5, max_ratio=1.0, window=1000)
+    guard.observe([False] * 4)
+    guard.observe([True] + [False] * 4)  # a valid one resets the run
+    with pytest.raises(InvalidInputRateError, match="5 invalid messages in a row"):
+        guard.observe([False])
+
+
+def test_guard_trips_on_the_window_ratio_only_once_the_window_is_full() -> None:
+    guard = InvalidInputGuard(max_consecutive=1000, max_ratio=0.5, window=10)
+    guard.observe([False, True] * 3 + [False])  # 4 of 7 invalid, window not full yet
+    guard.observe([True, True, True])  # 4 of 10: fine
+    with pytest.raises(InvalidInputRateError, match="of the last 10 messages were invalid"):
+        guard.observe([False] * 4)  # the oldest slide out: 6 of the last 10 invalid
+
+
+def test_guard_passes_a_steady_trickle_of_bad_input() -> None:
+    guard = InvalidInputGuard(max_consecutive=3, max_ratio=0.2, window=100)
+    for _ in range(50):
+        guard.observe([True] * 9 + [False])  # 10% invalid, never 3 in a row
+
+
+class FlakyLookup:
+    def __init__(self) -> None:
+        self.down = False
+        self.calls = 0
+
+    def fetch(self, groups: Sequence[FeatureGroup], ids: Mapping[str, Sequence[str]]) -> dict[str, GroupValues]:
+        self.calls += 1
+        if self.down:
+            raise FeatureStoreError("redis: ConnectionError")
+        return {
+            g.name: unpack_many([pack([1.0] * len(g.features), 5)] * len(ids[g.entity]), len(g.features))
+            for g in groups
+        }
+
+
+def test_breaker_degrades_then_stops_calling_then_recovers() -> None:
+    now = [0.0]
+    states: list[int] = []
+    errors: list[int] = []
+    inner = FlakyLookup()
+    breaker = CircuitBreakerLookup(
+        inner,
+        failures=2,
+        reset_seconds=10,
+        clock=lambda: now[0],
+        on_state=states.append,
+        on_error=lambda: errors.append(1),
+    )
+    groups = DEFAULT_FEATURE_GROUPS[:1]
+    ids = {"card": ["a", "b"]}
+    assert breaker.fetch(groups, ids)["card_velocity"].present.all()
+
+    inner.down = True
+    out = breaker.fetch(groups, ids)["card_velocity"]  # fails twice (one retry), still closed
+    assert not out.available and not out.present.any() and breaker.state == CLOSED
+    breaker.fetch(groups, ids)
+    assert breaker.state == OPEN and inner.calls == 5 and len(errors) == 4
+
+    now[0] = 5.0
+    assert not breaker.fetch(groups, ids)["card_velocity"].available
+    assert inner.calls == 5  # open: Redis is not called at all
+
+    now[0] = 11.0
+    breaker.fetch(groups, ids)  # half-open trial fails: open again, one call only
+    assert breaker.state == OPEN and inner.calls == 6
+
+    inner.down = False
+    now[0] = 22.0
+    assert breaker.fetch(groups, ids)["card_velocity"].available
+    assert breaker.state == CLOSED and states == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]

@@ -1,0 +1,147 @@
+"""Finishing a batch: at-least-once commits after the flush; exactly-once classifies transaction errors."""
+
+from __future__ import annotations
+
+import confluent_kafka
+import pytest
+from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import KafkaException
+
+from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError
+from stream_scorer.kafka.delivery import AtLeastOnce, ExactlyOnce
+from stream_scorer.kafka.producer import CheckedProducer
+from tests.support import FakeMessage
+
+
+class FakeRawProducer:
+    """The transactional calls of confluent_kafka.Producer, scripted to fail on demand."""
+
+    def __init__(self, fail: dict[str, list[RdKafkaError]] | None = None, undelivered: int = 0) -> None:
+        self.fail = fail or {}
+        self.calls: list[str] = []
+        self.queued: list[tuple[str, bytes]] = []
+        self.undelivered = undelivered
+
+    def _maybe_fail(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail.get(name):
+            raise KafkaException(self.fail[name].pop(0))
+
+    def init_transactions(self, timeout: float) -> None:
+        self._maybe_fail("init_transactions")
+
+    def begin_transaction(self) -> None:
+        self._maybe_fail("begin_transaction")
+
+    def send_offsets_to_transaction(self, offsets, metadata, timeout: float) -> None:
+        self.offsets = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+        self._maybe_fail("send_offsets_to_transaction")
+
+    def commit_transaction(self, timeout: float) -> None:
+        self._maybe_fail("commit_transaction")
+
+    def abort_transaction(self, timeout: float) -> None:
+        self._maybe_fail("abort_transaction")
+
+    def produce(self, topic, value, key, on_delivery, headers=None) -> None:
+        self.queued.append((topic, value))
+        self._on_delivery = on_delivery
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        for i, (topic, _) in enumerate(self.queued):
+            failed = i < self.undelivered
+            error = RdKafkaError(RdKafkaError._MSG_TIMED_OUT) if failed else None
+            self._on_delivery(error, FakeMessage(b"", topic_name=topic))
+        self.queued.clear()
+        return 0
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[list[int]] = []
+        self.rewinds = 0
+
+    def commit(self, messages) -> None:
+        self.commits.append([m.offset() for m in messages])
+
+    def group_metadata(self) -> object:
+        return object()
+
+    def rewind_to_committed(self) -> None:
+        self.rewinds += 1
+
+
+MESSAGES = [
+    FakeMessage(b"v", partition_id=0, offset_value=4),
+    FakeMessage(b"v", partition_id=1, offset_value=9),
+    FakeMessage(b"v", partition_id=0, offset_value=5),
+]
+
+
+def error(code: int, **flags: bool) -> RdKafkaError:
+    return RdKafkaError(code, "scripted", **flags)
+
+
+def test_at_least_once_commits_after_a_clean_flush_only() -> None:
+    consumer = FakeConsumer()
+    ok = AtLeastOnce(CheckedProducer(FakeRawProducer()), consumer, 1.0)
+    ok.produce("out", [b"k"], [b"v"])
+    assert ok.complete(MESSAGES) == 1 and consumer.commits == [[4, 9, 5]]
+    failing = AtLeastOnce(CheckedProducer(FakeRawProducer(undelivered=1)), consumer, 1.0)
+    failing.produce("out", [b"k", b"k"], [b"v", b"v"])
+    with pytest.raises(DeliveryError):
+        failing.complete(MESSAGES)
+    assert consumer.commits == [[4, 9, 5]]  # nothing more
+
+
+def test_exactly_once_sends_offsets_plus_one_inside_the_transaction() -> None:
+    raw = FakeRawProducer()
+    delivery = ExactlyOnce(CheckedProducer(raw), FakeConsumer(), 1.0)
+    delivery.begin()
+    delivery.produce("out", [b"k"], [b"v"])
+    delivery.complete(MESSAGES)
+    assert raw.calls == ["init_transactions", "begin_transaction", "send_offsets_to_transaction", "commit_transaction"]
+    assert raw.offsets == {("transactions", 0): 6, ("transactions", 1): 10}
+
+
+def test_exactly_once_retries_a_retriable_commit() -> None:
+    raw = FakeRawProducer({"commit_transaction": [error(RdKafkaError.REQUEST_TIMED_OUT, retriable=True)]})
+    delivery = ExactlyOnce(CheckedProducer(raw), FakeConsumer(), 1.0)
+    delivery.begin()
+    delivery.complete(MESSAGES)
+    assert raw.calls.count("commit_transaction") == 2 and "abort_transaction" not in raw.calls
+
+
+def test_exactly_once_aborts_and_rewinds_on_an_abortable_error() -> None:
+    raw = FakeRawProducer({"commit_transaction": [error(RdKafkaError._STATE, txn_requires_abort=True)]})
+    consumer = FakeConsumer()
+    delivery = ExactlyOnce(CheckedProducer(raw), consumer, 1.0)
+    delivery.begin()
+    with pytest.raises(BatchAborted):
+        delivery.complete(MESSAGES)
+    assert raw.calls[-1] == "abort_transaction" and consumer.rewinds == 1
+
+
+def test_exactly_once_aborts_when_a_record_is_not_delivered() -> None:
+    raw = FakeRawProducer(undelivered=1)
+    consumer = FakeConsumer()
+    delivery = ExactlyOnce(CheckedProducer(raw), consumer, 1.0)
+    delivery.begin()
+    delivery.produce("out", [b"k"], [b"v"])
+    with pytest.raises(BatchAborted):
+        delivery.complete(MESSAGES)
+    assert "send_offsets_to_transaction" not in raw.calls and consumer.rewinds == 1
+
+
+def test_exactly_once_fenced_or_fatal_errors_stop_the_worker() -> None:
+    raw = FakeRawProducer({"send_offsets_to_transaction": [error(RdKafkaError._FENCED, fatal=True)]})
+    consumer = FakeConsumer()
+    delivery = ExactlyOnce(CheckedProducer(raw), consumer, 1.0)
+    delivery.begin()
+    with pytest.raises(KafkaError, match="fatally") as raised:
+        delivery.complete(MESSAGES)
+    assert not isinstance(raised.value, BatchAborted) and consumer.rewinds == 0
+    assert isinstance(raised.value.__cause__, confluent_kafka.KafkaException)

@@ -95,6 +95,8 @@ class KafkaSettings:
     topic_partitions: int = 4
     topic_replication_factor: int = 1
     dead_letter_topic: str = "transactions.dlq"
+    # How long the group waits for a silent (killed, stopped) worker before handing its partitions over.
+    session_timeout_seconds: float = 45.0
     delivery: DeliveryMode = "at_least_once"
     # Exactly-once: transactional.id = "<prefix>-<worker_slot>", stable across restarts of the same slot so
     # that a restarted worker fences its predecessor at once.

@@ -131,7 +131,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         if created:
             log.info("created topics %s", created)
     exactly_once = kafka.delivery == "exactly_once"
-    consumer_settings = consumer_config(kafka.bootstrap_servers, kafka.group_id, client)
+    consumer_settings = consumer_config(kafka.bootstrap_servers, kafka.group_id, client, kafka.session_timeout_seconds)
     if exactly_once:
         consumer_settings["isolation.level"] = "read_committed"
     producer_settings = producer_config(kafka.bootstrap_servers, client)

@@ -16,11 +16,14 @@ from stream_scorer.kafka.offsets import next_offsets
 log = logging.getLogger(__name__)
 
 
-def consumer_config(bootstrap_servers: str, group_id: str, extra: Mapping[str, str]) -> dict[str, Any]:
+def consumer_config(
+    bootstrap_servers: str, group_id: str, extra: Mapping[str, str], session_timeout_seconds: float = 45.0
+) -> dict[str, Any]:
     """librdkafka settings for at-least-once: no auto commit, no auto offset store."""
     return {
         "bootstrap.servers": bootstrap_servers,
         "group.id": group_id,
+        "session.timeout.ms": int(session_timeout_seconds * 1000),
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",

@@ -23,7 +23,13 @@ pytestmark = pytest.mark.integration
 
 
 def start_worker(
-    stack: Stack, topics: Topics, prefix: str, model_path: Path, group: str, log: Path
+    stack: Stack,
+    topics: Topics,
+    prefix: str,
+    model_path: Path,
+    group: str,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -39,6 +45,8 @@ def start_worker(
         "STREAM_SCORER_METRICS__PORT": "0",
         "STREAM_SCORER_BATCH__MAX_EVENTS": "100",
         "STREAM_SCORER_MODEL_PATH": str(model_path),
+        "STREAM_SCORER_KAFKA__SESSION_TIMEOUT_SECONDS": "6",
+        **(extra_env or {}),
     }
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(

@@ -157,7 +157,8 @@ class Generator:
 
     def __init__(self, run: Run, items: list[tuple[bytes, bytes, str]], rate: float) -> None:
         self._producer = confluent_kafka.Producer(
-            {"bootstrap.servers": run.bootstrap, "linger.ms": 5, "message.timeout.ms": 180_000}
+            # log_level 2: the generator's reconnect noise during a broker restart is expected, not news
+            {"bootstrap.servers": run.bootstrap, "linger.ms": 5, "message.timeout.ms": 180_000, "log_level": 2}
         )
         self._topic = run.input
         self._items = items

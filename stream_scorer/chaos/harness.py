@@ -158,7 +158,13 @@ class Generator:
     def __init__(self, run: Run, items: list[tuple[bytes, bytes, str]], rate: float) -> None:
         self._producer = confluent_kafka.Producer(
             # log_level 2: the generator's reconnect noise during a broker restart is expected, not news
-            {"bootstrap.servers": run.bootstrap, "linger.ms": 5, "message.timeout.ms": 180_000, "log_level": 2}
+            {
+                "bootstrap.servers": run.bootstrap,
+                "linger.ms": 5,
+                "enable.idempotence": True,  # publish order is partition order: the order check relies on it
+                "message.timeout.ms": 180_000,
+                "log_level": 2,
+            }
         )
         self._topic = run.input
         self._items = items
@@ -226,8 +232,8 @@ class Verdict:
     dead_letter_headers: list[list[tuple[str, bytes]]] = field(default_factory=list)
 
 
-def read_topic(bootstrap: str, topic: str, idle_seconds: float = 3.0, limit_seconds: float = 120.0) -> list[Any]:
-    """Every committed message of ``topic``, read until it has been idle for ``idle_seconds``."""
+def read_topic(bootstrap: str, topic: str, limit_seconds: float = 120.0) -> list[Any]:
+    """Every committed message of ``topic``: read until each partition's position reaches its end offset."""
     consumer = confluent_kafka.Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -237,16 +243,19 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 3.0, limit_seco
         }
     )
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in partitions])
+        partitions = [
+            TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        marks = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10) for tp in partitions}
+        ends = {p: high for p, (low, high) in marks.items() if high > low}  # empty partitions are done
+        consumer.assign([TopicPartition(topic, tp.partition, confluent_kafka.OFFSET_BEGINNING) for tp in partitions])
         out: list[Any] = []
-        last = time.monotonic()
-        deadline = last + limit_seconds
-        while time.monotonic() - last < idle_seconds and time.monotonic() < deadline:
-            batch = [m for m in consumer.consume(1000, 0.2) if m.error() is None]
-            if batch:
-                out.extend(batch)
-                last = time.monotonic()
+        deadline = time.monotonic() + limit_seconds
+        while time.monotonic() < deadline:
+            out.extend(m for m in consumer.consume(1000, 0.2) if m.error() is None)
+            positions = {tp.partition: tp.offset for tp in consumer.position(partitions)}
+            if all(positions[p] >= end for p, end in ends.items()):
+                break
         return out
     finally:
         consumer.close()
@@ -284,7 +293,7 @@ def verify(run: Run, prediction_schema: Any, expected_ids: set[str], sequence: d
         last_by_key[key] = max(position, last_by_key.get(key, -1))
     dead: dict[str, int] = {}
     headers = []
-    for message in read_topic(run.bootstrap, run.dead_letters, idle_seconds=1.0):
+    for message in read_topic(run.bootstrap, run.dead_letters):
         header = list(message.headers() or [])
         headers.append(header)
         reason = dict(header).get("dlq.error.class", b"?").decode()

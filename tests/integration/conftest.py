@@ -202,6 +202,13 @@ def read_all(bootstrap: str, topic: str, schema: Any, expect: int, timeout: floa
         consumer.close()
 
 
+def read_to_end(bootstrap: str, topic: str, schema: Any) -> list[dict[str, Any]]:
+    """Every committed record of ``topic``, up to the end offsets as they are now."""
+    from stream_scorer.chaos.harness import read_topic
+
+    return [decode(schema, m.value()) for m in read_topic(bootstrap, topic, limit_seconds=60)]
+
+
 def read_raw(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
     """Every message of ``topic`` (key, value, headers) from the beginning, until ``expect`` or ``timeout``."""
     consumer = confluent_kafka.Consumer(

@@ -29,6 +29,10 @@ def consumer_config(
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "partition.assignment.strategy": "cooperative-sticky",
+        # Bound what one fetch and the prefetch queue may hold, compressed batches included.
+        "fetch.max.bytes": 16 * 1024 * 1024,
+        "max.partition.fetch.bytes": 1024 * 1024,
+        "queued.max.messages.kbytes": 64 * 1024,
         **extra,
     }
 

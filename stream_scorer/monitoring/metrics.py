@@ -117,7 +117,9 @@ class ScorerMetrics:
             registry=registry,
         )
         self.commits = Counter(
-            "stream_scorer_commits", "Offset commits after a fully delivered batch.", registry=registry
+            "stream_scorer_commits",
+            "Batches finished after full delivery (offsets committed, or deferred to the next commit in a rebalance).",
+            registry=registry,
         )
         self.dead_letters = Counter(
             "stream_scorer_dead_letters",

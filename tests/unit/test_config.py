@@ -98,3 +98,24 @@ def test_feature_group_rules() -> None:
         FeatureGroup(name="g", entity="card", features=("a", "a"), max_age_seconds=1)
     with pytest.raises(ConfigError, match="max_age_seconds"):
         FeatureGroup(name="g", entity="card", features=("a",), max_age_seconds=0)
+
+
+def test_secrets_come_from_env_or_files_and_never_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_scorer.config import resolve_secret
+
+    (tmp_path / "kafka_password").write_text("from-a-file\n")
+    (tmp_path / "s.toml").write_text(
+        f'[kafka.client_secrets]\n"sasl.password" = "file:{tmp_path / "kafka_password"}"\n'
+        '"ssl.key.password" = "env:KEY_PASSWORD"\n[redis]\npassword = "env:REDIS_PASSWORD"\n'
+    )
+    monkeypatch.setenv("KEY_PASSWORD", "from-env")
+    settings = load_settings(tmp_path / "s.toml", {})
+    assert settings.kafka.librdkafka() == {"sasl.password": "from-a-file", "ssl.key.password": "from-env"}
+    assert "from-a-file" not in repr(settings) and "from-env" not in repr(settings)
+    with pytest.raises(ConfigError, match="REDIS_PASSWORD is not set") as raised:
+        resolve_secret(settings.redis.password, "redis.password")
+    assert "from" not in str(raised.value)
+    with pytest.raises(ConfigError, match="cannot read secret file"):
+        resolve_secret(f"file:{tmp_path / 'nope'}", "x")
+    with pytest.raises(ConfigError, match='"env:NAME" or "file:/path"'):
+        resolve_secret("hunter2", "x")

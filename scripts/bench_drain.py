@@ -30,7 +30,7 @@ from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import make_world, sample_events
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "flush", "commit")
+STAGES = ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "commit")
 
 
 def main() -> None:
@@ -58,7 +58,9 @@ def main() -> None:
         missing_fraction=0.02,
     )
     schemas = wiring.schemas(base)
-    records, _ = sample_events(world, args.events, start_ms=int(time.time() * 1000), rng=np.random.default_rng(1))
+    records, _ = sample_events(
+        world, args.events, start_ms=int(time.time() * 1000), rng=np.random.default_rng(1), spacing_ms=0.001
+    )
     values = [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
 
@@ -75,7 +77,7 @@ def main() -> None:
 
 def run_once(args, admin, base: Settings, values, batch_size: int) -> tuple[float, float, dict[str, float]]:
     tag = uuid.uuid4().hex[:8]
-    topics = {name: f"bench-{tag}-{name}" for name in ("in", "out", "labels")}
+    topics = {name: f"bench-{tag}-{name}" for name in ("in", "out", "labels", "dlq")}
     for future in admin.create_topics([NewTopic(t, 4, 1) for t in topics.values()]).values():
         future.result(30)
     try:
@@ -94,6 +96,7 @@ def run_once(args, admin, base: Settings, values, batch_size: int) -> tuple[floa
                 input_topic=topics["in"],
                 output_topic=topics["out"],
                 labels_topic=topics["labels"],
+                dead_letter_topic=topics["dlq"],
                 group_id=f"bench-{tag}",
                 create_topics=False,
             ),

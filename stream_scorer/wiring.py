@@ -11,6 +11,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, Schemas, load_schemas
 from stream_scorer.config import RedisSettings, Settings, resolve_secret
+from stream_scorer.emit import PredictionEncoder
 from stream_scorer.errors import ConfigError
 from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.store import RedisFeatureStore
@@ -160,7 +161,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
             sensitive_fields=validation.sensitive_fields,
         ),
         scorer=scorer,
-        prediction_schema=parsed.prediction,
+        encoder=PredictionEncoder(parsed.prediction, model),
         metrics=metrics,
         bounds=BatchBounds(max_events=settings.batch.max_events, max_wait_seconds=settings.batch.max_wait_seconds),
         topics=Topics(predictions=kafka.output_topic, dead_letters=kafka.dead_letter_topic),

@@ -18,13 +18,14 @@ from typing import Protocol
 
 import numpy as np
 
-from stream_scorer.codec import EventDecoder, InvalidMessage, KafkaMessage, encode_many
+from stream_scorer.codec import EventDecoder, InvalidMessage, KafkaMessage
 from stream_scorer.deadletter import dead_letters
+from stream_scorer.emit import PredictionEncoder
 from stream_scorer.errors import BatchAborted, InvalidInputRateError
 from stream_scorer.guard import InvalidInputGuard
 from stream_scorer.kafka.delivery import Delivery
 from stream_scorer.monitoring.metrics import ScorerMetrics
-from stream_scorer.pipeline import ScoredBatch, Scorer, prediction_records, status_counts
+from stream_scorer.pipeline import ScoredBatch, Scorer, status_counts
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Worker:
         delivery: Delivery,
         decoder: EventDecoder,
         scorer: Scorer,
-        prediction_schema: object,
+        encoder: PredictionEncoder,
         metrics: ScorerMetrics,
         bounds: BatchBounds,
         topics: Topics,
@@ -77,7 +78,7 @@ class Worker:
         self._delivery = delivery
         self._decoder = decoder
         self._scorer = scorer
-        self._prediction_schema = prediction_schema
+        self._encoder = encoder
         self._metrics = metrics
         self._bounds = bounds
         self._topics = topics
@@ -114,7 +115,7 @@ class Worker:
             scored = self._scorer.score(decoded.batch, self._clock_ms())  # enrich, freshness, vectorize, score
             seconds.update(scored.stage_seconds)
             t3 = time.perf_counter()
-            values = encode_many(self._prediction_schema, prediction_records(scored, self._scorer.model))  # encode
+            values = self._encoder.encode(scored)  # encode
             t4 = time.perf_counter()
             self._delivery.produce(self._topics.predictions, decoded.batch.key, values)  # produce
             seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, decode, encode, load_schemas
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
+from stream_scorer.emit import PredictionEncoder
 from stream_scorer.errors import BatchAborted, DeliveryError, FeatureStoreError, InvalidInputRateError
 from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
@@ -94,7 +95,7 @@ def make_worker(source, sink, lookup=None, registry=None, guard=None):
         delivery=sink,
         decoder=EventDecoder(SCHEMAS, "avro"),
         scorer=scorer,
-        prediction_schema=SCHEMAS.prediction,
+        encoder=PredictionEncoder(SCHEMAS.prediction, scorer.model),
         metrics=ScorerMetrics(registry),
         bounds=BatchBounds(max_events=100, max_wait_seconds=0.01),
         topics=Topics(predictions="predictions", dead_letters="dead-letters"),

@@ -1,0 +1,81 @@
+"""The prediction encoder writes exactly what fastavro writes, for every freshness status and edge value."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import fastavro
+import numpy as np
+import pytest
+
+from stream_scorer.codec import encode, load_schemas, to_batch
+from stream_scorer.emit import PredictionEncoder
+from stream_scorer.errors import SchemaError
+from stream_scorer.features.freshness import Freshness
+from stream_scorer.pipeline import ScoredBatch, prediction_records
+from tests.support import small_model, transaction
+
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = load_schemas(SCHEMAS_DIR)
+
+
+def scored_batch(n: int, seed: int, groups: tuple[str, ...] = ("card_velocity", "merchant_risk")) -> ScoredBatch:
+    rng = np.random.default_rng(seed)
+    ids = ["", "é-ünïcode-✓", "x" * 200] + [f"evt-{i}" for i in range(n - 3)]
+    records = [transaction(i, event_id=ids[i], event_time=int(rng.integers(0, 2**41))) for i in range(n)]
+    batch = to_batch(records, None, int(rng.integers(0, 2**42)))
+    freshness = {}
+    for g in groups:
+        status = rng.integers(0, 4, n).astype(np.int8)
+        ages = np.where(status <= 1, rng.integers(0, 2**40, n), -1)
+        freshness[g] = Freshness(status=status, age_ms=ages)
+    scores = np.concatenate([[0.0, 1.0, 5e-324], rng.random(n - 3)])
+    return ScoredBatch(
+        batch=batch,
+        scores=scores,
+        decisions=scores >= 0.5,
+        imputed=rng.random(n) < 0.5,
+        group_values={},
+        freshness=freshness,
+        scored_at_ms=int(rng.integers(0, 2**42)),
+    )
+
+
+@pytest.mark.parametrize("groups", [("card_velocity", "merchant_risk"), ("a",), ("g1", "g2", "g3", "g4", "g5")])
+def test_bytes_equal_fastavro(groups: tuple[str, ...]) -> None:
+    model = small_model(("event.amount_log",))
+    scored = scored_batch(300, seed=len(groups), groups=groups)
+    ours = PredictionEncoder(SCHEMAS.prediction, model).encode(scored)
+    reference = [encode(SCHEMAS.prediction, r) for r in prediction_records(scored, model)]
+    assert ours == reference
+
+
+def test_empty_batch() -> None:
+    assert PredictionEncoder(SCHEMAS.prediction, small_model(("event.amount_log",))).encode(scored_batch(3, 1)) != []
+    empty = scored_batch(3, 1)
+    empty = ScoredBatch(
+        batch=empty.batch.take(np.array([], dtype=np.intp)),
+        scores=np.zeros(0),
+        decisions=np.zeros(0, bool),
+        imputed=np.zeros(0, bool),
+        group_values={},
+        freshness={},
+        scored_at_ms=0,
+    )
+    assert PredictionEncoder(SCHEMAS.prediction, small_model(("event.amount_log",))).encode(empty) == []
+
+
+def test_a_changed_schema_is_refused_at_construction() -> None:
+    raw = json.loads((SCHEMAS_DIR / "prediction.avsc").read_text())
+    for change in ("add_field", "reorder", "enum"):
+        edited = copy.deepcopy(raw)
+        if change == "add_field":
+            edited["fields"].append({"name": "extra", "type": "int", "default": 0})
+        elif change == "reorder":
+            edited["fields"][3], edited["fields"][4] = edited["fields"][4], edited["fields"][3]
+        else:
+            edited["fields"][7]["type"]["items"]["fields"][1]["type"]["symbols"].append("OTHER")
+        with pytest.raises(SchemaError, match="shape"):
+            PredictionEncoder(fastavro.parse_schema(edited), small_model(("event.amount_log",)))

@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         "finishes the current batch, commits and exits 0.",
     )
     run.add_argument("--max-batches", type=int, default=None, help="stop after this many non-empty batches")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes in the consumer group (one per core, up to the partition count); process i "
+        "serves metrics on metrics.port + i and is restarted if it dies",
+    )
     run.set_defaults(handler=_run)
 
     fit = commands.add_parser(
@@ -159,6 +166,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers < 1:
+        print("run: --workers must be >= 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        from stream_scorer.supervisor import supervise
+
+        return supervise(args.workers, settings.metrics.port, args.config)
     runtime = wiring.build_runtime(settings)
     stop = threading.Event()
 

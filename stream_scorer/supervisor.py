@@ -1,0 +1,90 @@
+"""``stream-scorer run --workers N``: N worker processes in one consumer group, kept alive.
+
+Scale-out is Kafka's own: each process is a group member, so partitions are shared among them (one
+process per core, up to the partition count). Process ``i`` gets ``kafka.worker_slot = i`` (its stable
+transactional id under exactly-once) and serves its metrics on ``metrics.port + i``: metrics are per
+process, labelled by the port they are scraped from. A process that dies is restarted with a backoff;
+SIGTERM or SIGINT is passed to every process, which finishes its batch, commits and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+QUICK_EXIT_SECONDS = 10.0  # a process that dies this soon after starting counts as failing to start
+MAX_QUICK_EXITS = 5
+
+
+def supervise(workers: int, metrics_port: int, config: Path | None, stop_timeout: float = 150.0) -> int:
+    """Run ``workers`` worker processes until SIGTERM/SIGINT; returns the exit code for the supervisor."""
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    processes = {slot: _start(slot, metrics_port, config) for slot in range(workers)}
+    started = dict.fromkeys(processes, time.monotonic())
+    quick_exits = dict.fromkeys(processes, 0)
+    backoff = dict.fromkeys(processes, 1.0)
+    while not stopping:
+        time.sleep(0.2)
+        for slot, process in list(processes.items()):
+            code = process.poll()
+            if code is None or stopping:
+                continue
+            quick = time.monotonic() - started[slot] < QUICK_EXIT_SECONDS
+            quick_exits[slot] = quick_exits[slot] + 1 if quick else 0
+            if quick_exits[slot] >= MAX_QUICK_EXITS:
+                log.error("worker %d failed to start %d times in a row; stopping all", slot, MAX_QUICK_EXITS)
+                _stop_all(processes, stop_timeout)
+                return 1
+            log.warning("worker %d exited with %s; restarting in %.0f s", slot, code, backoff[slot])
+            time.sleep(backoff[slot])
+            backoff[slot] = min(30.0, backoff[slot] * 2) if quick else 1.0
+            processes[slot] = _start(slot, metrics_port, config)
+            started[slot] = time.monotonic()
+    codes = _stop_all(processes, stop_timeout)
+    log.info("all workers stopped: exit codes %s", codes)
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def _start(slot: int, metrics_port: int, config: Path | None) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "STREAM_SCORER_KAFKA__WORKER_SLOT": str(slot),
+        "STREAM_SCORER_METRICS__PORT": str(metrics_port + slot if metrics_port else 0),
+    }
+    args: Sequence[str] = [sys.executable, "-m", "stream_scorer", "run", "--workers", "1"]
+    if config is not None:
+        args = [*args, "--config", str(config)]
+    process = subprocess.Popen(args, env=env)
+    log.info("worker %d started (pid %d, metrics port %s)", slot, process.pid, env["STREAM_SCORER_METRICS__PORT"])
+    return process
+
+
+def _stop_all(processes: dict[int, subprocess.Popen[bytes]], timeout: float) -> list[int]:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    codes = []
+    deadline = time.monotonic() + timeout
+    for process in processes.values():
+        try:
+            codes.append(process.wait(max(0.1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            codes.append(process.wait(10))
+    return codes

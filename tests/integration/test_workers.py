@@ -1,0 +1,128 @@
+"""`stream-scorer run --workers 2`: two processes share the partitions; metrics are per process; SIGTERM stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_scorer.codec import encode
+from stream_scorer.config import DEFAULT_FEATURE_GROUPS
+from stream_scorer.features.store import RedisFeatureStore
+from stream_scorer.synth import io as synth_io
+from stream_scorer.synth.world import World, sample_events
+from tests.integration.conftest import Stack, Topics, committed_and_end, produce, read_all
+
+pytestmark = pytest.mark.integration
+
+
+def free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", 0))
+                port = a.getsockname()[1]
+                b.bind(("127.0.0.1", port + 1))
+                return int(port)
+            except OSError:
+                continue
+    raise RuntimeError("no two consecutive free ports")
+
+
+def wait_ready(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def consumed(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    line = next(line for line in text.splitlines() if line.startswith("stream_scorer_events_consumed_total "))
+    return float(line.split()[1])
+
+
+def test_two_worker_processes_share_the_partitions(
+    stack: Stack,
+    topics: Topics,
+    redis_prefix: str,
+    store: RedisFeatureStore,
+    world: World,
+    model_path: Path,
+    schemas,
+    tmp_path: Path,
+) -> None:
+    synth_io.seed_features(world, store, DEFAULT_FEATURE_GROUPS, now_ms=int(time.time() * 1000))
+    port = free_port_pair()
+    group = "it-workers"
+    env = {
+        **os.environ,
+        "STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS": stack.bootstrap,
+        "STREAM_SCORER_KAFKA__INPUT_TOPIC": topics.input,
+        "STREAM_SCORER_KAFKA__OUTPUT_TOPIC": topics.output,
+        "STREAM_SCORER_KAFKA__LABELS_TOPIC": topics.labels,
+        "STREAM_SCORER_KAFKA__DEAD_LETTER_TOPIC": topics.dead_letters,
+        "STREAM_SCORER_KAFKA__GROUP_ID": group,
+        "STREAM_SCORER_KAFKA__CREATE_TOPICS": "false",
+        "STREAM_SCORER_REDIS__URL": stack.redis_url,
+        "STREAM_SCORER_REDIS__KEY_PREFIX": redis_prefix,
+        "STREAM_SCORER_METRICS__PORT": str(port),
+        "STREAM_SCORER_KAFKA__SESSION_TIMEOUT_SECONDS": "6",
+        "STREAM_SCORER_MODEL_PATH": str(model_path),
+    }
+    log = tmp_path / "workers.log"
+    with log.open("wb") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "stream_scorer", "run", "--workers", "2"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # Wait until both members are up (each serves /readyz once it has partitions).
+        deadline = time.monotonic() + 60
+        ready = set()
+        while len(ready) < 2 and time.monotonic() < deadline:
+            for p in (port, port + 1):
+                try:
+                    if urllib.request.urlopen(f"http://127.0.0.1:{p}/readyz", timeout=1).status == 200:
+                        ready.add(p)
+                except OSError:
+                    pass
+            time.sleep(0.3)
+        assert len(ready) == 2, log.read_text()[-3000:]
+        records, _ = sample_events(world, 3000, start_ms=int(time.time() * 1000), rng=np.random.default_rng(3))
+        produce(
+            stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
+        )
+        predictions = read_all(stack.bootstrap, topics.output, schemas.prediction, expect=3000, timeout=60)
+        time.sleep(1)
+        per_process = [consumed(port), consumed(port + 1)]
+        # A process that dies is restarted: kill one child and wait for its endpoint to come back.
+        children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
+        assert len(children) == 2
+        os.kill(int(children[1]), signal.SIGKILL)
+        time.sleep(0.5)
+        restarted = wait_ready(port + 1, 60)
+        assert restarted, log.read_text()[-3000:]
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        code = supervisor.wait(60)
+    assert code == 0, log.read_text()[-3000:]
+    assert {p["event_id"] for p in predictions} == {r["event_id"] for r in records}
+    assert all(n > 0 for n in per_process) and sum(per_process) == 3000  # both worked; metrics are per process
+    committed, ends = committed_and_end(stack.bootstrap, group, topics.input)
+    assert committed == ends

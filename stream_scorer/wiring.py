@@ -12,7 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 from stream_scorer.codec import EventDecoder, Schemas, load_schemas
 from stream_scorer.config import RedisSettings, Settings, resolve_secret
 from stream_scorer.emit import PredictionEncoder
-from stream_scorer.errors import ConfigError
+from stream_scorer.errors import ConfigError, StreamScorerError
 from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.guard import InvalidInputGuard
@@ -93,8 +93,12 @@ class Runtime:
         return True, "ready"
 
     def close(self) -> None:
-        """Leave the group, flush what is still queued, stop serving metrics, close Redis."""
+        """Commit what is pending, leave the group, stop serving metrics, close Redis."""
         try:
+            try:
+                self.worker.finish()
+            except StreamScorerError as exc:  # nothing more is committed; a restart re-reads from the last commit
+                log.warning("pending batches not committed at close: %s", exc)
             self.consumer.close()
             self.producer.raw.flush(10)
         finally:
@@ -140,7 +144,8 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     if exactly_once:
         producer_settings["transactional.id"] = transactional_id(settings)
         # A transaction spans one batch: poll wait + scoring + flush. Give it room, but not much more.
-        producer_settings["transaction.timeout.ms"] = int(1000 * (2 * timeout + settings.batch.max_wait_seconds))
+        window = settings.batch.max_wait_seconds + settings.batch.commit_interval_seconds
+        producer_settings["transaction.timeout.ms"] = int(1000 * (2 * timeout + window))
     try:
         producer = CheckedProducer(confluent_kafka.Producer(producer_settings))
         consumer = BatchConsumer(consumer_settings, [kafka.input_topic], on_assignment=metrics.assigned_partitions.set)
@@ -163,7 +168,11 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         scorer=scorer,
         encoder=PredictionEncoder(parsed.prediction, model),
         metrics=metrics,
-        bounds=BatchBounds(max_events=settings.batch.max_events, max_wait_seconds=settings.batch.max_wait_seconds),
+        bounds=BatchBounds(
+            max_events=settings.batch.max_events,
+            max_wait_seconds=settings.batch.max_wait_seconds,
+            commit_interval_seconds=settings.batch.commit_interval_seconds,
+        ),
         topics=Topics(predictions=kafka.output_topic, dead_letters=kafka.dead_letter_topic),
         guard=InvalidInputGuard(
             max_consecutive=validation.max_consecutive_invalid,
@@ -171,6 +180,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
             window=validation.window_messages,
         ),
     )
+    consumer.before_revoke = worker.finish
     runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)
     if settings.metrics.enabled:
         try:

@@ -47,6 +47,8 @@ class BatchBounds:
 
     max_events: int
     max_wait_seconds: float
+    # 0: commit after every batch; more: flush and commit at most this often (fewer blocking flushes).
+    commit_interval_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +86,8 @@ class Worker:
         self._topics = topics
         self._guard = guard
         self._clock_ms = clock_ms
+        self._window: list[_Pending] = []
+        self._window_started = 0.0
         model = scorer.model
         metrics.model.info({"name": model.name, "version": model.version, "checksum": model.checksum})
 
@@ -95,6 +99,7 @@ class Worker:
             except BatchAborted as exc:  # exactly-once: rewound to the committed offsets; go on
                 self._metrics.batches_aborted.inc()
                 log.warning("batch aborted and rewound: %s", exc)
+        self.finish()
 
     def step(self) -> int:
         """Poll and process one micro-batch. Returns the number of messages polled."""
@@ -109,7 +114,9 @@ class Worker:
         t2 = time.perf_counter()
         seconds["decode"] = t2 - t1
         self._check_invalid(decoded.invalid, decoded.valid_flags)
-        self._delivery.begin()
+        if not self._window:
+            self._delivery.begin()
+            self._window_started = time.monotonic()
         scored: ScoredBatch | None = None
         if len(decoded.batch):
             scored = self._scorer.score(decoded.batch, self._clock_ms())  # enrich, freshness, vectorize, score
@@ -122,11 +129,37 @@ class Worker:
         if decoded.invalid:
             letters = dead_letters(decoded.invalid)  # dead letters
             self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
+        self._window.append(_Pending(messages, scored, decoded.invalid))
         t5 = time.perf_counter()
-        acked = self._delivery.complete(messages)  # flush, check, commit
-        seconds["commit"], seconds["batch"] = time.perf_counter() - t5, time.perf_counter() - t0
-        self._record(len(messages), acked, scored, decoded.invalid, seconds)
+        if time.monotonic() - self._window_started >= self._bounds.commit_interval_seconds:
+            self.finish()  # flush, check, commit
+            seconds["commit"] = time.perf_counter() - t5
+        seconds["batch"] = time.perf_counter() - t0
+        self._record(len(messages), scored, seconds)
         return len(messages)
+
+    def finish(self) -> None:
+        """Make every batch since the last commit durable: flush, check and commit (or commit the transaction).
+
+        Called after each batch (or once per ``commit_interval_seconds``), on shutdown, and before the
+        consumer gives partitions up in a rebalance.
+        """
+        if not self._window:
+            return
+        window, self._window = self._window, []
+        self._delivery.complete([m for pending in window for m in pending.messages])
+        metrics = self._metrics
+        metrics.commits.inc()
+        metrics.last_batch.set(time.time())
+        acked_at = self._clock_ms()
+        for pending in window:
+            for item in pending.invalid:
+                metrics.dead_letters.labels(item.error.reason).inc()
+            if pending.scored is not None:
+                metrics.predictions_produced.inc(len(pending.scored.batch))
+                # A publisher clock ahead of ours would give negative latencies: count those as 0.
+                latency = np.maximum(acked_at - pending.scored.batch.event_time_ms, 0) / 1000.0
+                metrics.event_latency.observe_many(latency)
 
     def _check_invalid(self, invalid: Sequence[InvalidMessage], valid_flags: Sequence[bool]) -> None:
         for item in invalid:
@@ -139,29 +172,23 @@ class Worker:
             log.error("%s", exc)
             raise
 
-    def _record(
-        self,
-        polled: int,
-        acked: int,
-        scored: ScoredBatch | None,
-        invalid: Sequence[InvalidMessage],
-        seconds: dict[str, float],
-    ) -> None:
+    def _record(self, polled: int, scored: ScoredBatch | None, seconds: dict[str, float]) -> None:
         metrics = self._metrics
         metrics.events_consumed.inc(polled)
         metrics.batch_size.observe(polled)
         metrics.observe_stages(seconds)
-        metrics.commits.inc()
-        metrics.last_batch.set(time.time())
-        for item in invalid:
-            metrics.dead_letters.labels(item.error.reason).inc()
         if scored is None:
             return
-        metrics.predictions_produced.inc(len(scored.batch))
-        acked_at = self._clock_ms()
-        # A publisher clock ahead of ours would give negative latencies: count those as 0.
-        metrics.event_latency.observe_many(np.maximum(acked_at - scored.batch.event_time_ms, 0) / 1000.0)
         for name, counts in status_counts(scored).items():
             malformed = int(np.count_nonzero(scored.group_values[name].malformed))
             metrics.observe_freshness(name, counts, scored.freshness[name].age_ms, malformed)
         metrics.predictions_imputed.inc(int(np.count_nonzero(scored.imputed)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A batch that was produced but is not committed yet."""
+
+    messages: list[KafkaMessage]
+    scored: ScoredBatch | None
+    invalid: list[InvalidMessage]

@@ -45,6 +45,8 @@ class BatchConsumer:
     ) -> None:
         self._consumer = confluent_kafka.Consumer(dict(config))
         self._on_assignment = on_assignment
+        # Called before partitions are given up, so that whatever was produced for them is committed first.
+        self.before_revoke: Callable[[], None] | None = None
         self._pending: dict[tuple[str, int], int] = {}
         self.assigned: set[tuple[str, int]] = set()
         self._consumer.subscribe(
@@ -107,6 +109,8 @@ class BatchConsumer:
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
+        if self.before_revoke is not None and revoked:
+            self.before_revoke()
         try:
             self._commit_pending(revoked)
         except KafkaError as exc:

@@ -87,7 +87,7 @@ class FakeLookup:
         return out
 
 
-def make_worker(source, sink, lookup=None, registry=None, guard=None):
+def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_interval=0.0):
     registry = registry or CollectorRegistry()
     scorer = Scorer(small_model(FEATURE_NAMES), DEFAULT_FEATURE_GROUPS, lookup or FakeLookup())
     worker = Worker(
@@ -97,7 +97,7 @@ def make_worker(source, sink, lookup=None, registry=None, guard=None):
         scorer=scorer,
         encoder=PredictionEncoder(SCHEMAS.prediction, scorer.model),
         metrics=ScorerMetrics(registry),
-        bounds=BatchBounds(max_events=100, max_wait_seconds=0.01),
+        bounds=BatchBounds(max_events=100, max_wait_seconds=0.01, commit_interval_seconds=commit_interval),
         topics=Topics(predictions="predictions", dead_letters="dead-letters"),
         guard=guard or InvalidInputGuard(max_consecutive=1000, max_ratio=1.0, window=1000),
         clock_ms=lambda: NOW,
@@ -295,3 +295,19 @@ def test_an_aborted_exactly_once_batch_is_counted_and_the_loop_goes_on() -> None
     worker, registry = make_worker(source, sink)
     worker.run(stop)
     assert sink.committed == [[0]] and registry.get_sample_value("stream_scorer_batches_aborted_total") == 1
+
+
+def test_a_commit_interval_commits_several_batches_at_once_and_everything_on_finish() -> None:
+    source = FakeSource([messages([transaction(0)]), messages([transaction(1)], 1), messages([transaction(2)], 2)])
+    sink = FakeSink()
+    worker, registry = make_worker(source, sink, commit_interval=3600)
+    worker.step()
+    worker.step()
+    assert sink.committed == [] and sink.begun == 1 and len(sink.produced) == 2
+    assert registry.get_sample_value("stream_scorer_predictions_produced_total") == 0  # not durable yet
+    worker.finish()
+    assert sink.committed == [[0, 1]] and registry.get_sample_value("stream_scorer_predictions_produced_total") == 2
+    worker.step()
+    worker.finish()
+    worker.finish()  # nothing pending: no empty commit
+    assert sink.committed == [[0, 1], [2]] and sink.begun == 2

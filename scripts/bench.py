@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=20_000, help="distinct cards (try 1000000)")
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     parser.add_argument("--redis", default="redis://127.0.0.1:16379/0")
+    parser.add_argument("--scaling", default="1,2", help="worker process counts for the scale-out run ('' to skip)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the contenders (with quixstreams)")
     args = parser.parse_args()
 
@@ -92,8 +93,17 @@ def main() -> None:
     latency_targets = [k for k in results if k[0] != "ours" or k == best_ours]
     for key in latency_targets:
         results[key]["latency"] = {f: bench.latency(key[0], key[1], results[key]["rate"] * f) for f in (0.25, 0.5, 0.9)}
-    client.delete(*client.keys(f"{prefix}:*")) if client.keys(f"{prefix}:*") else None
+    scaling = {int(w): [bench.scale_out(int(w)) for _ in range(args.repeats)] for w in args.scaling.split(",") if w}
+    keys = client.keys(f"{prefix}:*")
+    if keys:
+        client.delete(*keys)
     print_report(results, best_ours, args)
+    if scaling:
+        base = statistics.median(scaling[min(scaling)])
+        print("\nscale-out with `stream-scorer run --workers N` (4 partitions; first to last prediction appended):")
+        for workers, rates in scaling.items():
+            rate = statistics.median(rates)
+            print(f"  {workers} worker(s): {rate:>9,.0f} events/s  ({rate / base:.2f}x)  on {os.cpu_count()} cores")
 
 
 def label(name: str, batch: int) -> str:
@@ -157,6 +167,8 @@ class Bench:
             names[1],
             "--group",
             f"g-{names[0]}",
+            "--commit-interval",
+            str(self.args.commit_interval),
         ]
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
@@ -205,6 +217,47 @@ class Bench:
             self.drop(names)
         p50, p95, p99 = np.percentile(latencies, [50, 95, 99]).tolist() if latencies else (float("nan"),) * 3
         return {"rate": rate, "p50": p50, "p95": p95, "p99": p99}
+
+    def scale_out(self, workers: int) -> float:
+        """Drain the backlog with `stream-scorer run --workers N`; events/s from the output's append times."""
+        names = self.topics()
+        try:
+            self.publish(names[0])
+            env = {
+                **os.environ,
+                "STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS": self.args.bootstrap,
+                "STREAM_SCORER_KAFKA__INPUT_TOPIC": names[0],
+                "STREAM_SCORER_KAFKA__OUTPUT_TOPIC": names[1],
+                "STREAM_SCORER_KAFKA__DEAD_LETTER_TOPIC": names[1],
+                "STREAM_SCORER_KAFKA__GROUP_ID": f"g-{names[0]}",
+                "STREAM_SCORER_KAFKA__CREATE_TOPICS": "false",
+                "STREAM_SCORER_REDIS__URL": self.args.redis,
+                "STREAM_SCORER_REDIS__KEY_PREFIX": self.prefix,
+                "STREAM_SCORER_MODEL_PATH": str(self.model),
+                "STREAM_SCORER_METRICS__ENABLED": "false",
+                "STREAM_SCORER_LOG_LEVEL": "WARNING",
+                "PYTHONWARNINGS": "ignore",
+            }
+            command = [self.args.python, "-m", "stream_scorer", "run", "--workers", str(workers)]
+            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                times = self.append_times(names[1], len(self.records))
+            finally:
+                process.terminate()
+                process.wait(120)
+        finally:
+            self.drop(names)
+        return len(times) / ((max(times) - min(times)) / 1000.0)
+
+    def append_times(self, topic: str, expect: int) -> list[int]:
+        consumer = confluent_kafka.Consumer({"bootstrap.servers": self.args.bootstrap, "group.id": uuid.uuid4().hex})
+        consumer.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in range(4)])
+        out: list[int] = []
+        deadline = time.monotonic() + 300
+        while len(out) < expect and time.monotonic() < deadline:
+            out.extend(m.timestamp()[1] for m in consumer.consume(1000, 0.3) if m.error() is None)
+        consumer.close()
+        return out
 
     def read_latencies(self, topic: str, expect: int) -> list[float]:
         from stream_scorer.codec import decode

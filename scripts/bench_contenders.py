@@ -16,7 +16,6 @@ import argparse
 import io
 import json
 import math
-import resource
 import struct
 import time
 from pathlib import Path
@@ -40,8 +39,16 @@ def main() -> None:
     parser.add_argument("--group", required=True)
     args = parser.parse_args()
     result = {"ours": run_ours, "naive": run_naive, "quix": run_quix}[args.contender](args)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result), flush=True)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ru_maxrss: on Linux that keeps the parent's peak across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 class Span:

@@ -17,7 +17,7 @@ import numpy as np
 import redis
 
 from stream_scorer.chaos.harness import Generator, Run, Supervisor, Verdict, drained, verify, wait_until
-from stream_scorer.codec import Schemas, confluent_frame, encode, load_schemas
+from stream_scorer.codec import INVALID_REASONS, Schemas, confluent_frame, encode, load_schemas
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact, train
@@ -25,18 +25,7 @@ from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import World, make_world, sample_events
 
 REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-MALFORMED_CLASSES = (
-    "empty_value",
-    "oversized",
-    "bad_magic_byte",
-    "unknown_schema_id",
-    "incompatible_schema",
-    "malformed_avro",
-    "trailing_bytes",
-    "missing_entity_id",
-    "invalid_amount",
-    "event_time_in_future",
-)
+MALFORMED_CLASSES = INVALID_REASONS  # one malformed message of every dead-letter class
 SECRET = "SECRET-"  # sensitive values in malformed events carry this marker; it must never reach logs or headers
 
 

@@ -46,16 +46,13 @@ class Delivery(Protocol):
     def complete(self, messages: Sequence[KafkaMessage]) -> int: ...
 
 
-class AtLeastOnce:
-    """Commit a batch's offsets only after every record it produced was acknowledged."""
+class _Producing:
+    """What both modes share: the producer, the consumer, the timeout, and producing."""
 
-    def __init__(self, producer: CheckedProducer, consumer: BatchConsumer, flush_timeout_seconds: float) -> None:
+    def __init__(self, producer: CheckedProducer, consumer: BatchConsumer, timeout_seconds: float) -> None:
         self._producer = producer
         self._consumer = consumer
-        self._timeout = flush_timeout_seconds
-
-    def begin(self) -> None:
-        pass
+        self._timeout = timeout_seconds
 
     def produce(
         self,
@@ -65,6 +62,13 @@ class AtLeastOnce:
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
     ) -> None:
         self._producer.produce(topic, keys, values, headers)
+
+
+class AtLeastOnce(_Producing):
+    """Commit a batch's offsets only after every record it produced was acknowledged."""
+
+    def begin(self) -> None:
+        pass
 
     def complete(self, messages: Sequence[KafkaMessage]) -> int:
         acked = self._producer.flush(self._timeout)  # 1-2: raises unless every record was acknowledged
@@ -72,29 +76,18 @@ class AtLeastOnce:
         return acked
 
 
-class ExactlyOnce:
+class ExactlyOnce(_Producing):
     """One Kafka transaction per batch: its predictions, its dead letters and its consumed offsets."""
 
     def __init__(
         self, producer: CheckedProducer, consumer: BatchConsumer, timeout_seconds: float, commit_retries: int = 5
     ) -> None:
-        self._producer = producer
-        self._consumer = consumer
-        self._timeout = timeout_seconds
+        super().__init__(producer, consumer, timeout_seconds)
         self._retries = commit_retries
         self._call("init_transactions", producer.raw.init_transactions, timeout_seconds)
 
     def begin(self) -> None:
         self._call("begin_transaction", self._producer.raw.begin_transaction)
-
-    def produce(
-        self,
-        topic: str,
-        keys: Sequence[bytes | None],
-        values: Sequence[bytes],
-        headers: Sequence[list[tuple[str, bytes]]] | None = None,
-    ) -> None:
-        self._producer.produce(topic, keys, values, headers)
 
     def complete(self, messages: Sequence[KafkaMessage]) -> int:
         raw = self._producer.raw

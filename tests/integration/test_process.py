@@ -22,16 +22,11 @@ from tests.integration.conftest import Stack, Topics, committed_and_end, produce
 pytestmark = pytest.mark.integration
 
 
-def start_worker(
-    stack: Stack,
-    topics: Topics,
-    prefix: str,
-    model_path: Path,
-    group: str,
-    log: Path,
-    extra_env: dict[str, str] | None = None,
-) -> subprocess.Popen[bytes]:
-    env = {
+def worker_env(
+    stack: Stack, topics: Topics, prefix: str, model_path: Path, group: str, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a `stream-scorer run` process for one test's topics, group and key prefix."""
+    return {
         **os.environ,
         "STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS": stack.bootstrap,
         "STREAM_SCORER_KAFKA__INPUT_TOPIC": topics.input,
@@ -48,6 +43,18 @@ def start_worker(
         "STREAM_SCORER_KAFKA__SESSION_TIMEOUT_SECONDS": "6",
         **(extra_env or {}),
     }
+
+
+def start_worker(
+    stack: Stack,
+    topics: Topics,
+    prefix: str,
+    model_path: Path,
+    group: str,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    env = worker_env(stack, topics, prefix, model_path, group, extra_env)
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "stream_scorer", "run"], env=env, stdout=out, stderr=subprocess.STDOUT

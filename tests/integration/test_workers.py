@@ -20,6 +20,7 @@ from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import World, sample_events
 from tests.integration.conftest import Stack, Topics, committed_and_end, produce, read_all
+from tests.integration.test_process import worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -68,21 +69,8 @@ def test_two_worker_processes_share_the_partitions(
     synth_io.seed_features(world, store, DEFAULT_FEATURE_GROUPS, now_ms=int(time.time() * 1000))
     port = free_port_pair()
     group = "it-workers"
-    env = {
-        **os.environ,
-        "STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS": stack.bootstrap,
-        "STREAM_SCORER_KAFKA__INPUT_TOPIC": topics.input,
-        "STREAM_SCORER_KAFKA__OUTPUT_TOPIC": topics.output,
-        "STREAM_SCORER_KAFKA__LABELS_TOPIC": topics.labels,
-        "STREAM_SCORER_KAFKA__DEAD_LETTER_TOPIC": topics.dead_letters,
-        "STREAM_SCORER_KAFKA__GROUP_ID": group,
-        "STREAM_SCORER_KAFKA__CREATE_TOPICS": "false",
-        "STREAM_SCORER_REDIS__URL": stack.redis_url,
-        "STREAM_SCORER_REDIS__KEY_PREFIX": redis_prefix,
-        "STREAM_SCORER_METRICS__PORT": str(port),
-        "STREAM_SCORER_KAFKA__SESSION_TIMEOUT_SECONDS": "6",
-        "STREAM_SCORER_MODEL_PATH": str(model_path),
-    }
+    env = worker_env(stack, topics, redis_prefix, model_path, group, {"STREAM_SCORER_METRICS__PORT": str(port)})
+    del env["STREAM_SCORER_BATCH__MAX_EVENTS"]
     log = tmp_path / "workers.log"
     with log.open("wb") as out:
         supervisor = subprocess.Popen(

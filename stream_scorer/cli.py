@@ -19,7 +19,7 @@ import confluent_kafka
 
 from stream_scorer import wiring
 from stream_scorer.config import FeatureGroup, Settings, load_settings
-from stream_scorer.errors import ConfigError, StreamScorerError
+from stream_scorer.errors import ConfigError, InvalidInputRateError, StreamScorerError
 from stream_scorer.features.freshness import FRESH, MISSING, STALE
 from stream_scorer.kafka.producer import producer_config
 from stream_scorer.model import artifact, train
@@ -27,6 +27,7 @@ from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import World, make_world
 
 log = logging.getLogger("stream_scorer")
+INVALID_INPUT_EXIT = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         code: int = args.handler(args, settings)
         return code
+    except InvalidInputRateError as exc:  # its own exit code: a supervisor must not restart into the same input
+        print(f"stream-scorer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return INVALID_INPUT_EXIT
     except StreamScorerError as exc:
         print(f"stream-scorer: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -144,7 +144,9 @@ class EventDecoder:
         start = 0
         schema_id = None
         if self._confluent:
-            if len(value) < _CONFLUENT_HEADER.size or value[0] != CONFLUENT_MAGIC:
+            if value[0] == CONFLUENT_MAGIC and len(value) < _CONFLUENT_HEADER.size:
+                raise InvalidEventError("malformed_avro", f"{len(value)} bytes: too short for the Confluent header")
+            if value[0] != CONFLUENT_MAGIC:
                 raise InvalidEventError("bad_magic_byte", f"expected Confluent magic byte 0, got {value[0]}")
             _, schema_id = _CONFLUENT_HEADER.unpack_from(value)
             found = self._schemas.writers_by_id.get(schema_id)

@@ -27,6 +27,15 @@ class InvalidInputGuard:
         self._invalid_in_window = 0
         self.consecutive = 0
 
+    def snapshot(self) -> tuple[list[bool], int, int]:
+        """The guard's state, to restore when a window is rewound and its messages are read again."""
+        return list(self._recent), self._invalid_in_window, self.consecutive
+
+    def restore(self, state: tuple[list[bool], int, int]) -> None:
+        recent, self._invalid_in_window, self.consecutive = state
+        self._recent.clear()
+        self._recent.extend(recent)
+
     def observe(self, valid_flags: Sequence[bool]) -> None:
         """Feed one batch's per-message validity, in poll order; raise :class:`InvalidInputRateError` to stop."""
         for valid in valid_flags:

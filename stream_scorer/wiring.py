@@ -181,6 +181,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         ),
     )
     consumer.before_revoke = worker.finish
+    consumer.before_lost = worker.abandon
     runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)
     if settings.metrics.enabled:
         try:

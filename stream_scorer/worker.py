@@ -88,6 +88,7 @@ class Worker:
         self._clock_ms = clock_ms
         self._window: list[_Pending] = []
         self._window_started = 0.0
+        self._guard_at_begin = guard.snapshot()
         model = scorer.model
         metrics.model.info({"name": model.name, "version": model.version, "checksum": model.checksum})
 
@@ -102,17 +103,37 @@ class Worker:
         self.finish()
 
     def step(self) -> int:
-        """Poll and process one micro-batch. Returns the number of messages polled."""
+        """Poll and process one micro-batch. Returns the number of messages polled.
+
+        If anything fails, the uncommitted window is abandoned (aborted and rewound), never committed.
+        """
+        try:
+            return self._step()
+        except BatchAborted:
+            self._forget_window()  # the delivery already aborted and rewound (no-op if finish forgot it)
+            raise
+        except BaseException:
+            try:
+                self.abandon()
+            except Exception as exc:  # keep the original error; a restart re-reads from the last commit
+                log.warning("could not abandon the window cleanly: %s", exc)
+            raise
+
+    def _step(self) -> int:
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         messages = self._source.poll_batch(self._bounds.max_events, self._bounds.max_wait_seconds)  # poll
         t1 = time.perf_counter()
         if not messages:
+            if self._window and self._interval_passed():
+                self.finish()  # traffic stopped: do not leave a window (or a transaction) open
             return 0
         seconds["poll"] = t1 - t0
         decoded = self._decoder.decode(messages, self._clock_ms())  # decode
         t2 = time.perf_counter()
         seconds["decode"] = t2 - t1
+        if not self._window:
+            self._guard_at_begin = self._guard.snapshot()
         self._check_invalid(decoded.invalid, decoded.valid_flags)
         if not self._window:
             self._delivery.begin()
@@ -131,12 +152,28 @@ class Worker:
             self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
         self._window.append(_Pending(messages, scored, decoded.invalid))
         t5 = time.perf_counter()
-        if time.monotonic() - self._window_started >= self._bounds.commit_interval_seconds:
+        if self._interval_passed():
             self.finish()  # flush, check, commit
             seconds["commit"] = time.perf_counter() - t5
         seconds["batch"] = time.perf_counter() - t0
         self._record(len(messages), scored, seconds)
         return len(messages)
+
+    def _interval_passed(self) -> bool:
+        return time.monotonic() - self._window_started >= self._bounds.commit_interval_seconds
+
+    def abandon(self) -> None:
+        """Drop the uncommitted window: abort its transaction (exactly-once) and rewind the consumer to the
+        committed offsets, so that its events are read again. Used after a failure and when partitions are lost."""
+        if not self._window:
+            return
+        self._forget_window()
+        self._delivery.abort()
+
+    def _forget_window(self) -> None:
+        if self._window:
+            self._window = []
+            self._guard.restore(self._guard_at_begin)  # the re-read messages will be counted again
 
     def finish(self) -> None:
         """Make every batch since the last commit durable: flush, check and commit (or commit the transaction).
@@ -146,8 +183,13 @@ class Worker:
         """
         if not self._window:
             return
-        window, self._window = self._window, []
-        self._delivery.complete([m for pending in window for m in pending.messages])
+        window = self._window
+        try:
+            self._delivery.complete([m for pending in window for m in pending.messages])
+        except BaseException:
+            self._forget_window()  # never retried: a failed window is read again, not committed later
+            raise
+        self._window = []
         metrics = self._metrics
         metrics.commits.inc()
         metrics.last_batch.set(time.time())

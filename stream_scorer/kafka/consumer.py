@@ -10,7 +10,7 @@ import confluent_kafka
 from confluent_kafka import TopicPartition
 
 from stream_scorer.codec import KafkaMessage
-from stream_scorer.errors import KafkaError
+from stream_scorer.errors import KafkaError, StreamScorerError
 from stream_scorer.kafka.offsets import next_offsets
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class BatchConsumer:
         self._on_assignment = on_assignment
         # Called before partitions are given up, so that whatever was produced for them is committed first.
         self.before_revoke: Callable[[], None] | None = None
+        # Called when partitions are lost (no commit possible): the worker abandons its uncommitted window.
+        self.before_lost: Callable[[], None] | None = None
         self._pending: dict[tuple[str, int], int] = {}
         self.assigned: set[tuple[str, int]] = set()
         self._consumer.subscribe(
@@ -109,23 +111,30 @@ class BatchConsumer:
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
-        if self.before_revoke is not None and revoked:
-            self.before_revoke()
         try:
-            self._commit_pending(revoked)
-        except KafkaError as exc:
-            log.warning("commit on revoke failed: %s", exc)
-        dropped = [key for key in revoked if key in self._pending]
-        if dropped:  # the new owner re-reads from the last commit: duplicates, never loss
-            log.warning("offsets of %s could not be committed before the revoke", dropped)
-        for key in revoked:
-            self._pending.pop(key, None)
-        self.assigned -= revoked
-        self._assignment_changed()
-        log.info("revoked %s", sorted(revoked))
+            if self.before_revoke is not None and revoked:
+                self.before_revoke()
+            try:
+                self._commit_pending(revoked)
+            except KafkaError as exc:
+                log.warning("commit on revoke failed: %s", exc)
+        finally:  # the bookkeeping happens whatever the hook raised (librdkafka unassigns anyway)
+            dropped = [key for key in revoked if key in self._pending]
+            if dropped:  # the new owner re-reads from the last commit: duplicates, never loss
+                log.warning("offsets of %s could not be committed before the revoke", dropped)
+            for key in revoked:
+                self._pending.pop(key, None)
+            self.assigned -= revoked
+            self._assignment_changed()
+            log.info("revoked %s", sorted(revoked))
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in partitions}
+        if self.before_lost is not None and lost:
+            try:
+                self.before_lost()  # the uncommitted window must not be committed now
+            except StreamScorerError as exc:
+                log.warning("abandoning the window when partitions were lost: %s", exc)
         for key in lost:  # another member owns them now: committing would be wrong
             self._pending.pop(key, None)
         self.assigned -= lost
@@ -144,6 +153,8 @@ class BatchConsumer:
         try:
             committed = self._consumer.committed(assigned, timeout=timeout)
             for tp in committed:
+                if tp.error is not None:
+                    raise KafkaError(f"cannot read the committed offset of {tp.topic}[{tp.partition}]: {tp.error}")
                 offset = tp.offset if tp.offset >= 0 else confluent_kafka.OFFSET_BEGINNING
                 self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
         except confluent_kafka.KafkaException as exc:

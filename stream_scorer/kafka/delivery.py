@@ -44,6 +44,7 @@ class Delivery(Protocol):
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
     ) -> None: ...
     def complete(self, messages: Sequence[KafkaMessage]) -> int: ...
+    def abort(self) -> None: ...
 
 
 class _Producing:
@@ -70,6 +71,10 @@ class AtLeastOnce(_Producing):
     def begin(self) -> None:
         pass
 
+    def abort(self) -> None:
+        """Nothing to undo: what was produced stays (read again, it is produced again); rewind."""
+        self._consumer.rewind_to_committed()
+
     def complete(self, messages: Sequence[KafkaMessage]) -> int:
         acked = self._producer.flush(self._timeout)  # 1-2: raises unless every record was acknowledged
         self._consumer.commit(messages)  # 3
@@ -88,6 +93,34 @@ class ExactlyOnce(_Producing):
 
     def begin(self) -> None:
         self._call("begin_transaction", self._producer.raw.begin_transaction)
+
+    def produce(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        headers: Sequence[list[tuple[str, bytes]]] | None = None,
+    ) -> None:
+        try:
+            self._producer.produce(topic, keys, values, headers)
+        except KafkaError as exc:
+            # A transaction in an abortable state refuses new records with a plain _STATE error.
+            cause = exc.__cause__
+            if (
+                isinstance(cause, confluent_kafka.KafkaException)
+                and cause.args[0].code() == confluent_kafka.KafkaError._STATE
+            ):
+                self._abort(f"the transaction refused records: {cause}")
+            raise
+
+    def abort(self) -> None:
+        """Abort the open transaction (its records are never seen by read_committed consumers) and rewind."""
+        try:
+            self._producer.raw.abort_transaction(self._timeout)
+        except confluent_kafka.KafkaException as exc:
+            raise KafkaError(f"abort_transaction failed: {exc}") from exc
+        self._producer.reset()  # the aborted records' failure reports are not the next window's
+        self._consumer.rewind_to_committed()
 
     def complete(self, messages: Sequence[KafkaMessage]) -> int:
         raw = self._producer.raw
@@ -132,9 +165,5 @@ class ExactlyOnce(_Producing):
 
     def _abort(self, why: str) -> NoReturn:
         log.warning("aborting the batch's transaction: %s", why)
-        try:
-            self._producer.raw.abort_transaction(self._timeout)
-        except confluent_kafka.KafkaException as exc:
-            raise KafkaError(f"abort_transaction failed: {exc}") from exc
-        self._consumer.rewind_to_committed()
+        self.abort()
         raise BatchAborted(why)

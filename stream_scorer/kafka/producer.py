@@ -70,6 +70,11 @@ class CheckedProducer:
             raise DeliveryError(f"{failed} records were not delivered; first error: {first_error}")
         return acked
 
+    def reset(self) -> None:
+        """Forget the delivery counts so far (after an aborted transaction)."""
+        self.raw.poll(0)
+        self._failed, self._first_error, self._acked = 0, None, 0
+
     def _on_delivery(self, error: Any, message: Any) -> None:
         if error is None:
             self._acked += 1

@@ -44,6 +44,8 @@ class FakeRawProducer:
         self._maybe_fail("abort_transaction")
 
     def produce(self, topic, value, key, on_delivery, headers=None) -> None:
+        if self.fail.get("produce"):
+            raise KafkaException(self.fail["produce"].pop(0))
         self.queued.append((topic, value))
         self._on_delivery = on_delivery
 
@@ -145,3 +147,26 @@ def test_exactly_once_fenced_or_fatal_errors_stop_the_worker() -> None:
         delivery.complete(MESSAGES)
     assert not isinstance(raised.value, BatchAborted) and consumer.rewinds == 0
     assert isinstance(raised.value.__cause__, confluent_kafka.KafkaException)
+
+
+def test_exactly_once_aborts_when_the_transaction_refuses_records() -> None:
+    raw = FakeRawProducer({"produce": [error(RdKafkaError._STATE)]})
+    consumer = FakeConsumer()
+    delivery = ExactlyOnce(CheckedProducer(raw), consumer, 1.0)
+    delivery.begin()
+    with pytest.raises(BatchAborted):
+        delivery.produce("out", [b"k"], [b"v"])
+    assert raw.calls[-1] == "abort_transaction" and consumer.rewinds == 1
+
+
+def test_after_an_abort_the_next_window_does_not_inherit_failure_reports() -> None:
+    raw = FakeRawProducer(undelivered=1)
+    delivery = ExactlyOnce(CheckedProducer(raw), FakeConsumer(), 1.0)
+    delivery.begin()
+    delivery.produce("out", [b"k"], [b"v"])
+    with pytest.raises(BatchAborted):
+        delivery.complete(MESSAGES)
+    raw.undelivered = 0
+    delivery.begin()
+    delivery.produce("out", [b"k"], [b"v"])
+    assert delivery.complete(MESSAGES) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class FakeSink:
         self.committed: list[list[int]] = []
         self.pending = 0
         self.begun = 0
+        self.aborts = 0
 
     def begin(self) -> None:
         self.begun += 1
@@ -55,6 +57,10 @@ class FakeSink:
             assert topic == "dead-letters"
             self.dead.extend((k, v, dict(h)) for k, v, h in zip(keys, values, headers, strict=True))
         self.pending += len(values)
+
+    def abort(self) -> None:
+        self.aborts += 1
+        self.pending = 0
 
     def complete(self, messages: Sequence[FakeMessage]) -> int:
         acked, self.pending = self.pending, 0
@@ -311,3 +317,51 @@ def test_a_commit_interval_commits_several_batches_at_once_and_everything_on_fin
     worker.finish()
     worker.finish()  # nothing pending: no empty commit
     assert sink.committed == [[0, 1], [2]] and sink.begun == 2
+
+
+def test_an_idle_source_still_finishes_a_window_once_the_interval_has_passed() -> None:
+    source = FakeSource([messages([transaction(0)])])
+    sink = FakeSink()
+    worker, _ = make_worker(source, sink, commit_interval=0.05)
+    worker.step()
+    worker.step()  # nothing polled, interval not yet passed
+    assert sink.committed == []
+    time.sleep(0.06)
+    assert worker.step() == 0
+    assert sink.committed == [[0]]
+
+
+def test_a_failure_abandons_the_window_instead_of_committing_it_later() -> None:
+    records = [transaction(i) for i in range(3)]
+    source = FakeSource([messages(records[:2]), messages(records[2:], 2)])
+    sink = FakeSink()
+    lookup = FakeLookup()
+    worker, _ = make_worker(source, sink, lookup=lookup, commit_interval=3600)
+    worker.step()
+    lookup.fail = True  # the second batch fails after the first was produced but not committed
+    with pytest.raises(FeatureStoreError):
+        worker.step()
+    assert sink.aborts == 1
+    worker.finish()  # e.g. at close: nothing is left to commit
+    assert sink.committed == []
+
+
+def test_a_rewound_window_does_not_count_its_invalid_messages_twice() -> None:
+    guard = InvalidInputGuard(max_consecutive=5, max_ratio=1.0, window=100)
+    bad = messages([transaction(i) for i in range(4)], bad_at=range(4))
+
+    class AbortOnce(FakeSink):
+        aborted = False
+
+        def complete(self, batch):
+            if not self.aborted:
+                self.aborted = True
+                raise BatchAborted("abortable")
+            return super().complete(batch)
+
+    sink = AbortOnce()
+    worker, _ = make_worker(FakeSource([bad, bad]), sink, guard=guard)
+    with pytest.raises(BatchAborted):
+        worker.step()
+    worker.step()  # the same four invalid messages, read again: 4 in a row, not 8
+    assert guard.consecutive == 4 and sink.committed == [[0, 1, 2, 3]]

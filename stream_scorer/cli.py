@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--name", default="fraud", help="model name")
     fit.add_argument("--version", default=None, help="model version (default: a UTC timestamp)")
     fit.add_argument("--C", type=float, default=1.0, help="inverse regularization strength, as in scikit-learn")
+    fit.add_argument("--penalty", choices=["l2", "l1", "elasticnet"], default="l2")
+    fit.add_argument("--l1-ratio", type=float, default=None, help="elasticnet: the share of the L1 penalty")
     fit.add_argument("--holdout", type=float, default=0.2, help="share of rows (latest by event_time) held out")
     fit.set_defaults(handler=_train)
 
@@ -202,7 +204,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def _train(args: argparse.Namespace, settings: Settings) -> int:
     dataset = train.read_csv(args.data)
     version = args.version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    model = train.train(dataset, name=args.name, version=version, C=args.C, holdout=args.holdout)
+    model = train.train(
+        dataset,
+        name=args.name,
+        version=version,
+        C=args.C,
+        penalty=args.penalty,
+        l1_ratio=args.l1_ratio,
+        holdout=args.holdout,
+    )
     out = args.out or settings.model_path
     checksum = artifact.save(model, out)
     print(train.feature_table(model.feature_names, model))

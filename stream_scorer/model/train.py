@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import TrainingError
+from stream_scorer.model import solvers
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.score import sigmoid
 
@@ -78,10 +79,21 @@ def read_csv(path: Path, label_column: str = "label") -> Dataset:
     return Dataset(tuple(names), features, labels, times, hashlib.sha256(raw).hexdigest())
 
 
+Penalty = Literal["l2", "l1", "elasticnet"]
+
+
 def fit(
-    features: Float64Array, labels: Float64Array, *, C: float = 1.0, max_iter: int = 100, tol: float = 1e-10
+    features: Float64Array,
+    labels: Float64Array,
+    *,
+    C: float = 1.0,
+    penalty: Penalty = "l2",
+    l1_ratio: float | None = None,
 ) -> tuple[Float64Array, float]:
-    """Minimize the L2-penalized log loss by Newton's method with step halving. Returns (coef, intercept).
+    """Fit a penalized logistic regression in scikit-learn's convention. Returns (coef, intercept).
+
+    ``l2`` uses Newton's method; ``l1`` and ``elasticnet`` (with ``l1_ratio`` in [0, 1]) an accelerated
+    proximal gradient method (:mod:`stream_scorer.model.solvers`).
 
     >>> x = np.array([[-2.0], [-1.0], [1.0], [2.0], [0.5], [-0.5]])
     >>> y = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 1.0])
@@ -91,33 +103,15 @@ def fit(
     """
     if C <= 0:
         raise TrainingError(f"C must be > 0, got {C}")
-    n, k = features.shape
-    design = np.hstack([features, np.ones((n, 1))])
-    penalty = np.ones(k + 1)
-    penalty[-1] = 0.0  # the intercept is not penalized
-    params = np.zeros(k + 1)
-
-    def objective(p: Float64Array) -> float:
-        z = design @ p
-        return float(0.5 * np.sum(penalty * p * p) + C * np.sum(np.logaddexp(0.0, z) - labels * z))
-
-    current = objective(params)
-    for _ in range(max_iter):
-        prob = sigmoid(design @ params)
-        gradient = penalty * params + C * design.T @ (prob - labels)
-        hessian = C * (design.T * (prob * (1.0 - prob))) @ design + np.diag(penalty)
-        step = np.linalg.solve(hessian + 1e-12 * np.eye(k + 1), gradient)
-        size = 1.0
-        while size > 1e-10:
-            candidate = params - size * step
-            value = objective(candidate)
-            if value <= current:
-                break
-            size /= 2
-        params, previous, current = candidate, current, value
-        if previous - current <= tol * max(1.0, abs(current)) and np.max(np.abs(size * step)) < 1e-8:
-            break
-    return params[:-1], float(params[-1])
+    if penalty == "l2":
+        return solvers.newton_l2(features, labels, C)
+    if penalty == "l1":
+        return solvers.proximal(features, labels, C, 1.0)
+    if penalty == "elasticnet":
+        if l1_ratio is None or not 0.0 <= l1_ratio <= 1.0:
+            raise TrainingError(f"elasticnet needs l1_ratio in [0, 1], got {l1_ratio}")
+        return solvers.proximal(features, labels, C, l1_ratio)
+    raise TrainingError(f"penalty must be l2, l1 or elasticnet, not {penalty!r}")
 
 
 def split(dataset: Dataset, holdout: float, seed: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -132,7 +126,15 @@ def split(dataset: Dataset, holdout: float, seed: int) -> tuple[np.ndarray[Any, 
 
 
 def train(
-    dataset: Dataset, *, name: str, version: str, C: float = 1.0, holdout: float = 0.2, seed: int = 0
+    dataset: Dataset,
+    *,
+    name: str,
+    version: str,
+    C: float = 1.0,
+    penalty: Penalty = "l2",
+    l1_ratio: float | None = None,
+    holdout: float = 0.2,
+    seed: int = 0,
 ) -> LogisticModel:
     """Standardize, fit, choose the F1-maximizing threshold on the held-out rows, and report metrics."""
     if not 0.0 < holdout < 1.0:
@@ -148,7 +150,7 @@ def train(
     mean = x_train.mean(axis=0)
     scale = x_train.std(axis=0)
     scale[scale == 0] = 1.0
-    coef, intercept = fit((x_train - mean) / scale, y_train, C=C)
+    coef, intercept = fit((x_train - mean) / scale, y_train, C=C, penalty=penalty, l1_ratio=l1_ratio)
     valid_scores = sigmoid(((dataset.features[valid_rows] - mean) / scale) @ coef + intercept)
     y_valid = dataset.labels[valid_rows]
     threshold = best_f1_threshold(valid_scores, y_valid) if len(valid_rows) else 0.5
@@ -167,6 +169,8 @@ def train(
         metrics=metrics,
         training={
             "C": C,
+            "penalty": penalty,
+            "l1_ratio": l1_ratio,
             "holdout": holdout,
             "seed": seed,
             "rows": len(dataset.labels),

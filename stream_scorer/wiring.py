@@ -21,6 +21,7 @@ from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
 from stream_scorer.model import artifact
+from stream_scorer.model.score import verify_golden_vectors
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.monitoring.server import MetricsServer
 from stream_scorer.pipeline import Scorer
@@ -111,6 +112,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     """Validate everything once (schemas, model checksum, model features vs. feature groups), then connect."""
     parsed = schemas(settings)
     model = artifact.load(settings.model_path)
+    verify_golden_vectors(model)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ScorerMetrics(registry)
     store = feature_store(settings)

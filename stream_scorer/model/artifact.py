@@ -49,6 +49,9 @@ class LogisticModel:
     created_at: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # A few raw feature rows and the scores the training run computed for them; a loaded model must
+    # reproduce them (see stream_scorer.model.score.verify_golden_vectors).
+    golden_vectors: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""
 
     def __post_init__(self) -> None:
@@ -88,6 +91,7 @@ def save(model: LogisticModel, directory: Path) -> str:
         "threshold": model.threshold,
         "metrics": model.metrics,
         "training": model.training,
+        "golden_vectors": model.golden_vectors,
         "files": {"arrays.npz": _sha256(arrays_path.read_bytes())},
     }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
@@ -139,6 +143,7 @@ def load(directory: Path) -> LogisticModel:
             created_at=manifest.get("created_at", ""),
             metrics=manifest.get("metrics", {}),
             training=manifest.get("training", {}),
+            golden_vectors=manifest.get("golden_vectors", {}),
             checksum=checksum,
         )
     except (KeyError, TypeError, ValueError) as exc:

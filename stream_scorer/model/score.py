@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from stream_scorer.batch import Float64Array
+from stream_scorer.errors import ModelArtifactError
 from stream_scorer.model.artifact import LogisticModel
 
 
@@ -51,3 +53,29 @@ def score_one(row: Sequence[float], model: LogisticModel) -> float:
         c * (x - m) / s for c, x, m, s in zip(model.coef, row, model.mean, model.scale, strict=True)
     )
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+GOLDEN_TOLERANCE = 1e-9
+
+
+def golden_vectors(model: LogisticModel, rows: Float64Array) -> dict[str, list[Any]]:
+    """Rows and the scores the serving path gives them, to store in the artifact."""
+    return {"features": rows.tolist(), "scores": score(rows, ScoringWeights.of(model)).tolist()}
+
+
+def verify_golden_vectors(model: LogisticModel) -> None:
+    """Refuse a model whose serving path does not reproduce the scores stored at training time."""
+    golden = model.golden_vectors
+    if not golden:
+        return
+    try:
+        rows = np.asarray(golden["features"], dtype=np.float64).reshape(-1, len(model.feature_names))
+        expected = np.asarray(golden["scores"], dtype=np.float64)
+        got = score(rows, ScoringWeights.of(model))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelArtifactError(f"model {model.name} {model.version}: golden vectors are unreadable: {exc}") from exc
+    worst = float(np.max(np.abs(got - expected))) if len(expected) == len(got) and len(got) else float("inf")
+    if not worst <= GOLDEN_TOLERANCE:
+        raise ModelArtifactError(
+            f"model {model.name} {model.version}: golden-vector check failed (max score difference {worst:.3g})"
+        )

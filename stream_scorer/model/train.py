@@ -12,6 +12,7 @@ an ``event_time`` column (epoch ms) that makes the validation split a split by t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from stream_scorer.batch import Float64Array
 from stream_scorer.errors import TrainingError
 from stream_scorer.model import solvers
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.score import sigmoid
+from stream_scorer.model.score import golden_vectors, sigmoid
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,7 @@ def train(
     y_valid = dataset.labels[valid_rows]
     threshold = best_f1_threshold(valid_scores, y_valid) if len(valid_rows) else 0.5
     metrics = {"validation": evaluate(valid_scores, y_valid, threshold), "train_rows": len(train_rows)}
-    return LogisticModel(
+    model = LogisticModel(
         name=name,
         version=version,
         feature_names=dataset.feature_names,
@@ -178,6 +179,8 @@ def train(
             "split": "time" if dataset.event_time_ms is not None else "random",
         },
     )
+    rows = dataset.features[valid_rows[:8]] if len(valid_rows) else dataset.features[:8]
+    return dataclasses.replace(model, golden_vectors=golden_vectors(model, rows))
 
 
 def best_f1_threshold(scores: Float64Array, labels: Float64Array) -> float:

@@ -85,3 +85,39 @@ def test_invalid_parameters_are_refused() -> None:
         type(model)(**{**{f: getattr(model, f) for f in model.__slots__}, "scale": np.array([0.0])})
     with pytest.raises(ModelArtifactError, match="threshold"):
         type(model)(**{**{f: getattr(model, f) for f in model.__slots__}, "threshold": 1.5})
+
+
+def test_golden_vectors_are_stored_and_checked(tmp_path: Path) -> None:
+    from stream_scorer.model.score import golden_vectors, verify_golden_vectors
+
+    model = small_model(("event.amount_log", "event.is_ecom", "g.f"))
+    rows = np.random.default_rng(0).normal(size=(5, 3))
+    model = type(model)(
+        **{**{f: getattr(model, f) for f in model.__slots__}, "golden_vectors": golden_vectors(model, rows)}
+    )
+    artifact.save(model, tmp_path)
+    loaded = artifact.load(tmp_path)
+    verify_golden_vectors(loaded)  # the serving path reproduces the stored scores
+    assert len(loaded.golden_vectors["scores"]) == 5
+
+    # An artifact whose arrays no longer produce its stored scores is refused (re-signed, so only this check fails).
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["golden_vectors"]["scores"][2] += 1e-6
+    data = json.dumps(manifest).encode()
+    (tmp_path / "manifest.json").write_bytes(data)
+    (tmp_path / "CHECKSUM").write_text(artifact._sha256(data))
+    with pytest.raises(ModelArtifactError, match="golden-vector check failed"):
+        verify_golden_vectors(artifact.load(tmp_path))
+
+
+def test_a_flipped_byte_anywhere_is_refused(saved) -> None:
+    directory, _ = saved
+    for name in ("arrays.npz", "manifest.json"):
+        original = (directory / name).read_bytes()
+        flipped = bytearray(original)
+        flipped[len(flipped) // 2] ^= 0x01
+        (directory / name).write_bytes(bytes(flipped))
+        with pytest.raises(ModelArtifactError):
+            artifact.load(directory)
+        (directory / name).write_bytes(original)
+    artifact.load(directory)

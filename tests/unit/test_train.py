@@ -60,6 +60,7 @@ def test_train_end_to_end_from_csv(tmp_path: Path) -> None:
     assert model.metrics["validation"]["auc"] > 0.75
     assert model.training["split"] == "time" and 0 < model.threshold < 1
     np.testing.assert_array_equal(model.defaults, model.mean)
+    assert len(model.golden_vectors["scores"]) == 8 and model.training["penalty"] == "l2"
 
 
 @pytest.mark.parametrize(

@@ -190,6 +190,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     feature_groups: tuple[FeatureGroup, ...] = DEFAULT_FEATURE_GROUPS
     model_path: Path = Path("models/fraud")
+    reason_codes: int = 3  # top contributing features carried by each prediction (0: none)
     schemas_dir: Path = _REPO_SCHEMAS
     log_level: str = "INFO"
 
@@ -209,6 +210,8 @@ class Settings:
             )
         if v.max_message_bytes < 1 or v.max_future_seconds < 0:
             raise ConfigError("validation: max_message_bytes must be >= 1 and max_future_seconds >= 0")
+        if not 0 <= self.reason_codes <= 50:
+            raise ConfigError("reason_codes must be between 0 and 50")
         if self.batch.commit_interval_seconds < 0:
             raise ConfigError("batch.commit_interval_seconds must be >= 0")
         if self.batch.flush_timeout_seconds <= 0:

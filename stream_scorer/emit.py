@@ -31,6 +31,7 @@ _EXPECTED = [
     ("event_time", "long"),
     ("consumed_at", "long"),
     ("scored_at", "long"),
+    ("reasons", "array"),
 ]
 _ITEM = [("group", "string"), ("status", "enum"), ("age_ms", "union")]
 _BOOL = (b"\x00", b"\x01")
@@ -64,6 +65,7 @@ class PredictionEncoder:
         self._head = avro_fast.string(model.name) + avro_fast.string(model.version)
         self._threshold = avro_fast.doubles(np.array([model.threshold]))[0]
         self._status = [bytes((2 * i,)) for i in range(len(STATUS_NAMES))]  # enum index as a zigzag varint
+        self._feature = [avro_fast.string(name) for name in model.feature_names]
 
     def encode(self, scored: ScoredBatch) -> list[bytes]:
         """One Avro-encoded ``Prediction`` per event of the batch."""
@@ -98,6 +100,7 @@ class PredictionEncoder:
                 [batch.event_time_ms, batch.consumed_at_ms, np.full(n, scored.scored_at_ms, np.int64)]
             ).ravel()
         )
+        reasons = self._reasons(scored, n)
         head, threshold = self._head, self._threshold
         return [
             b"".join(
@@ -111,7 +114,21 @@ class PredictionEncoder:
                     times[3 * i],
                     times[3 * i + 1],
                     times[3 * i + 2],
+                    reasons[i],
                 )
             )
             for i, event_id in enumerate(batch.event_id)
+        ]
+
+    def _reasons(self, scored: ScoredBatch, n: int) -> list[bytes]:
+        """The reasons array of every row: a block of k (feature, contribution) records, then the end marker."""
+        k = scored.reason_index.shape[1] if scored.reason_index.ndim == 2 else 0
+        if k == 0 or scored.reason_index.shape[0] != n:
+            return [b"\x00"] * n
+        block = avro_fast.varints(np.array([k]))[0]
+        values = avro_fast.doubles(scored.reason_value.ravel())
+        feature = self._feature
+        return [
+            block + b"".join(feature[f] + values[row * k + j] for j, f in enumerate(index)) + b"\x00"
+            for row, index in enumerate(scored.reason_index.tolist())
         ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from stream_scorer.batch import BoolArray, EventBatch, Float64Array
 from stream_scorer.config import FeatureGroup
@@ -16,7 +17,7 @@ from stream_scorer.features.layout import GroupValues
 from stream_scorer.features.store import FeatureLookup
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.event_features import event_features
-from stream_scorer.model.score import ScoringWeights, score
+from stream_scorer.model.score import ScoringWeights, score, top_contributions
 from stream_scorer.model.vectorize import ColumnPlan, plan_columns, vectorize
 
 
@@ -32,13 +33,19 @@ class ScoredBatch:
     freshness: dict[str, Freshness]
     scored_at_ms: int
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # Reason codes: per row, the indices (into the model's feature names) and contributions of the top features.
+    reason_index: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros((0, 0), np.intp))
+    reason_value: Float64Array = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 class Scorer:
     """Scores batches with one model; built once per model (at startup, or on reload)."""
 
-    def __init__(self, model: LogisticModel, groups: Sequence[FeatureGroup], lookup: FeatureLookup) -> None:
+    def __init__(
+        self, model: LogisticModel, groups: Sequence[FeatureGroup], lookup: FeatureLookup, reason_codes: int = 3
+    ) -> None:
         self.model = model
+        self.reason_codes = reason_codes
         self.plan: ColumnPlan = plan_columns(model.feature_names, groups)
         self._weights = ScoringWeights.of(model)
         self._lookup = lookup
@@ -70,6 +77,7 @@ class Scorer:
         )  # vectorize
         vectorized = time.perf_counter()
         scores = score(matrix, self._weights)  # score
+        reason_index, reason_value = top_contributions(matrix, self.model, self.reason_codes)  # reason codes
         done = time.perf_counter()
         return ScoredBatch(
             batch=batch,
@@ -79,6 +87,8 @@ class Scorer:
             group_values=group_values,
             freshness=freshness,
             scored_at_ms=now_ms,
+            reason_index=reason_index,
+            reason_value=reason_value,
             stage_seconds={"enrich": fetched - started, "vectorize": vectorized - fetched, "score": done - vectorized},
         )
 
@@ -94,6 +104,8 @@ def prediction_records(scored: ScoredBatch, model: LogisticModel) -> list[dict[s
     imputed = scored.imputed.tolist()
     event_times = batch.event_time_ms.tolist()
     consumed = batch.consumed_at_ms.tolist()
+    reason_index = scored.reason_index.tolist() if scored.reason_index.size else [[] for _ in range(len(batch))]
+    reason_value = scored.reason_value.tolist() if scored.reason_value.size else [[] for _ in range(len(batch))]
     threshold = float(model.threshold)
     records = []
     for i in range(len(batch)):
@@ -113,6 +125,10 @@ def prediction_records(scored: ScoredBatch, model: LogisticModel) -> list[dict[s
                 "event_time": event_times[i],
                 "consumed_at": consumed[i],
                 "scored_at": scored.scored_at_ms,
+                "reasons": [
+                    {"feature": model.feature_names[f], "contribution": v}
+                    for f, v in zip(reason_index[i], reason_value[i], strict=True)
+                ],
             }
         )
     return records

@@ -123,7 +123,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         on_state=metrics.feature_store_circuit.set,
         on_error=metrics.feature_store_errors.inc,
     )
-    scorer = Scorer(model, settings.feature_groups, lookup)
+    scorer = Scorer(model, settings.feature_groups, lookup, reason_codes=settings.reason_codes)
     log.info(
         "model %s %s (sha256 %s) reads %d features",
         model.name,

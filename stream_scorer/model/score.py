@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import ModelArtifactError
@@ -45,6 +46,27 @@ def score(matrix: Float64Array, weights: ScoringWeights) -> Float64Array:
     [0.5, 0.9241]
     """
     return sigmoid(matrix @ weights.weights + weights.bias)
+
+
+def top_contributions(matrix: Float64Array, model: LogisticModel, k: int) -> tuple[npt.NDArray[np.intp], Float64Array]:
+    """Reason codes: per row, the ``k`` features with the largest contribution ``coef * (x - mean) / scale``
+    (the standardized scale), largest first. Returns (feature indices, contributions), each (n, k).
+
+    >>> from stream_scorer.model.artifact import LogisticModel
+    >>> m = LogisticModel(name="m", version="1", feature_names=("a", "b", "c"), coef=np.array([1.0, -2.0, 0.5]),
+    ...                   intercept=0.0, mean=np.zeros(3), scale=np.ones(3), defaults=np.zeros(3))
+    >>> index, value = top_contributions(np.array([[1.0, -1.0, 4.0]]), m, 2)
+    >>> index.tolist(), value.tolist()
+    ([[1, 2]], [[2.0, 2.0]])
+    """
+    k = min(k, matrix.shape[1])
+    if k <= 0 or len(matrix) == 0:
+        return np.zeros((len(matrix), 0), np.intp), np.zeros((len(matrix), 0))
+    contributions = model.coef * (matrix - model.mean) / model.scale
+    top = np.argpartition(-contributions, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(contributions, top, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
 def score_one(row: Sequence[float], model: LogisticModel) -> float:

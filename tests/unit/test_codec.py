@@ -149,6 +149,7 @@ def test_prediction_round_trip(schemas) -> None:
         "event_time": 1,
         "consumed_at": 2,
         "scored_at": 3,
+        "reasons": [{"feature": "event.amount_log", "contribution": 0.5}],
     }
     assert decode(schemas.prediction, encode(schemas.prediction, record)) == record
 

@@ -32,6 +32,7 @@ def scored_batch(n: int, seed: int, groups: tuple[str, ...] = ("card_velocity", 
         ages = np.where(status <= 1, rng.integers(0, 2**40, n), -1)
         freshness[g] = Freshness(status=status, age_ms=ages)
     scores = np.concatenate([[0.0, 1.0, 5e-324], rng.random(n - 3)])
+    k = len(groups) % 4  # the three cases give 2, 1 and 1 reasons
     return ScoredBatch(
         batch=batch,
         scores=scores,
@@ -40,12 +41,14 @@ def scored_batch(n: int, seed: int, groups: tuple[str, ...] = ("card_velocity", 
         group_values={},
         freshness=freshness,
         scored_at_ms=int(rng.integers(0, 2**42)),
+        reason_index=rng.integers(0, 3, (n, k)),
+        reason_value=rng.normal(size=(n, k)),
     )
 
 
 @pytest.mark.parametrize("groups", [("card_velocity", "merchant_risk"), ("a",), ("g1", "g2", "g3", "g4", "g5")])
 def test_bytes_equal_fastavro(groups: tuple[str, ...]) -> None:
-    model = small_model(("event.amount_log",))
+    model = small_model(("event.amount_log", "event.is_ecom", "card_velocity.txn_count_1h"))
     scored = scored_batch(300, seed=len(groups), groups=groups)
     ours = PredictionEncoder(SCHEMAS.prediction, model).encode(scored)
     reference = [encode(SCHEMAS.prediction, r) for r in prediction_records(scored, model)]
@@ -53,7 +56,8 @@ def test_bytes_equal_fastavro(groups: tuple[str, ...]) -> None:
 
 
 def test_empty_batch() -> None:
-    assert PredictionEncoder(SCHEMAS.prediction, small_model(("event.amount_log",))).encode(scored_batch(3, 1)) != []
+    model = small_model(("event.amount_log", "event.is_ecom", "card_velocity.txn_count_1h"))
+    assert PredictionEncoder(SCHEMAS.prediction, model).encode(scored_batch(3, 1)) != []
     empty = scored_batch(3, 1)
     empty = ScoredBatch(
         batch=empty.batch.take(np.array([], dtype=np.intp)),
@@ -64,7 +68,7 @@ def test_empty_batch() -> None:
         freshness={},
         scored_at_ms=0,
     )
-    assert PredictionEncoder(SCHEMAS.prediction, small_model(("event.amount_log",))).encode(empty) == []
+    assert PredictionEncoder(SCHEMAS.prediction, model).encode(empty) == []
 
 
 def test_a_changed_schema_is_refused_at_construction() -> None:

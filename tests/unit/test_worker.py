@@ -207,8 +207,13 @@ def test_one_feature_lookup_per_batch_and_scores_are_probabilities() -> None:
     worker, registry = make_worker(source, sink, lookup)
     worker.step()
     assert lookup.calls == 1
-    scores = np.array([decode(SCHEMAS.prediction, v)["score"] for _, v in sink.produced])
+    decoded = [decode(SCHEMAS.prediction, v) for _, v in sink.produced]
+    scores = np.array([p["score"] for p in decoded])
     assert np.all((scores >= 0) & (scores <= 1))
+    for p in decoded:  # three reason codes each, largest contribution first, named by the model's features
+        contributions = [r["contribution"] for r in p["reasons"]]
+        assert len(contributions) == 3 and contributions == sorted(contributions, reverse=True)
+        assert all(r["feature"] in FEATURE_NAMES for r in p["reasons"])
     for stage in ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "commit"):
         assert registry.get_sample_value("stream_scorer_stage_duration_seconds_count", {"stage": stage}) == 1
 

@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", default="250,1000,4000")
     parser.add_argument("--commit-interval", type=float, default=0.0, help="ours: batch.commit_interval_seconds")
+    parser.add_argument("--reason-codes", type=int, default=3, help="ours: reason codes per prediction")
     parser.add_argument("--contenders", default="ours,naive,quix")
     parser.add_argument("--latency-seconds", type=float, default=8.0)
     parser.add_argument("--cards", type=int, default=20_000, help="distinct cards (try 1000000)")
@@ -169,6 +170,8 @@ class Bench:
             f"g-{names[0]}",
             "--commit-interval",
             str(self.args.commit_interval),
+            "--reason-codes",
+            str(self.args.reason_codes),
         ]
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)

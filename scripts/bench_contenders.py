@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--commit-interval", type=float, default=0.0)
+    parser.add_argument("--reason-codes", type=int, default=3)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--redis", required=True)
     parser.add_argument("--prefix", required=True)
@@ -90,6 +91,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         redis=RedisSettings(url=args.redis, key_prefix=args.prefix),
         metrics=MetricsSettings(enabled=False),
         model_path=args.model,
+        reason_codes=args.reason_codes,
     )
     registry = CollectorRegistry()
     runtime = wiring.build_runtime(settings, registry)

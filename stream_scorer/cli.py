@@ -97,6 +97,18 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--holdout", type=float, default=0.2, help="share of rows (latest by event_time) held out")
     fit.set_defaults(handler=_train)
 
+    model = commands.add_parser("model", help="model artifact keys and signatures")
+    model_commands = model.add_subparsers(title="model commands")
+    keygen = model_commands.add_parser(
+        "keygen", parents=[common], help="write a new Ed25519 key pair (private.pem, public.pem) into a directory"
+    )
+    keygen.add_argument("--out", type=Path, required=True)
+    keygen.set_defaults(handler=_model_keygen)
+    sign = model_commands.add_parser("sign", parents=[common], help="sign an artifact (writes its SIGNATURE file)")
+    sign.add_argument("artifact", type=Path)
+    sign.add_argument("--key", required=True, help='the private key as "env:NAME" or "file:/path"')
+    sign.set_defaults(handler=_model_sign)
+
     features = commands.add_parser("features", help="write features into the Redis feature store")
     features_commands = features.add_subparsers(title="features commands")
     put = features_commands.add_parser(
@@ -394,4 +406,27 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
         print(scenarios.table(rows[-1:]), flush=True)
     print()
     print(scenarios.table(rows))
+    return 0
+
+
+def _model_keygen(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_scorer.model import signing
+
+    private_pem, public_pem = signing.generate_keypair()
+    args.out.mkdir(parents=True, exist_ok=True)
+    private = args.out / "private.pem"
+    private.touch(mode=0o600)
+    private.write_bytes(private_pem)
+    (args.out / "public.pem").write_bytes(public_pem)
+    print(f"wrote {private} (keep it secret) and {args.out / 'public.pem'}")
+    return 0
+
+
+def _model_sign(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_scorer.config import resolve_secret
+    from stream_scorer.model import signing
+
+    artifact.load(args.artifact)  # only a complete, consistent artifact is signed
+    signing.sign(args.artifact, resolve_secret(args.key, "--key").encode())
+    print(f"signed {args.artifact}")
     return 0

@@ -191,6 +191,9 @@ class Settings:
     feature_groups: tuple[FeatureGroup, ...] = DEFAULT_FEATURE_GROUPS
     model_path: Path = Path("models/fraud")
     reason_codes: int = 3  # top contributing features carried by each prediction (0: none)
+    # Ed25519 public key (PEM) as "env:NAME" or "file:/path"; with require_signature, unsigned artifacts are refused.
+    model_public_key: str = ""
+    require_signature: bool = False
     schemas_dir: Path = _REPO_SCHEMAS
     log_level: str = "INFO"
 
@@ -210,6 +213,8 @@ class Settings:
             )
         if v.max_message_bytes < 1 or v.max_future_seconds < 0:
             raise ConfigError("validation: max_message_bytes must be >= 1 and max_future_seconds >= 0")
+        if self.require_signature and not self.model_public_key:
+            raise ConfigError('require_signature needs model_public_key ("env:NAME" or "file:/path" of a PEM key)')
         if not 0 <= self.reason_codes <= 50:
             raise ConfigError("reason_codes must be between 0 and 50")
         if self.batch.commit_interval_seconds < 0:

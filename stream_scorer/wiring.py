@@ -20,7 +20,7 @@ from stream_scorer.kafka.admin import ensure_topics
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
-from stream_scorer.model import artifact
+from stream_scorer.model import artifact, signing
 from stream_scorer.model.score import verify_golden_vectors
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.monitoring.server import MetricsServer
@@ -112,6 +112,11 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     """Validate everything once (schemas, model checksum, model features vs. feature groups), then connect."""
     parsed = schemas(settings)
     model = artifact.load(settings.model_path)
+    if settings.model_public_key:  # with a key configured, a present signature is always checked
+        signed = (settings.model_path / signing.SIGNATURE_FILE).exists()
+        if settings.require_signature or signed:
+            key = resolve_secret(settings.model_public_key, "model_public_key").encode()
+            signing.verify(settings.model_path, key)
     verify_golden_vectors(model)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ScorerMetrics(registry)

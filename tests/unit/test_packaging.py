@@ -47,6 +47,9 @@ def test_compose_runs_kafka_redis_and_the_worker_with_healthchecks() -> None:
         ["synth", "publish"],
         ["watch"],
         ["topics"],
+        ["model", "keygen"],
+        ["model", "sign"],
+        ["chaos"],
     ],
 )
 def test_every_subcommand_explains_itself(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:

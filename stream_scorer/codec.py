@@ -315,18 +315,6 @@ def encode(schema: Any, record: Mapping[str, Any]) -> bytes:
     return out.getvalue()
 
 
-def encode_many(schema: Any, records: Sequence[Mapping[str, Any]]) -> list[bytes]:
-    """Plain Avro binary of each record, reusing one buffer."""
-    out = io.BytesIO()
-    values = []
-    for record in records:
-        out.seek(0)
-        out.truncate()
-        fastavro.schemaless_writer(out, schema, record)
-        values.append(out.getvalue())
-    return values
-
-
 def decode(schema: Any, value: bytes) -> Any:
     """Plain Avro binary of one record back to a dict (for consumers of predictions and labels)."""
     return fastavro.schemaless_reader(io.BytesIO(value), schema, schema)

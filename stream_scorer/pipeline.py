@@ -94,7 +94,11 @@ class Scorer:
 
 
 def prediction_records(scored: ScoredBatch, model: LogisticModel) -> list[dict[str, Any]]:
-    """One ``Prediction`` record (see ``schemas/prediction.avsc``) per event."""
+    """One ``Prediction`` record (see ``schemas/prediction.avsc``) per event, as a dict.
+
+    The worker encodes with :class:`stream_scorer.emit.PredictionEncoder`; this is the readable reference
+    that its tests encode with fastavro and compare byte for byte.
+    """
     batch = scored.batch
     names = list(scored.freshness)
     statuses = [[STATUS_NAMES[s] for s in scored.freshness[n].status.tolist()] for n in names]

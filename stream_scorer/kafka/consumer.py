@@ -165,11 +165,6 @@ class BatchConsumer:
         if self._on_assignment is not None:
             self._on_assignment(len(self.assigned))
 
-    def committed(self, topic: str, partitions: Sequence[int], timeout: float = 10.0) -> dict[int, int]:
-        """The group's committed offsets for ``partitions`` of ``topic`` (-1001 when none)."""
-        result = self._consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
-        return {tp.partition: tp.offset for tp in result}
-
     def close(self) -> None:
         """Leave the group (revoking, hence committing, what is pending)."""
         self._consumer.close()

@@ -23,6 +23,8 @@ from stream_scorer.errors import ConfigError, InvalidInputRateError, StreamScore
 from stream_scorer.features.freshness import FRESH, MISSING, STALE
 from stream_scorer.kafka.producer import producer_config
 from stream_scorer.model import artifact, train
+from stream_scorer.model.registry import Registry
+from stream_scorer.model_cli import add_model_commands
 from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import World, make_world
 
@@ -95,19 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--penalty", choices=["l2", "l1", "elasticnet"], default="l2")
     fit.add_argument("--l1-ratio", type=float, default=None, help="elasticnet: the share of the L1 penalty")
     fit.add_argument("--holdout", type=float, default=0.2, help="share of rows (latest by event_time) held out")
+    fit.add_argument(
+        "--registry", type=Path, default=None, help="register the artifact as the next version of this registry"
+    )
+    fit.add_argument("--promote", action="store_true", help="with --registry: make the new version CURRENT")
     fit.set_defaults(handler=_train)
 
-    model = commands.add_parser("model", help="model artifact keys and signatures")
-    model_commands = model.add_subparsers(title="model commands")
-    keygen = model_commands.add_parser(
-        "keygen", parents=[common], help="write a new Ed25519 key pair (private.pem, public.pem) into a directory"
-    )
-    keygen.add_argument("--out", type=Path, required=True)
-    keygen.set_defaults(handler=_model_keygen)
-    sign = model_commands.add_parser("sign", parents=[common], help="sign an artifact (writes its SIGNATURE file)")
-    sign.add_argument("artifact", type=Path)
-    sign.add_argument("--key", required=True, help='the private key as "env:NAME" or "file:/path"')
-    sign.set_defaults(handler=_model_sign)
+    add_model_commands(commands, common)
 
     features = commands.add_parser("features", help="write features into the Redis feature store")
     features_commands = features.add_subparsers(title="features commands")
@@ -214,23 +210,41 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
+    if args.promote and args.registry is None:
+        raise ConfigError("--promote needs --registry")
     dataset = train.read_csv(args.data)
-    version = args.version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    model = train.train(
-        dataset,
-        name=args.name,
-        version=version,
-        C=args.C,
-        penalty=args.penalty,
-        l1_ratio=args.l1_ratio,
-        holdout=args.holdout,
-    )
-    out = args.out or settings.model_path
-    checksum = artifact.save(model, out)
+
+    def fit(version: str) -> artifact.LogisticModel:
+        return train.train(
+            dataset,
+            name=args.name,
+            version=version,
+            C=args.C,
+            penalty=args.penalty,
+            l1_ratio=args.l1_ratio,
+            holdout=args.holdout,
+        )
+
+    models: list[artifact.LogisticModel] = []
+    if args.registry is not None:  # the registry numbers versions: the manifest carries that number
+        registry = Registry.create(args.registry)
+
+        def write(directory: Path, version: int) -> None:
+            models.append(fit(str(version)))
+            artifact.save(models[0], directory)
+
+        number = registry.register(write)
+        out = registry.path(number)
+        if args.promote:
+            registry.promote(number)
+    else:
+        models.append(fit(args.version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())))
+        out = args.out or settings.model_path
+        artifact.save(models[0], out)
+    model = models[0]
     print(train.feature_table(model.feature_names, model))
-    print(
-        json.dumps({"artifact": str(out), "sha256": checksum, "threshold": model.threshold, **model.metrics}, indent=2)
-    )
+    summary = {"artifact": str(out), "version": model.version, "sha256": (out / "CHECKSUM").read_text().strip()}
+    print(json.dumps({**summary, "threshold": model.threshold, **model.metrics}, indent=2))
     return 0
 
 
@@ -406,27 +420,4 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
         print(scenarios.table(rows[-1:]), flush=True)
     print()
     print(scenarios.table(rows))
-    return 0
-
-
-def _model_keygen(args: argparse.Namespace, settings: Settings) -> int:
-    from stream_scorer.model import signing
-
-    private_pem, public_pem = signing.generate_keypair()
-    args.out.mkdir(parents=True, exist_ok=True)
-    private = args.out / "private.pem"
-    private.touch(mode=0o600)
-    private.write_bytes(private_pem)
-    (args.out / "public.pem").write_bytes(public_pem)
-    print(f"wrote {private} (keep it secret) and {args.out / 'public.pem'}")
-    return 0
-
-
-def _model_sign(args: argparse.Namespace, settings: Settings) -> int:
-    from stream_scorer.config import resolve_secret
-    from stream_scorer.model import signing
-
-    artifact.load(args.artifact)  # only a complete, consistent artifact is signed
-    signing.sign(args.artifact, resolve_secret(args.key, "--key").encode())
-    print(f"signed {args.artifact}")
     return 0

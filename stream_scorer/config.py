@@ -189,7 +189,12 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     feature_groups: tuple[FeatureGroup, ...] = DEFAULT_FEATURE_GROUPS
+    # An artifact directory, or a registry (stream_scorer.model.registry): then the worker serves its CURRENT
+    # version and, between batches, reloads when CURRENT moves (checked every model_reload_seconds).
     model_path: Path = Path("models/fraud")
+    model_reload_seconds: float = 1.0
+    # Challenger artifact directories: scored in shadow in the same batch, never deciding.
+    challengers: tuple[str, ...] = ()
     reason_codes: int = 3  # top contributing features carried by each prediction (0: none)
     # Ed25519 public key (PEM) as "env:NAME" or "file:/path"; with require_signature, unsigned artifacts are refused.
     model_public_key: str = ""
@@ -217,6 +222,10 @@ class Settings:
             raise ConfigError('require_signature needs model_public_key ("env:NAME" or "file:/path" of a PEM key)')
         if not 0 <= self.reason_codes <= 50:
             raise ConfigError("reason_codes must be between 0 and 50")
+        if self.model_reload_seconds <= 0:
+            raise ConfigError("model_reload_seconds must be > 0")
+        if len(self.challengers) > 8:
+            raise ConfigError(f"at most 8 challengers are scored in shadow, not {len(self.challengers)}")
         if self.batch.commit_interval_seconds < 0:
             raise ConfigError("batch.commit_interval_seconds must be >= 0")
         if self.batch.flush_timeout_seconds <= 0:
@@ -301,7 +310,9 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
             groups.append(_build(FeatureGroup, item, key + "."))
         return tuple(groups)
     if origin is tuple and typing.get_args(hint) == (str, ...):
-        if isinstance(value, str) or not isinstance(value, list | tuple):
+        if isinstance(value, str):  # from an environment variable: comma-separated
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if not isinstance(value, list | tuple):
             raise ConfigError(f"{key} must be a list of strings")
         return tuple(str(v) for v in value)
     if origin is Literal:

@@ -8,6 +8,7 @@ wrong bytes. Its tests compare it byte for byte with fastavro.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,10 @@ _EXPECTED = [
     ("consumed_at", "long"),
     ("scored_at", "long"),
     ("reasons", "array"),
+    ("shadow", "array"),
 ]
 _ITEM = [("group", "string"), ("status", "enum"), ("age_ms", "union")]
+_SHADOW = [("model_name", "string"), ("model_version", "string"), ("score", "double"), ("decision", "boolean")]
 _BOOL = (b"\x00", b"\x01")
 
 
@@ -48,15 +51,18 @@ def _type_name(avro_type: Any) -> str:
 class PredictionEncoder:
     """Encodes scored batches; built once per (schema, model)."""
 
-    def __init__(self, schema: Any, model: LogisticModel) -> None:
+    def __init__(self, schema: Any, model: LogisticModel, challengers: Sequence[LogisticModel] = ()) -> None:
         fields = schema["fields"]
         shape = [(f["name"], _type_name(f["type"])) for f in fields]
         item = fields[7]["type"]["items"] if len(fields) > 7 and isinstance(fields[7]["type"], dict) else {}
         item_shape = [(f["name"], _type_name(f["type"])) for f in item.get("fields", [])]
         symbols = item.get("fields", [{}, {}])[1].get("type", {}).get("symbols") if item_shape == _ITEM else None
         union = item.get("fields", [{}, {}, {}])[2].get("type") if item_shape == _ITEM else None
+        shadow = fields[-1]["type"]["items"] if shape == _EXPECTED else {}
+        shadow_shape = [(f["name"], _type_name(f["type"])) for f in shadow.get("fields", [])]
         if (
             shape != _EXPECTED
+            or shadow_shape != _SHADOW
             or item_shape != _ITEM
             or tuple(symbols or ()) != STATUS_NAMES
             or union != ["null", "long"]
@@ -66,6 +72,7 @@ class PredictionEncoder:
         self._threshold = avro_fast.doubles(np.array([model.threshold]))[0]
         self._status = [bytes((2 * i,)) for i in range(len(STATUS_NAMES))]  # enum index as a zigzag varint
         self._feature = [avro_fast.string(name) for name in model.feature_names]
+        self._challengers = [avro_fast.string(c.name) + avro_fast.string(c.version) for c in challengers]
 
     def encode(self, scored: ScoredBatch) -> list[bytes]:
         """One Avro-encoded ``Prediction`` per event of the batch."""
@@ -101,6 +108,7 @@ class PredictionEncoder:
             ).ravel()
         )
         reasons = self._reasons(scored, n)
+        shadow = self._shadow(scored, n)
         head, threshold = self._head, self._threshold
         return [
             b"".join(
@@ -115,6 +123,7 @@ class PredictionEncoder:
                     times[3 * i + 1],
                     times[3 * i + 2],
                     reasons[i],
+                    shadow[i],
                 )
             )
             for i, event_id in enumerate(batch.event_id)
@@ -131,4 +140,18 @@ class PredictionEncoder:
         return [
             block + b"".join(feature[f] + values[row * k + j] for j, f in enumerate(index)) + b"\x00"
             for row, index in enumerate(scored.reason_index.tolist())
+        ]
+
+    def _shadow(self, scored: ScoredBatch, n: int) -> list[bytes]:
+        """The shadow array of every row: a block of (name, version, score, decision) per challenger, then the end."""
+        heads = self._challengers
+        if not heads or scored.shadow_scores.shape != (n, len(heads)):
+            return [b"\x00"] * n
+        block = avro_fast.varints(np.array([len(heads)]))[0]
+        values = avro_fast.doubles(scored.shadow_scores.ravel())
+        decisions = scored.shadow_decisions.ravel().tolist()
+        m = len(heads)
+        return [
+            block + b"".join(heads[j] + values[row * m + j] + _BOOL[decisions[row * m + j]] for j in range(m)) + b"\x00"
+            for row in range(n)
         ]

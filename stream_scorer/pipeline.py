@@ -17,7 +17,7 @@ from stream_scorer.features.layout import GroupValues
 from stream_scorer.features.store import FeatureLookup
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.event_features import event_features
-from stream_scorer.model.score import ScoringWeights, score, top_contributions
+from stream_scorer.model.score import StackedWeights, score_stacked, top_contributions
 from stream_scorer.model.vectorize import ColumnPlan, plan_columns, vectorize
 
 
@@ -36,18 +36,41 @@ class ScoredBatch:
     # Reason codes: per row, the indices (into the model's feature names) and contributions of the top features.
     reason_index: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros((0, 0), np.intp))
     reason_value: Float64Array = field(default_factory=lambda: np.zeros((0, 0)))
+    # Challengers (shadow scoring): one column per challenger, in the scorer's order; they never decide.
+    shadow_scores: Float64Array = field(default_factory=lambda: np.zeros((0, 0)))
+    shadow_decisions: BoolArray = field(default_factory=lambda: np.zeros((0, 0), bool))
 
 
 class Scorer:
-    """Scores batches with one model; built once per model (at startup, or on reload)."""
+    """Scores batches with a champion model and optional challengers; built at startup and on every reload.
+
+    All models are scored by one matrix product over the union of their features (champion's first).
+    A feature imputed for a missing or stale group takes the champion's default, or for a feature only
+    challengers read, the first challenger's that reads it.
+    """
 
     def __init__(
-        self, model: LogisticModel, groups: Sequence[FeatureGroup], lookup: FeatureLookup, reason_codes: int = 3
+        self,
+        model: LogisticModel,
+        groups: Sequence[FeatureGroup],
+        lookup: FeatureLookup,
+        reason_codes: int = 3,
+        challengers: Sequence[LogisticModel] = (),
     ) -> None:
         self.model = model
+        self.challengers = tuple(challengers)
         self.reason_codes = reason_codes
-        self.plan: ColumnPlan = plan_columns(model.feature_names, groups)
-        self._weights = ScoringWeights.of(model)
+        names = list(model.feature_names)
+        defaults = list(model.defaults)
+        for challenger in self.challengers:
+            for name, default in zip(challenger.feature_names, challenger.defaults, strict=True):
+                if name not in names:
+                    names.append(name)
+                    defaults.append(default)
+        self.plan: ColumnPlan = plan_columns(names, groups)
+        self._defaults = np.array(defaults, dtype=np.float64)
+        self._stacked = StackedWeights.of((model, *self.challengers), names)
+        self._thresholds = np.array([c.threshold for c in self.challengers], dtype=np.float64)
         self._lookup = lookup
 
     @property
@@ -72,17 +95,19 @@ class Scorer:
             )
             for g in groups
         }  # freshness
-        matrix, imputed = vectorize(
-            self.plan, event_features(batch), group_values, freshness, self.model.defaults
-        )  # vectorize
+        matrix, imputed = vectorize(self.plan, event_features(batch), group_values, freshness, self._defaults)
         vectorized = time.perf_counter()
-        scores = score(matrix, self._weights)  # score
-        reason_index, reason_value = top_contributions(matrix, self.model, self.reason_codes)  # reason codes
+        scores = score_stacked(matrix, self._stacked)  # score: champion in column 0, then the challengers
+        champion_matrix = matrix[:, : len(self.model.feature_names)]
+        reason_index, reason_value = top_contributions(champion_matrix, self.model, self.reason_codes)
         done = time.perf_counter()
+        shadow = scores[:, 1:]
         return ScoredBatch(
             batch=batch,
-            scores=scores,
-            decisions=scores >= self.model.threshold,
+            scores=scores[:, 0],
+            decisions=scores[:, 0] >= self.model.threshold,
+            shadow_scores=shadow,
+            shadow_decisions=shadow >= self._thresholds,
             imputed=imputed,
             group_values=group_values,
             freshness=freshness,
@@ -93,7 +118,9 @@ class Scorer:
         )
 
 
-def prediction_records(scored: ScoredBatch, model: LogisticModel) -> list[dict[str, Any]]:
+def prediction_records(
+    scored: ScoredBatch, model: LogisticModel, challengers: Sequence[LogisticModel] = ()
+) -> list[dict[str, Any]]:
     """One ``Prediction`` record (see ``schemas/prediction.avsc``) per event, as a dict.
 
     The worker encodes with :class:`stream_scorer.emit.PredictionEncoder`; this is the readable reference
@@ -111,6 +138,8 @@ def prediction_records(scored: ScoredBatch, model: LogisticModel) -> list[dict[s
     reason_index = scored.reason_index.tolist() if scored.reason_index.size else [[] for _ in range(len(batch))]
     reason_value = scored.reason_value.tolist() if scored.reason_value.size else [[] for _ in range(len(batch))]
     threshold = float(model.threshold)
+    shadow_scores = scored.shadow_scores.tolist() if scored.shadow_scores.size else [[] for _ in range(len(batch))]
+    shadow_decisions = scored.shadow_decisions.tolist() if scored.shadow_decisions.size else shadow_scores
     records = []
     for i in range(len(batch)):
         records.append(
@@ -132,6 +161,10 @@ def prediction_records(scored: ScoredBatch, model: LogisticModel) -> list[dict[s
                 "reasons": [
                     {"feature": model.feature_names[f], "contribution": v}
                     for f, v in zip(reason_index[i], reason_value[i], strict=True)
+                ],
+                "shadow": [
+                    {"model_name": c.name, "model_version": c.version, "score": p, "decision": d}
+                    for c, p, d in zip(challengers, shadow_scores[i], shadow_decisions[i], strict=True)
                 ],
             }
         )

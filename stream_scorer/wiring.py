@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import confluent_kafka
 import redis
@@ -20,12 +23,14 @@ from stream_scorer.kafka.admin import ensure_topics
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
-from stream_scorer.model import artifact, signing
-from stream_scorer.model.score import verify_golden_vectors
+from stream_scorer.model import registry as model_registry
+from stream_scorer.model.artifact import LogisticModel
+from stream_scorer.model.verify import load_verified
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.monitoring.server import MetricsServer
 from stream_scorer.pipeline import Scorer
-from stream_scorer.worker import BatchBounds, Topics, Worker
+from stream_scorer.reload import ModelReloader
+from stream_scorer.worker import BatchBounds, ModelServing, Topics, Worker
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +113,28 @@ class Runtime:
             self.store.close()
 
 
+def model_loader(settings: Settings) -> Callable[[Path], LogisticModel]:
+    """Loads an artifact with every check the settings ask for (checksums, signature, golden vectors)."""
+    key = resolve_secret(settings.model_public_key, "model_public_key").encode() if settings.model_public_key else None
+    return functools.partial(load_verified, public_key_pem=key, require_signature=settings.require_signature)
+
+
+def served_model_path(settings: Settings) -> tuple[Path, model_registry.Registry | None, int | None]:
+    """The artifact to serve: ``model_path`` itself, or its registry's CURRENT version (then with the registry)."""
+    if not model_registry.is_registry(settings.model_path):
+        return settings.model_path, None, None
+    models = model_registry.Registry(settings.model_path)
+    version = models.current()
+    return models.current_path(), models, version
+
+
 def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
     """Validate everything once (schemas, model checksum, model features vs. feature groups), then connect."""
     parsed = schemas(settings)
-    model = artifact.load(settings.model_path)
-    if settings.model_public_key:  # with a key configured, a present signature is always checked
-        signed = (settings.model_path / signing.SIGNATURE_FILE).exists()
-        if settings.require_signature or signed:
-            key = resolve_secret(settings.model_public_key, "model_public_key").encode()
-            signing.verify(settings.model_path, key)
-    verify_golden_vectors(model)
+    load = model_loader(settings)
+    path, models, version = served_model_path(settings)
+    model = load(path)
+    challengers = [load(Path(p)) for p in settings.challengers]
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ScorerMetrics(registry)
     store = feature_store(settings)
@@ -128,14 +145,33 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         on_state=metrics.feature_store_circuit.set,
         on_error=metrics.feature_store_errors.inc,
     )
-    scorer = Scorer(model, settings.feature_groups, lookup, reason_codes=settings.reason_codes)
+
+    def serve(champion: LogisticModel) -> ModelServing:
+        shadow = [c for c in challengers if c.checksum != champion.checksum]  # a promoted challenger is champion
+        return ModelServing(
+            scorer=Scorer(champion, settings.feature_groups, lookup, settings.reason_codes, shadow),
+            encoder=PredictionEncoder(parsed.prediction, champion, shadow),
+        )
+
+    serving = serve(model)
     log.info(
-        "model %s %s (sha256 %s) reads %d features",
+        "model %s %s (sha256 %s) reads %d features; %d challenger(s) in shadow",
         model.name,
         model.version,
         model.checksum[:12],
         len(model.feature_names),
+        len(serving.scorer.challengers),
     )
+    reloader = None
+    if models is not None:
+        reloader = ModelReloader(
+            models,
+            load,
+            serve,
+            on_refused=lambda reason: metrics.model_reload_failures.labels(reason).inc(),
+            serving_version=version,
+            interval_seconds=settings.model_reload_seconds,
+        )
     kafka = settings.kafka
     client = kafka.librdkafka()
     if kafka.create_topics:
@@ -172,8 +208,9 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
             max_future_ms=int(validation.max_future_seconds * 1000),
             sensitive_fields=validation.sensitive_fields,
         ),
-        scorer=scorer,
-        encoder=PredictionEncoder(parsed.prediction, model),
+        scorer=serving.scorer,
+        encoder=serving.encoder,
+        models=reloader,
         metrics=metrics,
         bounds=BatchBounds(
             max_events=settings.batch.max_events,

@@ -30,6 +30,20 @@ from stream_scorer.pipeline import ScoredBatch, Scorer, status_counts
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class ModelServing:
+    """What scores and encodes batches: swapped as a whole, between batches, on a reload."""
+
+    scorer: Scorer
+    encoder: PredictionEncoder
+
+
+class ModelSource(Protocol):
+    """Offers a new :class:`ModelServing` when the served model changes (see :mod:`stream_scorer.reload`)."""
+
+    def poll(self) -> ModelServing | None: ...
+
+
 class MessageSource(Protocol):
     """Where events come from (a consumer-group member)."""
 
@@ -74,6 +88,7 @@ class Worker:
         bounds: BatchBounds,
         topics: Topics,
         guard: InvalidInputGuard,
+        models: ModelSource | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._source = source
@@ -85,12 +100,22 @@ class Worker:
         self._bounds = bounds
         self._topics = topics
         self._guard = guard
+        self._models = models
         self._clock_ms = clock_ms
         self._window: list[_Pending] = []
         self._window_started = 0.0
         self._guard_at_begin = guard.snapshot()
-        model = scorer.model
-        metrics.model.info({"name": model.name, "version": model.version, "checksum": model.checksum})
+        self._announce()
+
+    def _announce(self) -> None:
+        model = self._scorer.model
+        self._metrics.model.info({"name": model.name, "version": model.version, "checksum": model.checksum})
+        self._metrics.challengers.set(len(self._scorer.challengers))
+
+    @property
+    def scorer(self) -> Scorer:
+        """The scorer in use (it changes on a reload)."""
+        return self._scorer
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set; the batch in hand is finished and committed first."""
@@ -120,6 +145,7 @@ class Worker:
             raise
 
     def _step(self) -> int:
+        self._reload()  # between batches: this batch is scored by one model from start to end
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         messages = self._source.poll_batch(self._bounds.max_events, self._bounds.max_wait_seconds)  # poll
@@ -158,6 +184,13 @@ class Worker:
         seconds["batch"] = time.perf_counter() - t0
         self._record(len(messages), scored, seconds)
         return len(messages)
+
+    def _reload(self) -> None:
+        serving = self._models.poll() if self._models is not None else None
+        if serving is not None:
+            self._scorer, self._encoder = serving.scorer, serving.encoder
+            self._metrics.model_reloads.inc()
+            self._announce()
 
     def _interval_passed(self) -> bool:
         return time.monotonic() - self._window_started >= self._bounds.commit_interval_seconds

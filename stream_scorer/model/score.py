@@ -29,6 +29,41 @@ class ScoringWeights:
         return ScoringWeights(weights=weights, bias=float(model.intercept - np.dot(weights, model.mean)))
 
 
+@dataclass(frozen=True, slots=True)
+class StackedWeights:
+    """Several models' folded weights side by side, so that one matrix product scores them all.
+
+    Column ``j`` of ``weights`` holds model ``j``'s weights placed at the positions of its features in a
+    shared feature order (zeros where it does not read a feature); ``sigmoid(x @ weights + bias)`` gives
+    every model's probability for every row.
+    """
+
+    weights: Float64Array  # (k, m)
+    bias: Float64Array  # (m,)
+
+    @staticmethod
+    def of(models: Sequence[LogisticModel], feature_names: Sequence[str]) -> StackedWeights:
+        """Stack ``models`` over ``feature_names``, which must contain every feature each model reads."""
+        position = {name: i for i, name in enumerate(feature_names)}
+        weights = np.zeros((len(feature_names), len(models)))
+        bias = np.zeros(len(models))
+        for j, model in enumerate(models):
+            folded = ScoringWeights.of(model)
+            weights[[position[n] for n in model.feature_names], j] = folded.weights
+            bias[j] = folded.bias
+        return StackedWeights(weights=weights, bias=bias)
+
+
+def score_stacked(matrix: Float64Array, stacked: StackedWeights) -> Float64Array:
+    """Probabilities (n, m): one column per stacked model, from one matrix product.
+
+    >>> s = StackedWeights(weights=np.array([[2.0, 0.0], [-1.0, 1.0]]), bias=np.array([0.5, 0.0]))
+    >>> score_stacked(np.array([[0.0, 0.5], [1.0, 0.0]]), s).round(4).tolist()
+    [[0.5, 0.6225], [0.9241, 0.5]]
+    """
+    return sigmoid(matrix @ stacked.weights + stacked.bias)
+
+
 def sigmoid(z: Float64Array) -> Float64Array:
     """The logistic function, without overflow for large ``|z|``.
 

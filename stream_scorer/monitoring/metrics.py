@@ -146,6 +146,18 @@ class ScorerMetrics:
             registry=registry,
         )
         self.model = Info("stream_scorer_model", "The model being served.", registry=registry)
+        self.challengers = Gauge(
+            "stream_scorer_challenger_models", "Challenger models scored in shadow.", registry=registry
+        )
+        self.model_reloads = Counter(
+            "stream_scorer_model_reloads", "Models swapped in between batches (hot reload).", registry=registry
+        )
+        self.model_reload_failures = Counter(
+            "stream_scorer_model_reload_failures",
+            "Model versions refused at reload (the previous model kept serving), by error class.",
+            ["reason"],
+            registry=registry,
+        )
         self.last_batch = Gauge(
             "stream_scorer_last_batch_timestamp_seconds",
             "When the last batch was committed (Unix time).",

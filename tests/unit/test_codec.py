@@ -150,6 +150,7 @@ def test_prediction_round_trip(schemas) -> None:
         "consumed_at": 2,
         "scored_at": 3,
         "reasons": [{"feature": "event.amount_log", "contribution": 0.5}],
+        "shadow": [{"model_name": "m", "model_version": "2", "score": 0.75, "decision": True}],
     }
     assert decode(schemas.prediction, encode(schemas.prediction, record)) == record
 

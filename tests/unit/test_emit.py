@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,7 +22,9 @@ SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 SCHEMAS = load_schemas(SCHEMAS_DIR)
 
 
-def scored_batch(n: int, seed: int, groups: tuple[str, ...] = ("card_velocity", "merchant_risk")) -> ScoredBatch:
+def scored_batch(
+    n: int, seed: int, groups: tuple[str, ...] = ("card_velocity", "merchant_risk"), challengers: int = 0
+) -> ScoredBatch:
     rng = np.random.default_rng(seed)
     ids = ["", "é-ünïcode-✓", "x" * 200] + [f"evt-{i}" for i in range(n - 3)]
     records = [transaction(i, event_id=ids[i], event_time=int(rng.integers(0, 2**41))) for i in range(n)]
@@ -43,16 +46,27 @@ def scored_batch(n: int, seed: int, groups: tuple[str, ...] = ("card_velocity", 
         scored_at_ms=int(rng.integers(0, 2**42)),
         reason_index=rng.integers(0, 3, (n, k)),
         reason_value=rng.normal(size=(n, k)),
+        shadow_scores=rng.random((n, challengers)),
+        shadow_decisions=rng.random((n, challengers)) < 0.5,
     )
 
 
-@pytest.mark.parametrize("groups", [("card_velocity", "merchant_risk"), ("a",), ("g1", "g2", "g3", "g4", "g5")])
-def test_bytes_equal_fastavro(groups: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("groups", "n_challengers"),
+    [(("card_velocity", "merchant_risk"), 0), (("a",), 1), (("g1", "g2", "g3", "g4", "g5"), 3)],
+)
+def test_bytes_equal_fastavro(groups: tuple[str, ...], n_challengers: int) -> None:
     model = small_model(("event.amount_log", "event.is_ecom", "card_velocity.txn_count_1h"))
-    scored = scored_batch(300, seed=len(groups), groups=groups)
-    ours = PredictionEncoder(SCHEMAS.prediction, model).encode(scored)
-    reference = [encode(SCHEMAS.prediction, r) for r in prediction_records(scored, model)]
+    challengers = [
+        dataclasses.replace(small_model(("event.amount_log",)), name=f"challenger-ü{j}", version=str(j))
+        for j in range(n_challengers)
+    ]
+    scored = scored_batch(300, seed=len(groups), groups=groups, challengers=n_challengers)
+    ours = PredictionEncoder(SCHEMAS.prediction, model, challengers).encode(scored)
+    records = prediction_records(scored, model, challengers)
+    reference = [encode(SCHEMAS.prediction, r) for r in records]
     assert ours == reference
+    assert all(len(r["shadow"]) == n_challengers for r in records)
 
 
 def test_empty_batch() -> None:
@@ -73,13 +87,15 @@ def test_empty_batch() -> None:
 
 def test_a_changed_schema_is_refused_at_construction() -> None:
     raw = json.loads((SCHEMAS_DIR / "prediction.avsc").read_text())
-    for change in ("add_field", "reorder", "enum"):
+    for change in ("add_field", "reorder", "enum", "shadow"):
         edited = copy.deepcopy(raw)
         if change == "add_field":
             edited["fields"].append({"name": "extra", "type": "int", "default": 0})
         elif change == "reorder":
             edited["fields"][3], edited["fields"][4] = edited["fields"][4], edited["fields"][3]
-        else:
+        elif change == "enum":
             edited["fields"][7]["type"]["items"]["fields"][1]["type"]["symbols"].append("OTHER")
+        else:
+            edited["fields"][-1]["type"]["items"]["fields"][2]["type"] = "float"
         with pytest.raises(SchemaError, match="shape"):
             PredictionEncoder(fastavro.parse_schema(edited), small_model(("event.amount_log",)))

@@ -93,7 +93,7 @@ class FakeLookup:
         return out
 
 
-def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_interval=0.0):
+def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_interval=0.0, models=None):
     registry = registry or CollectorRegistry()
     scorer = Scorer(small_model(FEATURE_NAMES), DEFAULT_FEATURE_GROUPS, lookup or FakeLookup())
     worker = Worker(
@@ -106,6 +106,7 @@ def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_int
         bounds=BatchBounds(max_events=100, max_wait_seconds=0.01, commit_interval_seconds=commit_interval),
         topics=Topics(predictions="predictions", dead_letters="dead-letters"),
         guard=guard or InvalidInputGuard(max_consecutive=1000, max_ratio=1.0, window=1000),
+        models=models,
         clock_ms=lambda: NOW,
     )
     return worker, registry

@@ -1,0 +1,214 @@
+"""The directory registry (versions, atomic CURRENT, forward-only promotion) and hot reload between batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_scorer.codec import decode, to_batch
+from stream_scorer.config import DEFAULT_FEATURE_GROUPS
+from stream_scorer.emit import PredictionEncoder
+from stream_scorer.errors import ModelArtifactError
+from stream_scorer.model import artifact
+from stream_scorer.model.artifact import LogisticModel
+from stream_scorer.model.event_features import event_features
+from stream_scorer.model.registry import Registry, is_registry
+from stream_scorer.model.score import ScoringWeights, golden_vectors, score
+from stream_scorer.model.vectorize import plan_columns, vectorize
+from stream_scorer.model.verify import load_verified
+from stream_scorer.pipeline import Scorer
+from stream_scorer.reload import ModelReloader
+from stream_scorer.synth.world import FEATURE_NAMES
+from stream_scorer.worker import ModelServing
+from tests.support import small_model, transaction
+from tests.unit.test_worker import SCHEMAS, FakeLookup, FakeSink, FakeSource, make_worker, messages
+
+
+def model_v(version: int, seed: int | None = None) -> LogisticModel:
+    model = dataclasses.replace(
+        small_model(FEATURE_NAMES, seed=version if seed is None else seed), version=str(version)
+    )
+    return dataclasses.replace(model, golden_vectors=golden_vectors(model, np.ones((2, len(FEATURE_NAMES)))))
+
+
+def register(registry: Registry, seed: int) -> int:
+    def write(directory: Path, version: int) -> None:
+        artifact.save(model_v(version, seed), directory)
+
+    return registry.register(write)
+
+
+def test_versions_count_up_and_promotion_only_moves_forward(tmp_path: Path) -> None:
+    registry = Registry.create(tmp_path / "reg")
+    assert is_registry(tmp_path / "reg") and registry.current() is None
+    assert [register(registry, s) for s in (1, 2, 3)] == [1, 2, 3]
+    registry.promote(2)
+    assert registry.current() == 2
+    with pytest.raises(ModelArtifactError, match="only moves forward"):
+        registry.promote(1)
+    with pytest.raises(ModelArtifactError, match="not newer"):
+        registry.promote(2)
+    registry.promote(3)
+    assert registry.rollback() == 2  # the one served before
+    with pytest.raises(ModelArtifactError, match="not older"):
+        registry.rollback(3)
+    assert registry.rollback(1) == 1
+    assert [h["action"] for h in registry.history()] == ["register"] * 3 + [
+        "promote",
+        "promote",
+        "rollback",
+        "rollback",
+    ]
+    assert [i.version for i in registry.describe() if i.current] == [1]
+    with pytest.raises(ModelArtifactError, match="not registered"):
+        registry.promote(9)
+
+
+def test_a_corrupt_version_is_never_promoted_and_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    registry = Registry.create(tmp_path)
+    register(registry, 1)
+    (registry.path(1) / "arrays.npz").write_bytes(b"flipped")
+    with pytest.raises(ModelArtifactError, match=r"arrays\.npz"):
+        registry.promote(1)
+    assert registry.current() is None
+
+    def half_written(directory: Path, version: int) -> None:
+        (directory / "manifest.json").write_text("{}")
+
+    with pytest.raises(ModelArtifactError):
+        registry.register(half_written)
+    assert registry.versions() == [1]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging")]
+
+
+def test_a_non_registry_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x").write_text("")
+    with pytest.raises(ModelArtifactError, match="not a model registry"):
+        Registry.create(tmp_path)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def reloader_for(registry: Registry, clock: Clock, refused: list[str]) -> ModelReloader[LogisticModel]:
+    return ModelReloader(
+        registry,
+        lambda p: load_verified(p, None, False),
+        lambda m: m,
+        on_refused=refused.append,
+        serving_version=registry.current(),
+        interval_seconds=1.0,
+        clock=clock,
+    )
+
+
+def test_reloader_swaps_on_a_new_current_and_refuses_a_corrupt_one(tmp_path: Path) -> None:
+    registry = Registry.create(tmp_path)
+    for seed in (1, 2, 3):
+        register(registry, seed)
+    registry.promote(1)
+    clock, refused = Clock(), []
+    reloader = reloader_for(registry, clock, refused)
+    assert reloader.poll() is None  # nothing moved
+    registry.promote(2)
+    assert reloader.poll() is None  # not checked before the interval
+    clock.now = 1.0
+    loaded = reloader.poll()
+    assert loaded is not None and loaded.version == "2" and reloader.serving_version == 2
+    # Version 3 is corrupted after registration (one flipped byte): refused, counted once, 2 keeps serving.
+    arrays = registry.path(3) / "arrays.npz"
+    data = bytearray(arrays.read_bytes())
+    data[len(data) // 2] ^= 1
+    arrays.write_bytes(bytes(data))
+    (registry.root / "CURRENT").write_text("3\n")  # as if promoted before the corruption
+    for _ in range(3):
+        clock.now += 1.0
+        assert reloader.poll() is None
+    assert refused == ["ModelArtifactError"] and reloader.serving_version == 2
+
+
+def test_stacked_challengers_score_like_each_model_alone() -> None:
+    champion = small_model(FEATURE_NAMES, seed=1)
+    challengers = [
+        dataclasses.replace(small_model(FEATURE_NAMES[:4], seed=2), name="c1"),
+        dataclasses.replace(small_model(FEATURE_NAMES[2:], seed=3), name="c2", threshold=0.9),
+    ]
+    scorer = Scorer(champion, DEFAULT_FEATURE_GROUPS, FakeLookup(), challengers=challengers)
+    batch = to_batch([transaction(i, card_id=f"card-{i % 6 + 1}") for i in range(50)], None, 0)
+    scored = scorer.score(batch, 1_700_000_100_000)
+
+    for j, model in enumerate([champion, *challengers]):
+        plan = plan_columns(model.feature_names, DEFAULT_FEATURE_GROUPS)
+        groups = {g.name: scored.group_values[g.name] for g in plan.feature_groups}
+        fresh = {g.name: scored.freshness[g.name] for g in plan.feature_groups}
+        matrix, _ = vectorize(plan, event_features(batch), groups, fresh, model.defaults)
+        alone = score(matrix, ScoringWeights.of(model))
+        got = scored.scores if j == 0 else scored.shadow_scores[:, j - 1]
+        np.testing.assert_allclose(got, alone, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(scored.shadow_decisions[:, 1], scored.shadow_scores[:, 1] >= 0.9)
+    np.testing.assert_array_equal(scored.decisions, scored.scores >= champion.threshold)
+
+
+class OneSwap:
+    """A model source that offers ``serving`` once, on its ``at``-th poll."""
+
+    def __init__(self, serving: ModelServing, at: int) -> None:
+        self.serving, self.at, self.polls = serving, at, 0
+
+    def poll(self) -> ModelServing | None:
+        self.polls += 1
+        return self.serving if self.polls == self.at else None
+
+
+def test_worker_swaps_models_between_batches_only() -> None:
+    batches = [messages([transaction(i) for i in range(b * 10, b * 10 + 10)], b * 10) for b in range(4)]
+    sink = FakeSink()
+    new = dataclasses.replace(small_model(FEATURE_NAMES, seed=7), version="2")
+    swap = OneSwap(
+        ModelServing(Scorer(new, DEFAULT_FEATURE_GROUPS, FakeLookup()), PredictionEncoder(SCHEMAS.prediction, new)),
+        at=3,
+    )
+    worker, registry = make_worker(FakeSource(batches), sink, models=swap)
+    while worker.step():
+        pass
+    versions = [decode(SCHEMAS.prediction, v)["model_version"] for _, v in sink.produced]
+    assert versions == ["1"] * 20 + ["2"] * 20  # batches 0-1 by v1, 2-3 by v2: never mixed in a batch
+    assert sorted(decode(SCHEMAS.prediction, v)["event_id"] for _, v in sink.produced) == [
+        f"evt-{i:06d}" for i in range(40)
+    ]
+    assert registry.get_sample_value("stream_scorer_model_reloads_total") == 1
+    assert registry.get_sample_value("stream_scorer_model_info", {"name": "test", "version": "2", "checksum": "0" * 64})
+
+
+def test_train_into_a_registry_and_move_current_from_the_command_line(tmp_path: Path, capsys) -> None:
+    from stream_scorer.cli import main
+    from stream_scorer.synth import io as synth_io
+    from stream_scorer.synth.world import make_world
+
+    world = make_world(seed=3, n_cards=100, n_merchants=20, n_devices=120)
+    synth_io.write_history(world, tmp_path / "history.csv", 800, seed=1)
+    root = tmp_path / "registry"
+    train = ["train", "--data", str(tmp_path / "history.csv"), "--registry", str(root)]
+    assert main([*train, "--promote"]) == 0
+    assert main([*train, "--C", "0.1"]) == 0
+    registry = Registry(root)
+    assert registry.versions() == [1, 2] and registry.current() == 1
+    assert artifact.load(registry.path(2)).version == "2"  # the manifest carries the registry's number
+    assert main(["model", "promote", "2", "--registry", str(root)]) == 0
+    assert main(["model", "promote", "1", "--registry", str(root)]) == 1  # backwards needs rollback
+    assert "only moves forward" in capsys.readouterr().err
+    assert main(["model", "rollback", "--registry", str(root)]) == 0 and registry.current() == 1
+    capsys.readouterr()
+    assert main(["model", "list", "--registry", str(root)]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[1].startswith("*") and not listing[2].startswith("*")
+    assert main(["model", "show", "2", "--registry", str(root)]) == 0
+    assert '"version": "2"' in capsys.readouterr().out

@@ -54,6 +54,11 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:16379/0")
     parser.add_argument("--scaling", default="1,2", help="worker process counts for the scale-out run ('' to skip)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the contenders (with quixstreams)")
+    parser.add_argument(
+        "--shadow",
+        action="store_true",
+        help="instead: the cost of reason codes and of 1, 2 and 4 challengers vs the champion alone (ours, b=4000)",
+    )
     args = parser.parse_args()
 
     import redis
@@ -82,6 +87,18 @@ def main() -> None:
         world, args.events, start_ms=int(time.time() * 1000), rng=np.random.default_rng(1), spacing_ms=0.001
     )
     bench = Bench(args, prefix, workdir / "model", schema, records)
+    if args.shadow:
+        history = train.read_csv(workdir / "history.csv")
+        challengers = []
+        for j, C in enumerate((0.3, 0.1, 0.03, 0.01)):
+            path = workdir / f"challenger-{j}"
+            artifact.save(train.train(history, name=f"challenger-{j}", version="bench", C=C), path)
+            challengers.append(str(path))
+        shadow_study(bench, args, challengers)
+        keys = client.keys(f"{prefix}:*")
+        if keys:
+            client.delete(*keys)
+        return
     contenders = [("ours", int(b)) for b in args.batch_sizes.split(",")] if "ours" in args.contenders else []
     contenders += [(name, 1) for name in ("naive", "quix") if name in args.contenders.split(",")]
 
@@ -105,6 +122,27 @@ def main() -> None:
         for workers, rates in scaling.items():
             rate = statistics.median(rates)
             print(f"  {workers} worker(s): {rate:>9,.0f} events/s  ({rate / base:.2f}x)  on {os.cpu_count()} cores")
+
+
+def shadow_study(bench: Bench, args: argparse.Namespace, challengers: list[str]) -> None:
+    """Champion alone, + reason codes, + 1/2/4 challengers: runs interleaved round-robin, then medians."""
+    configs = [("champion alone", 0, 0), ("+ 3 reason codes", 3, 0)]
+    configs += [(f"+ reasons + {c} challenger{'s' if c > 1 else ''}", 3, c) for c in (1, 2, 4)]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in configs}
+    for repeat in range(args.repeats):
+        for name, reasons, count in configs:  # side by side: every config once per round
+            runs[name].append(bench.drain("ours", 4000, reasons, tuple(challengers[:count])))
+            print(f"  round {repeat + 1} {name:32s} {runs[name][-1]['events'] / runs[name][-1]['seconds']:>9,.0f} ev/s")
+    results = {name: median_of(r) for name, r in runs.items()}
+    base = results["champion alone"]
+    print(f"\n{args.events} events, ours b=4000, medians of {args.repeats} interleaved rounds; {os.cpu_count()} cores")
+    print(f"{'configuration':34s} {'events/s':>9s} {'CPU s/1M':>9s} {'CPU vs alone':>12s} {'score+enc us/ev':>16s}")
+    for name, r in results.items():
+        stage = r["stages"]["score"] + r["stages"]["vectorize"] + r["stages"]["encode"]
+        print(
+            f"{name:34s} {r['rate']:>9,.0f} {r['cpu_per_m']:>9.1f} {r['cpu_per_m'] / base['cpu_per_m']:>11.2f}x "
+            f"{stage:>16.2f}"
+        )
 
 
 def label(name: str, batch: int) -> str:
@@ -145,7 +183,15 @@ class Bench:
         for future in self.admin.delete_topics(list(names)).values():
             future.result(30)
 
-    def contender(self, name: str, batch: int, events: int, names: tuple[str, str]) -> subprocess.Popen[str]:
+    def contender(
+        self,
+        name: str,
+        batch: int,
+        events: int,
+        names: tuple[str, str],
+        reason_codes: int | None = None,
+        challengers: tuple[str, ...] = (),
+    ) -> subprocess.Popen[str]:
         command = [
             self.args.python,
             str(REPO / "scripts" / "bench_contenders.py"),
@@ -171,8 +217,10 @@ class Bench:
             "--commit-interval",
             str(self.args.commit_interval),
             "--reason-codes",
-            str(self.args.reason_codes),
+            str(self.args.reason_codes if reason_codes is None else reason_codes),
         ]
+        for path in challengers:
+            command += ["--challenger", path]
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 
@@ -197,11 +245,13 @@ class Bench:
         producer.flush(60)
         return count
 
-    def drain(self, name: str, batch: int) -> dict[str, Any]:
+    def drain(
+        self, name: str, batch: int, reason_codes: int | None = None, challengers: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         names = self.topics()
         try:
             self.publish(names[0])
-            process = self.contender(name, batch, len(self.records), names)
+            process = self.contender(name, batch, len(self.records), names, reason_codes, challengers)
             out, _ = process.communicate(timeout=900)
             return json.loads(out.strip().splitlines()[-1])
         finally:

@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--commit-interval", type=float, default=0.0)
     parser.add_argument("--reason-codes", type=int, default=3)
+    parser.add_argument("--challenger", action="append", default=[], help="ours: a challenger artifact (repeatable)")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--redis", required=True)
     parser.add_argument("--prefix", required=True)
@@ -92,6 +93,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         metrics=MetricsSettings(enabled=False),
         model_path=args.model,
         reason_codes=args.reason_codes,
+        challengers=tuple(args.challenger),
     )
     registry = CollectorRegistry()
     runtime = wiring.build_runtime(settings, registry)

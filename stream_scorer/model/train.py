@@ -80,7 +80,7 @@ def read_csv(path: Path, label_column: str = "label") -> Dataset:
     return Dataset(tuple(names), features, labels, times, hashlib.sha256(raw).hexdigest())
 
 
-Penalty = Literal["l2", "l1", "elasticnet"]
+Penalty = Literal["l2", "l1", "elasticnet", "none"]
 
 
 def fit(
@@ -90,11 +90,15 @@ def fit(
     C: float = 1.0,
     penalty: Penalty = "l2",
     l1_ratio: float | None = None,
+    class_weight: solvers.ClassWeight = None,
 ) -> tuple[Float64Array, float]:
     """Fit a penalized logistic regression in scikit-learn's convention. Returns (coef, intercept).
 
     ``l2`` uses Newton's method; ``l1`` and ``elasticnet`` (with ``l1_ratio`` in [0, 1]) an accelerated
-    proximal gradient method (:mod:`stream_scorer.model.solvers`).
+    proximal gradient method (:mod:`stream_scorer.model.solvers`). ``none`` maximizes the likelihood with
+    Newton's method: ``C`` is ignored (but must still be > 0), and perfectly separable classes raise
+    :class:`TrainingError`. ``class_weight`` (None, ``"balanced"`` or ``{0: w0, 1: w1}``) multiplies each
+    row's log loss by the weight of its class, as :func:`solvers.class_sample_weight` computes it.
 
     >>> x = np.array([[-2.0], [-1.0], [1.0], [2.0], [0.5], [-0.5]])
     >>> y = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 1.0])
@@ -104,15 +108,18 @@ def fit(
     """
     if C <= 0:
         raise TrainingError(f"C must be > 0, got {C}")
+    weights = solvers.class_sample_weight(labels, class_weight)
     if penalty == "l2":
-        return solvers.newton_l2(features, labels, C)
+        return solvers.newton_l2(features, labels, C, weights)
     if penalty == "l1":
-        return solvers.proximal(features, labels, C, 1.0)
+        return solvers.proximal(features, labels, C, 1.0, weights)
     if penalty == "elasticnet":
         if l1_ratio is None or not 0.0 <= l1_ratio <= 1.0:
             raise TrainingError(f"elasticnet needs l1_ratio in [0, 1], got {l1_ratio}")
-        return solvers.proximal(features, labels, C, l1_ratio)
-    raise TrainingError(f"penalty must be l2, l1 or elasticnet, not {penalty!r}")
+        return solvers.proximal(features, labels, C, l1_ratio, weights)
+    if penalty == "none":
+        return solvers.newton_unpenalized(features, labels, weights)
+    raise TrainingError(f"penalty must be l2, l1, elasticnet or none, not {penalty!r}")
 
 
 def split(dataset: Dataset, holdout: float, seed: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from stream_scorer.errors import TrainingError
+from stream_scorer.model import solvers
 from stream_scorer.model.score import sigmoid
 from stream_scorer.model.train import auc, evaluate, fit, read_csv, train
 
@@ -105,3 +106,82 @@ def test_metrics_are_nan_not_zero_when_undefined() -> None:
     out = evaluate(np.array([0.1, 0.2]), np.array([0.0, 0.0]), threshold=0.5)
     assert np.isnan(out["auc"]) and np.isnan(out["precision"]) and np.isnan(out["recall"])
     assert np.isnan(evaluate(np.array([]), np.array([]), 0.5)["log_loss"])
+
+
+def test_no_penalty_refuses_separable_classes() -> None:
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(-3.0, 1.0, (100, 2)), rng.normal(3.0, 1.0, (100, 2))]
+    y = np.r_[np.zeros(100), np.ones(100)]
+    with pytest.raises(TrainingError, match=r"perfectly separable.*use penalty l2, l1 or elasticnet"):
+        fit(x, y, penalty="none")
+    # Quasi-complete: a flag that is set on some positives only; the other rows overlap.
+    x, y = logistic_data(500, np.array([1.0, -1.0]), 0.0, seed=3)
+    flag = (rng.random(500) < 0.2).astype(float)
+    y[flag == 1] = 1.0
+    with pytest.raises(TrainingError, match="perfectly separable"):
+        fit(np.c_[x, flag], y, penalty="none")
+    coef, _ = fit(np.c_[x, flag], y, penalty="l2")  # a penalty keeps the weights finite
+    assert np.all(np.isfinite(coef)) and abs(coef[2]) < 10
+
+
+def test_no_penalty_satisfies_the_likelihood_equations_and_weights_count_like_copies() -> None:
+    x, y = logistic_data(1000, np.array([1.5, -2.0, 0.0]), -0.5, seed=5)
+    coef, intercept = fit(x, y, penalty="none", C=0.01)  # C is ignored
+    residual = sigmoid(x @ coef + intercept) - y
+    np.testing.assert_allclose(x.T @ residual, 0.0, atol=1e-8)
+    assert abs(residual.sum()) < 1e-8
+    weights = np.where(np.arange(1000) < 100, 2.0, 1.0)
+    weighted = solvers.newton_unpenalized(x, y, weights)
+    copied = solvers.newton_unpenalized(np.r_[x, x[:100]], np.r_[y, y[:100]])
+    np.testing.assert_allclose(weighted[0], copied[0], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("class_weight", "message"),
+    [
+        ("balance", "class_weight must be"),
+        (3.0, "class_weight must be"),
+        ({0: 1.0, 2: 1.0}, "keys \\[2\\]"),
+        ({0: -1.0, 1: 1.0}, ">= 0"),
+        ({1: float("nan")}, ">= 0"),
+        ({0: 0.0, 1: 0.0}, "all zero"),
+    ],
+)
+def test_bad_class_weight_is_refused(class_weight, message) -> None:
+    x, y = logistic_data(50, np.array([1.0]), 0.0)
+    with pytest.raises(TrainingError, match=message):
+        fit(x, y, class_weight=class_weight)
+
+
+def test_bad_sample_weight_is_refused() -> None:
+    x, y = logistic_data(50, np.array([1.0]), 0.0)
+    for weights, message in [(np.ones(49), "one weight per row"), (-np.ones(50), ">= 0"), (np.zeros(50), "all zero")]:
+        with pytest.raises(TrainingError, match=message):
+            solvers.newton_l2(x, y, 1.0, weights)
+
+
+@pytest.mark.parametrize("penalty", ["l2", "l1", "elasticnet"])
+def test_sample_weight_two_on_every_row_equals_doubling_C(penalty) -> None:
+    x, y = logistic_data(300, np.array([1.0, -0.5, 0.0]), 0.3, seed=6)
+    twos = np.full(300, 2.0)
+    if penalty == "l2":
+        weighted, doubled = solvers.newton_l2(x, y, 0.1, twos), solvers.newton_l2(x, y, 0.2)
+    else:
+        ratio = 1.0 if penalty == "l1" else 0.4
+        weighted, doubled = solvers.proximal(x, y, 0.1, ratio, twos), solvers.proximal(x, y, 0.2, ratio)
+    np.testing.assert_allclose(weighted[0], doubled[0], atol=1e-8)
+    assert abs(weighted[1] - doubled[1]) < 1e-8
+
+
+def test_balanced_class_weights() -> None:
+    y = np.array([0.0] * 6 + [1.0] * 2)
+    weights = solvers.class_sample_weight(y, "balanced")
+    np.testing.assert_allclose(weights, [8 / (2 * 6)] * 6 + [8 / (2 * 2)] * 2)
+    assert weights[y == 0].sum() == pytest.approx(weights[y == 1].sum())  # each class carries half the total
+    np.testing.assert_array_equal(solvers.class_sample_weight(np.ones(4), "balanced"), np.ones(4))
+    x, y = logistic_data(400, np.array([1.0, -1.0]), -1.5, seed=7)
+    share = y.mean()
+    explicit = {0: 1.0 / (2.0 * (1.0 - share)), 1: 1.0 / (2.0 * share)}
+    balanced, by_dict = fit(x, y, class_weight="balanced"), fit(x, y, class_weight=explicit)
+    np.testing.assert_allclose(balanced[0], by_dict[0], atol=1e-10)
+    assert fit(x, y, class_weight="balanced")[1] > fit(x, y)[1]  # the minority class is pushed up

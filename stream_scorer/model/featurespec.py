@@ -1,0 +1,274 @@
+"""A declarative feature spec, so that training and serving build exactly the same matrix.
+
+A spec file is TOML. The matrix holds numeric features first, then one-hot, then hashed, each in file order::
+
+    label = "label"              # optional; the CLI may override it
+    time_column = "event_time"   # optional: split by time when present
+    [[numeric]]
+    column = "event.amount_log"
+    impute = "mean"              # mean | median | zero | a number (default mean)
+    standardize = true           # default true
+    [[onehot]]
+    column = "event.channel"
+    categories = ["ECOM", "POS"] # optional: else the max_categories (default 20) most frequent training values
+    [[hashed]]
+    column = "event.merchant_id"
+    buckets = 32
+
+:func:`load_spec` reads a file, :func:`fit_spec` fits it on the training columns; the resulting
+:class:`FittedSpec`, its :func:`transform` and its manifest form live in :mod:`~stream_scorer.model.fitted_spec`
+(re-exported here) so that the worker need not import the TOML reader.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_scorer.batch import Float64Array
+from stream_scorer.errors import TrainingError
+from stream_scorer.model.fitted_spec import (
+    FittedHashed,
+    FittedNumeric,
+    FittedOneHot,
+    FittedSpec,
+    as_categories,
+    bucket_of,
+    fitted_from_dict,
+    transform,
+)
+
+__all__ = [
+    "FeatureSpec",
+    "FittedHashed",
+    "FittedNumeric",
+    "FittedOneHot",
+    "FittedSpec",
+    "HashedFeature",
+    "NumericFeature",
+    "OneHotFeature",
+    "as_categories",
+    "bucket_of",
+    "default_spec",
+    "fit_spec",
+    "fitted_from_dict",
+    "load_spec",
+    "transform",
+]
+
+ImputeRule = Literal["mean", "median", "zero"] | float
+_RULES = ("mean", "median", "zero")
+_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("label", "time_column", "numeric", "onehot", "hashed"),
+    "numeric": ("column", "impute", "standardize"),
+    "onehot": ("column", "categories", "max_categories"),
+    "hashed": ("column", "buckets"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NumericFeature:
+    column: str
+    impute: ImputeRule = "mean"
+    standardize: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OneHotFeature:
+    column: str
+    categories: tuple[str, ...] | None = None
+    max_categories: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class HashedFeature:
+    column: str
+    buckets: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """Declared features; :func:`load_spec` or :func:`default_spec` builds one, :func:`fit_spec` fits it."""
+
+    numeric: tuple[NumericFeature, ...] = ()
+    onehot: tuple[OneHotFeature, ...] = ()
+    hashed: tuple[HashedFeature, ...] = ()
+    label: str | None = None
+    time_column: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The source columns the spec reads, in matrix order."""
+        return tuple(f.column for f in self.numeric) + tuple(f.column for f in self.onehot + self.hashed)
+
+    def __post_init__(self) -> None:
+        columns = self.columns
+        if not columns:
+            raise TrainingError("the feature spec declares no feature")
+        if dupes := sorted({c for c in columns if columns.count(c) > 1}):
+            raise TrainingError(f"the feature spec declares columns more than once: {dupes}")
+        for n in self.numeric:
+            number = isinstance(n.impute, int | float) and not isinstance(n.impute, bool)
+            if not (n.impute in _RULES or (number and math.isfinite(float(n.impute)))):
+                raise TrainingError(
+                    f"{n.column}: impute must be mean, median, zero or a finite number, not {n.impute!r}"
+                )
+        for o in self.onehot:
+            if o.categories is not None and (not o.categories or len(set(o.categories)) < len(o.categories)):
+                raise TrainingError(f"{o.column}: categories must be a non-empty list without repeats")
+            if o.categories is not None and "" in o.categories:
+                raise TrainingError(f"{o.column}: the empty string means missing and cannot be a category")
+            if type(o.max_categories) is not int or o.max_categories < 1:
+                raise TrainingError(f"{o.column}: max_categories must be an integer >= 1, not {o.max_categories!r}")
+        for h in self.hashed:
+            if type(h.buckets) is not int or h.buckets < 1:
+                raise TrainingError(f"{h.column}: buckets must be an integer >= 1, not {h.buckets!r}")
+
+
+def load_spec(path: Path) -> FeatureSpec:
+    """Read a TOML spec file; raise :class:`TrainingError` naming the unknown key or bad value."""
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise TrainingError(f"feature spec {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"feature spec {path} cannot be read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise TrainingError(f"feature spec {path} is not valid TOML: {exc}") from exc
+    try:
+        return _spec_from_doc(doc)
+    except TrainingError as exc:
+        raise TrainingError(f"feature spec {path}: {exc}") from exc
+
+
+def _spec_from_doc(doc: dict[str, Any]) -> FeatureSpec:
+    _known_keys(doc, "")
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for section in ("numeric", "onehot", "hashed"):
+        tables = doc.get(section, [])
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise TrainingError(f"{section} must be an array of tables: write [[{section}]]")
+        for i, table in enumerate(tables):
+            _known_keys(table, section)
+            if not isinstance(table.get("column"), str) or not table["column"]:
+                raise TrainingError(f"[[{section}]] number {i + 1} needs a column name (a string)")
+        sections[section] = tables
+    for key in ("label", "time_column"):
+        if key in doc and not isinstance(doc[key], str):
+            raise TrainingError(f"{key} must be a string, not {doc[key]!r}")
+    for t in sections["numeric"]:
+        if not isinstance(t.get("standardize", True), bool):
+            raise TrainingError(f"{t['column']}: standardize must be true or false")
+    for t in sections["onehot"]:
+        if "categories" in t and "max_categories" in t:
+            raise TrainingError(f"{t['column']}: give either categories or max_categories, not both")
+        cats = t.get("categories")
+        if cats is not None and (not isinstance(cats, list) or not all(isinstance(c, str) for c in cats)):
+            raise TrainingError(f"{t['column']}: categories must be a list of strings")
+    return FeatureSpec(
+        numeric=tuple(
+            NumericFeature(t["column"], t.get("impute", "mean"), t.get("standardize", True))
+            for t in sections["numeric"]
+        ),
+        onehot=tuple(
+            OneHotFeature(
+                t["column"], None if "categories" not in t else tuple(t["categories"]), t.get("max_categories", 20)
+            )
+            for t in sections["onehot"]
+        ),
+        hashed=tuple(HashedFeature(t["column"], _buckets(t)) for t in sections["hashed"]),
+        label=doc.get("label"),
+        time_column=doc.get("time_column"),
+    )
+
+
+def _buckets(table: dict[str, Any]) -> int:
+    if "buckets" not in table:
+        raise TrainingError(f"{table['column']}: a hashed column needs buckets (an integer >= 1)")
+    buckets: int = table["buckets"]
+    return buckets
+
+
+def _known_keys(table: Mapping[str, Any], section: str) -> None:
+    if unknown := sorted(set(table) - set(_KEYS[section])):
+        where = f"[[{section}]] {table.get('column', '?')}" if section else "the top level"
+        raise TrainingError(f"unknown keys {unknown} in {where}; allowed: {list(_KEYS[section])}")
+
+
+def default_spec(numeric_columns: Iterable[str]) -> FeatureSpec:
+    """Every column numeric, imputed by its mean and standardized: today's numeric-only CSV behaviour.
+
+    >>> default_spec(["event.amount_log"]).numeric
+    (NumericFeature(column='event.amount_log', impute='mean', standardize=True),)
+    """
+    return FeatureSpec(numeric=tuple(NumericFeature(c) for c in numeric_columns))
+
+
+def fit_spec(spec: FeatureSpec, columns: Mapping[str, npt.NDArray[Any]]) -> FittedSpec:
+    """Fit impute values, standardization and category lists on the training rows.
+
+    >>> fitted = fit_spec(
+    ...     FeatureSpec(numeric=(NumericFeature("x", impute="median"),), onehot=(OneHotFeature("c"),)),
+    ...     {"x": np.array([1.0, np.nan, 3.0, 4.0]), "c": np.array(["b", "a", "b", ""], dtype=object)},
+    ... )
+    >>> fitted.feature_names, fitted.numeric[0].impute_value, fitted.numeric[0].mean
+    (('x', 'c=a', 'c=b'), 3.0, 2.75)
+    """
+    missing = [c for c in spec.columns if c not in columns]
+    if missing:
+        raise TrainingError(f"the data lacks the feature spec's columns {missing}; it has {sorted(columns)}")
+    numeric = tuple(_fit_numeric(n, np.asarray(columns[n.column])) for n in spec.numeric)
+    onehot = tuple(_fit_onehot(o, _fit_categories(o.column, columns[o.column])) for o in spec.onehot)
+    for h in spec.hashed:
+        _fit_categories(h.column, columns[h.column])
+    return FittedSpec(numeric, onehot, tuple(FittedHashed(h.column, h.buckets) for h in spec.hashed))
+
+
+def _fit_numeric(feature: NumericFeature, values: npt.NDArray[Any]) -> FittedNumeric:
+    if values.dtype.kind not in "fiub":
+        raise TrainingError(f"{feature.column} holds strings; declare it [[onehot]] or [[hashed]], not [[numeric]]")
+    x = values.astype(np.float64)
+    if np.isinf(x).any():
+        raise TrainingError(f"{feature.column} has {int(np.isinf(x).sum())} infinite values")
+    present = x[~np.isnan(x)]
+    if feature.impute in ("mean", "median") and not len(present):
+        raise TrainingError(f"{feature.column} has no value to take the {feature.impute} of")
+    fill = _impute_value(feature.impute, present)
+    x = np.where(np.isnan(x), fill, x)
+    if not feature.standardize:
+        return FittedNumeric(feature.column, fill, 0.0, 1.0)
+    scale = float(x.std()) if len(x) else 0.0
+    return FittedNumeric(feature.column, fill, float(x.mean()) if len(x) else 0.0, scale if scale > 0 else 1.0)
+
+
+def _impute_value(rule: ImputeRule, present: Float64Array) -> float:
+    if rule == "mean":
+        return float(np.mean(present))
+    if rule == "median":
+        return float(np.median(present))
+    return 0.0 if rule == "zero" else float(rule)
+
+
+def _fit_categories(column: str, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    values = np.asarray(values)
+    if values.dtype.kind == "f" and not np.all(np.isnan(values) | (values == np.round(values))):
+        raise TrainingError(f"{column} holds fractional numbers; a category column needs strings or integer codes")
+    return as_categories(values)
+
+
+def _fit_onehot(feature: OneHotFeature, values: npt.NDArray[Any]) -> FittedOneHot:
+    if feature.categories is not None:
+        return FittedOneHot(feature.column, feature.categories)
+    uniques, counts = np.unique(values[values != ""], return_counts=True)
+    if not len(uniques):
+        raise TrainingError(f"{feature.column} has no non-empty value to learn categories from")
+    # Most frequent first (ties by value), then sorted so that names stay put when frequencies shift.
+    order = sorted(range(len(uniques)), key=lambda i: (-counts[i], str(uniques[i])))[: feature.max_categories]
+    return FittedOneHot(feature.column, tuple(sorted(str(uniques[i]) for i in order)))

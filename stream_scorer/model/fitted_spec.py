@@ -1,0 +1,236 @@
+"""A fitted feature spec and its transform: the serving half of :mod:`~stream_scorer.model.featurespec` (pure).
+
+:func:`transform` builds the (n, k) matrix in :attr:`FittedSpec.feature_names` order, numeric columns first,
+then one-hot, then hashed. It imputes NaN but does not standardize: the model applies
+:meth:`FittedSpec.means` and :meth:`FittedSpec.scales` (0 and 1 on one-hot and hashed columns).
+
+Category values are strings; integer codes (an MCC) are read as their decimal string. The empty string
+means missing: it, like a category the fit never saw, sets no one-hot or hashed column (all zeros).
+A hashed bucket is ``zlib.crc32(utf8(value)) % buckets``, stable across processes and Python runs.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_scorer.batch import Float64Array
+from stream_scorer.errors import ModelArtifactError
+
+ColumnKind = Literal["numeric", "string"]
+SPEC_FORMAT = 1
+HASH = "crc32-utf8"
+
+
+@dataclass(frozen=True, slots=True)
+class FittedNumeric:
+    column: str
+    impute_value: float
+    mean: float
+    scale: float
+
+
+@dataclass(frozen=True, slots=True)
+class FittedOneHot:
+    column: str
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FittedHashed:
+    column: str
+    buckets: int
+
+
+@dataclass(frozen=True, slots=True)
+class FittedSpec:
+    """A spec fitted on training columns: everything :func:`transform` needs, and nothing it must recompute."""
+
+    numeric: tuple[FittedNumeric, ...] = ()
+    onehot: tuple[FittedOneHot, ...] = ()
+    hashed: tuple[FittedHashed, ...] = ()
+
+    def __post_init__(self) -> None:
+        for n in self.numeric:
+            if not (math.isfinite(n.impute_value) and math.isfinite(n.mean) and math.isfinite(n.scale)):
+                raise ModelArtifactError(f"feature spec: {n.column} has a non-finite impute value, mean or scale")
+            if n.scale <= 0:
+                raise ModelArtifactError(f"feature spec: {n.column} has scale {n.scale}; it must be > 0")
+        if any(not o.categories or "" in o.categories for o in self.onehot):
+            raise ModelArtifactError("feature spec: a one-hot column needs at least one non-empty category")
+        if not self.numeric and not self.onehot and not self.hashed:
+            raise ModelArtifactError("feature spec: it has no feature")
+        if any(h.buckets < 1 for h in self.hashed):
+            raise ModelArtifactError("feature spec: a hashed column needs at least one bucket")
+        names = self.feature_names
+        if len(set(names)) < len(names):
+            raise ModelArtifactError(f"feature spec: the expanded feature names repeat: {names}")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The matrix columns: ``event.amount_log``, ``event.channel=ECOM``, ``event.merchant_id#07``."""
+        names = [n.column for n in self.numeric]
+        names += [f"{o.column}={c}" for o in self.onehot for c in o.categories]
+        for h in self.hashed:
+            width = len(str(h.buckets - 1))
+            names += [f"{h.column}#{b:0{width}d}" for b in range(h.buckets)]
+        return tuple(names)
+
+    @property
+    def input_columns(self) -> dict[str, ColumnKind]:
+        """The source columns read, in order, with their kind (categories are read as strings)."""
+        kinds: dict[str, ColumnKind] = {n.column: "numeric" for n in self.numeric}
+        kinds.update((c.column, "string") for c in self.onehot + self.hashed)
+        return kinds
+
+    def means(self) -> Float64Array:
+        """Standardization means aligned with :attr:`feature_names` (0 on one-hot and hashed columns)."""
+        return self._expand([n.mean for n in self.numeric], 0.0)
+
+    def scales(self) -> Float64Array:
+        """Standardization scales aligned with :attr:`feature_names` (1 on one-hot and hashed columns)."""
+        return self._expand([n.scale for n in self.numeric], 1.0)
+
+    def impute_values(self) -> Float64Array:
+        """The value of each matrix column when its input is missing (0 on one-hot and hashed columns)."""
+        return self._expand([n.impute_value for n in self.numeric], 0.0)
+
+    @property
+    def n_features(self) -> int:
+        """The number of matrix columns."""
+        return len(self.numeric) + sum(len(o.categories) for o in self.onehot) + sum(h.buckets for h in self.hashed)
+
+    def _expand(self, numeric: list[float], rest: float) -> Float64Array:
+        return np.array(numeric + [rest] * (self.n_features - len(numeric)), dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form for the model manifest; :func:`fitted_from_dict` reads it back."""
+        return {
+            "format": SPEC_FORMAT,
+            "numeric": [
+                {"column": n.column, "impute_value": n.impute_value, "mean": n.mean, "scale": n.scale}
+                for n in self.numeric
+            ],
+            "onehot": [{"column": o.column, "categories": list(o.categories)} for o in self.onehot],
+            "hashed": [{"column": h.column, "buckets": h.buckets, "hash": HASH} for h in self.hashed],
+        }
+
+
+def as_categories(values: npt.NDArray[Any] | Sequence[Any]) -> npt.NDArray[Any]:
+    """Category strings of a column: strings pass through; numbers become decimal strings; NaN becomes "".
+
+    >>> as_categories(np.array([5411.0, np.nan, 0.5])).tolist(), as_categories(np.array([True, False])).tolist()
+    (['5411', '', '0.5'], ['1', '0'])
+    """
+    values = np.asarray(values)
+    kind = values.dtype.kind
+    if kind in "iu":
+        return values.astype(str)
+    if kind == "b":
+        return values.astype(np.int8).astype(str)
+    if kind == "f":
+        uniques, inverse = np.unique(values, return_inverse=True)
+        text = ["" if math.isnan(v) else str(int(v)) if v.is_integer() else repr(v) for v in uniques.tolist()]
+        return np.array(text, dtype=object)[inverse.reshape(-1)]
+    return values
+
+
+def bucket_of(value: str, buckets: int) -> int:
+    """The hashed bucket of one category value: stable across processes, unlike ``hash()``.
+
+    >>> bucket_of("m-000042", 32) == zlib.crc32(b"m-000042") % 32
+    True
+    """
+    return zlib.crc32(value.encode("utf-8")) % buckets
+
+
+def transform(fitted: FittedSpec, columns: Mapping[str, npt.NDArray[Any] | Sequence[Any]]) -> Float64Array:
+    """The (n, k) matrix in :attr:`FittedSpec.feature_names` order: imputed, not standardized.
+
+    Numeric columns are numeric arrays with NaN for missing; category columns are string arrays or lists
+    (or integer arrays) with ``""`` (or None) for missing. Raise :class:`ModelArtifactError` on a missing column,
+    columns of unequal length or a column of the wrong kind.
+
+    >>> fitted = FittedSpec(
+    ...     numeric=(FittedNumeric("x", impute_value=2.0, mean=0.0, scale=1.0),),
+    ...     onehot=(FittedOneHot("c", ("a", "b")),),
+    ...     hashed=(FittedHashed("m", 1),),
+    ... )
+    >>> transform(fitted, {"x": np.array([1.0, np.nan]), "c": np.array(["b", "z"]), "m": ["m1", ""]}).tolist()
+    [[1.0, 0.0, 1.0, 1.0], [2.0, 0.0, 0.0, 0.0]]
+    """
+    if missing := [c for c in fitted.input_columns if c not in columns]:
+        raise ModelArtifactError(f"the model's feature spec reads columns the input lacks: {missing}")
+    lengths = {c: len(columns[c]) for c in fitted.input_columns}
+    if len(set(lengths.values())) > 1:
+        raise ModelArtifactError(f"the feature spec's input columns differ in length: {lengths}")
+    n = next(iter(lengths.values()))
+    matrix = np.zeros((n, fitted.n_features), dtype=np.float64)
+    for j, num in enumerate(fitted.numeric):
+        values = np.asarray(columns[num.column])
+        if values.dtype.kind not in "fiub":
+            raise ModelArtifactError(f"numeric column {num.column} holds {values.dtype}, not numbers")
+        matrix[:, j] = values
+        np.copyto(matrix[:, j], num.impute_value, where=np.isnan(matrix[:, j]))
+    offset = len(fitted.numeric)
+    for o in fitted.onehot:
+        values = as_categories(columns[o.column])
+        for k, category in enumerate(o.categories):
+            matrix[:, offset + k] = values == category
+        offset += len(o.categories)
+    for h in fitted.hashed:
+        codes = _buckets(h.column, columns[h.column], h.buckets)
+        rows = np.flatnonzero(codes >= 0)
+        matrix[rows, offset + codes[rows]] = 1.0
+        offset += h.buckets
+    return matrix
+
+
+def _buckets(column: str, values: npt.NDArray[Any] | Sequence[Any], buckets: int) -> npt.NDArray[np.intp]:
+    # One crc32 per row: measured faster than np.unique + one crc32 per distinct value, even at 50 distinct
+    # values in 4000 rows, because sorting strings costs more than hashing them.
+    strings = values if isinstance(values, list) else as_categories(values).tolist()
+    try:
+        return np.array([zlib.crc32(v.encode("utf-8")) % buckets if v else -1 for v in strings], dtype=np.intp)
+    except AttributeError as exc:
+        raise ModelArtifactError(f'hashed column {column} must hold strings ("" for missing): {exc}') from exc
+
+
+def fitted_from_dict(d: Mapping[str, Any]) -> FittedSpec:
+    """Read :meth:`FittedSpec.to_dict` back; raise :class:`ModelArtifactError` saying what is malformed."""
+    if not isinstance(d, Mapping) or d.get("format") != SPEC_FORMAT:
+        raise ModelArtifactError(f"feature spec: expected a mapping with format {SPEC_FORMAT}")
+    try:
+        numeric = tuple(
+            FittedNumeric(_str(e["column"]), _num(e["impute_value"]), _num(e["mean"]), _num(e["scale"]))
+            for e in d["numeric"]
+        )
+        onehot = tuple(FittedOneHot(_str(e["column"]), tuple(_str(c) for c in e["categories"])) for e in d["onehot"])
+        hashed = []
+        for e in d["hashed"]:
+            if e.get("hash") != HASH or type(e["buckets"]) is not int:
+                raise ModelArtifactError(
+                    f"feature spec: hashed {e.get('column')!r} needs hash crc32-utf8 and int buckets"
+                )
+            hashed.append(FittedHashed(_str(e["column"]), e["buckets"]))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ModelArtifactError(f"feature spec: a feature entry lacks or mangles {exc}") from exc
+    return FittedSpec(numeric, onehot, tuple(hashed))
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ModelArtifactError(f"feature spec: expected a string, got {value!r}")
+    return value
+
+
+def _num(value: object) -> float:
+    if type(value) not in (int, float):
+        raise ModelArtifactError(f"feature spec: expected a number, got {value!r}")
+    return float(cast(float, value))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,9 +17,9 @@ from stream_scorer.features.freshness import STATUS_NAMES, Freshness, assess
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.features.store import FeatureLookup
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.event_features import event_features
+from stream_scorer.model.fitted_spec import FittedSpec, transform
 from stream_scorer.model.score import StackedWeights, score_stacked, top_contributions
-from stream_scorer.model.vectorize import ColumnPlan, plan_columns, vectorize
+from stream_scorer.model.vectorize import InputPlan, gather, plan_inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +45,9 @@ class ScoredBatch:
 class Scorer:
     """Scores batches with a champion model and optional challengers; built at startup and on every reload.
 
-    All models are scored by one matrix product over the union of their features (champion's first).
-    A feature imputed for a missing or stale group takes the champion's default, or for a feature only
-    challengers read, the first challenger's that reads it.
+    Each distinct feature spec builds its block of the batch matrix once (models with the same spec share
+    it); all models are then scored by one matrix product over the blocks side by side, each with its own
+    imputation values, standardization and calibration.
     """
 
     def __init__(
@@ -60,22 +61,27 @@ class Scorer:
         self.model = model
         self.challengers = tuple(challengers)
         self.reason_codes = reason_codes
-        names = list(model.feature_names)
-        defaults = list(model.defaults)
-        for challenger in self.challengers:
-            for name, default in zip(challenger.feature_names, challenger.defaults, strict=True):
-                if name not in names:
-                    names.append(name)
-                    defaults.append(default)
-        self.plan: ColumnPlan = plan_columns(names, groups)
-        self._defaults = np.array(defaults, dtype=np.float64)
-        self._stacked = StackedWeights.of((model, *self.challengers), names)
+        models = (model, *self.challengers)
+        blocks: dict[str, int] = {}
+        self._specs: list[FittedSpec] = []
+        offsets = []
+        width = 0
+        for m in models:
+            spec = m.serving_spec
+            key = json.dumps(spec.to_dict(), sort_keys=True)
+            if key not in blocks:
+                blocks[key] = width
+                self._specs.append(spec)
+                width += spec.n_features
+            offsets.append(blocks[key])
+        self.plan: InputPlan = plan_inputs((c for s in self._specs for c in s.input_columns), groups)
+        self._stacked = StackedWeights.of(models, offsets, width)
         self._thresholds = np.array([c.threshold for c in self.challengers], dtype=np.float64)
         self._lookup = lookup
 
     @property
     def feature_groups(self) -> tuple[FeatureGroup, ...]:
-        """The groups this model reads, in fetch order."""
+        """The groups the models read, in fetch order."""
         return self.plan.feature_groups
 
     def score(self, batch: EventBatch, now_ms: int) -> ScoredBatch:
@@ -95,11 +101,12 @@ class Scorer:
             )
             for g in groups
         }  # freshness
-        matrix, imputed = vectorize(self.plan, event_features(batch), group_values, freshness, self._defaults)
+        columns, imputed = gather(self.plan, batch, group_values, freshness)  # vectorize
+        blocks = [transform(spec, columns) for spec in self._specs]
+        matrix = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
         vectorized = time.perf_counter()
         scores = score_stacked(matrix, self._stacked)  # score: champion in column 0, then the challengers
-        champion_matrix = matrix[:, : len(self.model.feature_names)]
-        reason_index, reason_value = top_contributions(champion_matrix, self.model, self.reason_codes)
+        reason_index, reason_value = top_contributions(blocks[0], self.model, self.reason_codes)
         done = time.perf_counter()
         shadow = scores[:, 1:]
         return ScoredBatch(

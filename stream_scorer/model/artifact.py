@@ -3,9 +3,12 @@
 ::
 
     model-dir/
-      manifest.json   name, version, created_at, feature_names, threshold, metrics, sha256 of arrays.npz
+      manifest.json   name, version, created_at, feature_names, threshold, metrics (the quality report),
+                      training details (data fingerprint), feature spec, calibration, baseline histograms,
+                      golden vectors, sha256 of arrays.npz
       arrays.npz      coef, intercept, mean, scale, defaults (loaded with allow_pickle=False)
       CHECKSUM        sha256 of manifest.json; it covers arrays.npz through the manifest
+      SIGNATURE       optional: Ed25519 signature of manifest.json (stream_scorer.model.signing)
 
 The artifact's checksum (the content of ``CHECKSUM``) identifies the model in metrics and logs.
 """
@@ -23,6 +26,8 @@ import numpy as np
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import ModelArtifactError
+from stream_scorer.model.calibration import Calibration
+from stream_scorer.model.fitted_spec import FittedNumeric, FittedSpec, fitted_from_dict
 
 FORMAT_VERSION = 1
 _ARRAYS = ("coef", "intercept", "mean", "scale", "defaults")
@@ -30,11 +35,11 @@ _ARRAYS = ("coef", "intercept", "mean", "scale", "defaults")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogisticModel:
-    """A binary logistic regression over standardized features.
+    """A binary logistic regression over standardized features, with an optional calibration map.
 
-    ``p = sigmoid(((x - mean) / scale) @ coef + intercept)``. ``defaults`` are the raw values used
-    for a feature whose group is missing or stale: the training mean, so the imputed feature adds
-    nothing to the logit.
+    ``p = calibrate(((x - mean) / scale) @ coef + intercept)``, where ``x`` is the row built by the
+    feature ``spec`` from the model's input columns. ``defaults`` are the values imputed for a missing
+    input (a missing or stale feature group): by default the training mean, which adds nothing to the logit.
     """
 
     name: str
@@ -52,6 +57,11 @@ class LogisticModel:
     # A few raw feature rows and the scores the training run computed for them; a loaded model must
     # reproduce them (see stream_scorer.model.score.verify_golden_vectors).
     golden_vectors: dict[str, Any] = field(default_factory=dict)
+    # How to build the feature row from input columns; None: every feature is a numeric input of its own name.
+    spec: FittedSpec | None = None
+    calibration: Calibration = field(default_factory=Calibration)
+    # Histograms of every feature and of the score on the training rows (stream_scorer.model.baseline), for drift.
+    baselines: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""
 
     def __post_init__(self) -> None:
@@ -68,6 +78,20 @@ class LogisticModel:
             raise ModelArtifactError(f"model {self.name}: intercept is not finite")
         if not 0.0 <= self.threshold <= 1.0:
             raise ModelArtifactError(f"model {self.name}: threshold {self.threshold} is not in [0, 1]")
+        if self.spec is not None and self.spec.feature_names != self.feature_names:
+            raise ModelArtifactError(f"model {self.name}: the feature spec does not build the model's features")
+
+    @property
+    def serving_spec(self) -> FittedSpec:
+        """The spec that builds this model's rows: its own, or one numeric input per feature (imputed with defaults)."""
+        if self.spec is not None:
+            return self.spec
+        return FittedSpec(
+            numeric=tuple(
+                FittedNumeric(name, float(d), float(m), float(s))
+                for name, d, m, s in zip(self.feature_names, self.defaults, self.mean, self.scale, strict=True)
+            )
+        )
 
 
 def save(model: LogisticModel, directory: Path) -> str:
@@ -92,6 +116,9 @@ def save(model: LogisticModel, directory: Path) -> str:
         "metrics": model.metrics,
         "training": model.training,
         "golden_vectors": model.golden_vectors,
+        "feature_spec": model.spec.to_dict() if model.spec is not None else None,
+        "calibration": model.calibration.to_dict(),
+        "baselines": model.baselines,
         "files": {"arrays.npz": _sha256(arrays_path.read_bytes())},
     }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
@@ -144,9 +171,12 @@ def load(directory: Path) -> LogisticModel:
             metrics=manifest.get("metrics", {}),
             training=manifest.get("training", {}),
             golden_vectors=manifest.get("golden_vectors", {}),
+            spec=fitted_from_dict(manifest["feature_spec"]) if manifest.get("feature_spec") else None,
+            calibration=Calibration.from_dict(manifest.get("calibration", {"method": "none"})),
+            baselines=manifest.get("baselines", {}),
             checksum=checksum,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelArtifactError(f"model artifact {directory}: manifest.json lacks or mangles {exc}") from exc
 
 

@@ -1,101 +1,143 @@
-"""Build the feature matrix in the model's feature order, imputing missing and stale groups (pure).
+"""Gather a batch's input columns and build the feature matrix in the model's feature order (pure).
 
-A model feature is named ``<source>.<feature>``: ``event.amount_log`` comes from
-:mod:`stream_scorer.model.event_features`; ``card_velocity.txn_count_1h`` is column
-``txn_count_1h`` of the feature group ``card_velocity``. :func:`plan_columns` resolves these names
-once at startup, so a model that asks for an unknown feature is refused before any event is read.
+A model's inputs are named ``<source>.<name>``:
+
+- ``event.amount_log``: a feature computed from the event (:mod:`stream_scorer.model.event_features`);
+- ``event.channel``: a field of the event itself (a category, or a number such as ``event.amount``);
+- ``card_velocity.txn_count_1h``: column ``txn_count_1h`` of the feature group ``card_velocity``.
+
+:func:`plan_inputs` resolves these names once, when a model is loaded, so a model that reads an
+unknown input is refused before any event is read. :func:`gather` collects the columns of one batch,
+with NaN for every feature of a group that is not FRESH (missing, stale, or Redis unavailable); the
+model's feature spec (:func:`~stream_scorer.model.fitted_spec.transform`) then imputes those NaN with
+its training-time values and expands categories into one-hot or hashed columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from stream_scorer.batch import BoolArray, Float64Array
+from stream_scorer.batch import BoolArray, EventBatch, Float64Array
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import ModelArtifactError
 from stream_scorer.features.freshness import Freshness
 from stream_scorer.features.layout import GroupValues
-from stream_scorer.model.event_features import EVENT_FEATURES
+from stream_scorer.model.event_features import EVENT_FEATURES, event_features
+from stream_scorer.model.fitted_spec import FittedSpec, transform
+
+# Event fields a model may read directly: categories (strings, and the MCC code) and numbers.
+EVENT_FIELDS: Final = (
+    "amount",
+    "card_present",
+    "merchant_category_code",
+    "currency",
+    "country",
+    "card_country",
+    "channel",
+    "entry_mode",
+    "merchant_id",
+    "card_id",
+    "device_id",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class GroupColumns:
-    """Where one feature group's columns go: ``matrix[:, positions] = values[:, sources]``."""
+    """The columns read from one feature group: ``names[i]`` is ``values[:, sources[i]]``."""
 
     group: FeatureGroup
-    positions: npt.NDArray[np.intp]
+    names: tuple[str, ...]
     sources: npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True, slots=True)
-class ColumnPlan:
-    """The model's feature order resolved against the event features and the configured groups."""
+class InputPlan:
+    """The input columns of the served models, resolved against the event and the configured groups."""
 
-    n_features: int
-    event_columns: tuple[tuple[int, str], ...]
+    event_features: tuple[str, ...]
+    event_fields: tuple[str, ...]
     groups: tuple[GroupColumns, ...]
 
     @property
     def feature_groups(self) -> tuple[FeatureGroup, ...]:
-        """The feature groups the model reads (a group it does not read is not fetched)."""
+        """The feature groups the models read (a group no model reads is not fetched)."""
         return tuple(g.group for g in self.groups)
 
 
-def plan_columns(feature_names: Sequence[str], groups: Sequence[FeatureGroup]) -> ColumnPlan:
-    """Resolve the model's feature names; raise :class:`ModelArtifactError` naming any unknown one."""
+def plan_inputs(columns: Iterable[str], groups: Sequence[FeatureGroup]) -> InputPlan:
+    """Resolve input column names; raise :class:`ModelArtifactError` naming every unknown one."""
     by_name = {g.name: g for g in groups}
-    event_columns: list[tuple[int, str]] = []
-    per_group: dict[str, tuple[list[int], list[int]]] = {}
+    derived: list[str] = []
+    fields: list[str] = []
+    per_group: dict[str, tuple[list[str], list[int]]] = {}
     unknown: list[str] = []
-    for position, full_name in enumerate(feature_names):
-        source, _, feature = full_name.partition(".")
-        if source == "event" and feature in EVENT_FEATURES:
-            event_columns.append((position, feature))
-        elif source in by_name and feature in by_name[source].features:
-            positions, sources = per_group.setdefault(source, ([], []))
-            positions.append(position)
-            sources.append(by_name[source].features.index(feature))
+    for full_name in dict.fromkeys(columns):
+        source, _, name = full_name.partition(".")
+        if source == "event" and name in EVENT_FEATURES:
+            derived.append(name)
+        elif source == "event" and name in EVENT_FIELDS:
+            fields.append(name)
+        elif source in by_name and name in by_name[source].features:
+            names, sources = per_group.setdefault(source, ([], []))
+            names.append(full_name)
+            sources.append(by_name[source].features.index(name))
         else:
             unknown.append(full_name)
     if unknown:
         raise ModelArtifactError(
             f"the model reads features that are not configured: {unknown}. Event features are "
-            f"event.{{{','.join(EVENT_FEATURES)}}}; groups are {sorted(by_name)}"
+            f"event.{{{','.join(EVENT_FEATURES)}}}, event fields event.{{{','.join(EVENT_FIELDS)}}}; "
+            f"groups are {sorted(by_name)}"
         )
-    return ColumnPlan(
-        n_features=len(feature_names),
-        event_columns=tuple(event_columns),
+    return InputPlan(
+        event_features=tuple(derived),
+        event_fields=tuple(fields),
         groups=tuple(
-            GroupColumns(by_name[name], np.array(pos, dtype=np.intp), np.array(src, dtype=np.intp))
-            for name, (pos, src) in per_group.items()
+            GroupColumns(by_name[name], tuple(names), np.array(sources, dtype=np.intp))
+            for name, (names, sources) in per_group.items()
         ),
     )
 
 
-def vectorize(
-    plan: ColumnPlan,
-    events: Mapping[str, Float64Array],
+def gather(
+    plan: InputPlan,
+    batch: EventBatch,
     group_values: Mapping[str, GroupValues],
     freshness: Mapping[str, Freshness],
-    defaults: Float64Array,
-) -> tuple[Float64Array, BoolArray]:
-    """The raw feature matrix (n, k) and, per row, whether any group was imputed.
+) -> tuple[dict[str, Any], BoolArray]:
+    """Every planned input column of ``batch`` and, per row, whether any group was not usable (imputed).
 
-    Rows whose group is not FRESH get ``defaults`` for that group's features. Inputs are not mutated.
+    A group's features are NaN on rows where the group is not FRESH. Inputs are not mutated.
     """
-    n = len(next(iter(events.values()))) if events else len(next(iter(group_values.values())).present)
-    matrix = np.empty((n, plan.n_features), dtype=np.float64)
-    for position, name in plan.event_columns:
-        matrix[:, position] = events[name]
-    imputed = np.zeros(n, dtype=bool)
-    for columns in plan.groups:
-        name = columns.group.name
+    columns: dict[str, Any] = {}
+    if plan.event_features:
+        computed = event_features(batch)
+        columns.update({f"event.{name}": computed[name] for name in plan.event_features})
+    for name in plan.event_fields:
+        value = getattr(batch, name)
+        columns[f"event.{name}"] = value.astype(np.float64) if name == "card_present" else value
+    imputed = np.zeros(len(batch), dtype=bool)
+    for group_columns in plan.groups:
+        name = group_columns.group.name
         usable = freshness[name].usable
-        block = group_values[name].values[:, columns.sources]
-        matrix[:, columns.positions] = np.where(usable[:, None], block, defaults[columns.positions])
+        block = np.where(usable[:, None], group_values[name].values[:, group_columns.sources], np.nan)
+        columns.update({column: block[:, i] for i, column in enumerate(group_columns.names)})
         imputed |= ~usable
-    return matrix, imputed
+    return columns, imputed
+
+
+def vectorize(
+    plan: InputPlan,
+    spec: FittedSpec,
+    batch: EventBatch,
+    group_values: Mapping[str, GroupValues],
+    freshness: Mapping[str, Freshness],
+) -> tuple[Float64Array, BoolArray]:
+    """The raw (imputed, not standardized) feature matrix of one model's spec, and the imputed flags."""
+    columns, imputed = gather(plan, batch, group_values, freshness)
+    return transform(spec, columns), imputed

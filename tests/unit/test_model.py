@@ -12,7 +12,7 @@ from stream_scorer.features.freshness import assess
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.model.event_features import EVENT_FEATURES, event_features
 from stream_scorer.model.score import ScoringWeights, score, score_one, sigmoid
-from stream_scorer.model.vectorize import plan_columns, vectorize
+from stream_scorer.model.vectorize import plan_inputs, vectorize
 from tests.support import small_model, transaction
 
 VELOCITY = FeatureGroup(name="velocity", entity="card", features=("a", "b", "c"), max_age_seconds=60)
@@ -47,15 +47,15 @@ def fixture_inputs(n: int = 6):
 
 def test_plan_rejects_unknown_features_by_name() -> None:
     with pytest.raises(ModelArtifactError, match=r"velocity\.zzz.*event\.nope"):
-        plan_columns(("velocity.a", "velocity.zzz", "event.nope"), [VELOCITY])
+        plan_inputs(("velocity.a", "velocity.zzz", "event.nope"), [VELOCITY])
 
 
 def test_vectorize_follows_model_order_and_imputes_stale_and_missing_groups() -> None:
     batch, groups, freshness = fixture_inputs()
     model = small_model(NAMES)
-    plan = plan_columns(NAMES, [VELOCITY, MERCHANT])
+    plan = plan_inputs(NAMES, [VELOCITY, MERCHANT])
     events = event_features(batch)
-    matrix, imputed = vectorize(plan, events, groups, freshness, model.defaults)
+    matrix, imputed = vectorize(plan, model.serving_spec, batch, groups, freshness)
     v, m = groups["velocity"].values, groups["merchant"].values
     assert matrix[0].tolist() == [v[0, 2], events["amount_log"][0], m[0, 1], v[0, 0], events["is_ecom"][0], m[0, 0]]
     # Row 1 (stale velocity) and row 2 (missing velocity): velocity columns take the defaults.
@@ -69,10 +69,10 @@ def test_vectorize_follows_model_order_and_imputes_stale_and_missing_groups() ->
 def test_vectorize_and_score_do_not_mutate_inputs() -> None:
     batch, groups, freshness = fixture_inputs()
     model = small_model(NAMES)
-    plan = plan_columns(NAMES, [VELOCITY, MERCHANT])
+    plan = plan_inputs(NAMES, [VELOCITY, MERCHANT])
     before = {k: g.values.copy() for k, g in groups.items()}
     defaults = model.defaults.copy()
-    matrix, _ = vectorize(plan, event_features(batch), groups, freshness, model.defaults)
+    matrix, _ = vectorize(plan, model.serving_spec, batch, groups, freshness)
     matrix_before = matrix.copy()
     score(matrix, ScoringWeights.of(model))
     assert all(np.array_equal(before[k], groups[k].values) for k in groups)

@@ -14,10 +14,9 @@ from stream_scorer.emit import PredictionEncoder
 from stream_scorer.errors import ModelArtifactError
 from stream_scorer.model import artifact
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.event_features import event_features
 from stream_scorer.model.registry import Registry, is_registry
 from stream_scorer.model.score import ScoringWeights, golden_vectors, score
-from stream_scorer.model.vectorize import plan_columns, vectorize
+from stream_scorer.model.vectorize import plan_inputs, vectorize
 from stream_scorer.model.verify import load_verified
 from stream_scorer.pipeline import Scorer
 from stream_scorer.reload import ModelReloader
@@ -146,10 +145,10 @@ def test_stacked_challengers_score_like_each_model_alone() -> None:
     scored = scorer.score(batch, 1_700_000_100_000)
 
     for j, model in enumerate([champion, *challengers]):
-        plan = plan_columns(model.feature_names, DEFAULT_FEATURE_GROUPS)
+        plan = plan_inputs(model.feature_names, DEFAULT_FEATURE_GROUPS)
         groups = {g.name: scored.group_values[g.name] for g in plan.feature_groups}
         fresh = {g.name: scored.freshness[g.name] for g in plan.feature_groups}
-        matrix, _ = vectorize(plan, event_features(batch), groups, fresh, model.defaults)
+        matrix, _ = vectorize(plan, model.serving_spec, batch, groups, fresh)
         alone = score(matrix, ScoringWeights.of(model))
         got = scored.scores if j == 0 else scored.shadow_scores[:, j - 1]
         np.testing.assert_allclose(got, alone, rtol=0, atol=1e-12)

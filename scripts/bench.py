@@ -34,6 +34,7 @@ from stream_scorer.codec import encode, load_schemas
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact, train
+from stream_scorer.model.dataset import read_table
 from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import make_world, sample_events
 
@@ -70,7 +71,7 @@ def main() -> None:
     )
     synth_io.write_history(world, workdir / "history.csv", 30_000)
     artifact.save(
-        train.train(train.read_csv(workdir / "history.csv"), name="fraud", version="bench"), workdir / "model"
+        train.train(read_table(workdir / "history.csv"), name="fraud", version="bench"), workdir / "model"
     )
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     client = redis.Redis.from_url(args.redis)
@@ -88,7 +89,7 @@ def main() -> None:
     )
     bench = Bench(args, prefix, workdir / "model", schema, records)
     if args.shadow:
-        history = train.read_csv(workdir / "history.csv")
+        history = read_table(workdir / "history.csv")
         challengers = []
         for j, C in enumerate((0.3, 0.1, 0.03, 0.01)):
             path = workdir / f"challenger-{j}"

@@ -22,11 +22,10 @@ from stream_scorer.config import FeatureGroup, Settings, load_settings
 from stream_scorer.errors import ConfigError, InvalidInputRateError, StreamScorerError
 from stream_scorer.features.freshness import FRESH, MISSING, STALE
 from stream_scorer.kafka.producer import producer_config
-from stream_scorer.model import artifact, train
-from stream_scorer.model.registry import Registry
 from stream_scorer.model_cli import add_model_commands
 from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import World, make_world
+from stream_scorer.train_cli import add_batch_commands
 
 log = logging.getLogger("stream_scorer")
 INVALID_INPUT_EXIT = 3
@@ -81,28 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    fit = commands.add_parser(
-        "train",
-        parents=[common],
-        help="train a logistic regression and write an artifact",
-        description="Fit an L2-regularized logistic regression (standardized features) on a "
-        "CSV with one column per model feature, a 0/1 'label' column and optionally "
-        "'event_time'; write a checksummed artifact directory.",
-    )
-    fit.add_argument("--data", type=Path, required=True, help="training CSV")
-    fit.add_argument("--out", type=Path, default=None, help="artifact directory (default: settings model_path)")
-    fit.add_argument("--name", default="fraud", help="model name")
-    fit.add_argument("--version", default=None, help="model version (default: a UTC timestamp)")
-    fit.add_argument("--C", type=float, default=1.0, help="inverse regularization strength, as in scikit-learn")
-    fit.add_argument("--penalty", choices=["l2", "l1", "elasticnet"], default="l2")
-    fit.add_argument("--l1-ratio", type=float, default=None, help="elasticnet: the share of the L1 penalty")
-    fit.add_argument("--holdout", type=float, default=0.2, help="share of rows (latest by event_time) held out")
-    fit.add_argument(
-        "--registry", type=Path, default=None, help="register the artifact as the next version of this registry"
-    )
-    fit.add_argument("--promote", action="store_true", help="with --registry: make the new version CURRENT")
-    fit.set_defaults(handler=_train)
-
+    add_batch_commands(commands, common)
     add_model_commands(commands, common)
 
     features = commands.add_parser("features", help="write features into the Redis feature store")
@@ -206,45 +184,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         runtime.close()
     log.info("stopped cleanly")
-    return 0
-
-
-def _train(args: argparse.Namespace, settings: Settings) -> int:
-    if args.promote and args.registry is None:
-        raise ConfigError("--promote needs --registry")
-    dataset = train.read_csv(args.data)
-
-    def fit(version: str) -> artifact.LogisticModel:
-        return train.train(
-            dataset,
-            name=args.name,
-            version=version,
-            C=args.C,
-            penalty=args.penalty,
-            l1_ratio=args.l1_ratio,
-            holdout=args.holdout,
-        )
-
-    models: list[artifact.LogisticModel] = []
-    if args.registry is not None:  # the registry numbers versions: the manifest carries that number
-        registry = Registry.create(args.registry)
-
-        def write(directory: Path, version: int) -> None:
-            models.append(fit(str(version)))
-            artifact.save(models[0], directory)
-
-        number = registry.register(write)
-        out = registry.path(number)
-        if args.promote:
-            registry.promote(number)
-    else:
-        models.append(fit(args.version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())))
-        out = args.out or settings.model_path
-        artifact.save(models[0], out)
-    model = models[0]
-    print(train.feature_table(model.feature_names, model))
-    summary = {"artifact": str(out), "version": model.version, "sha256": (out / "CHECKSUM").read_text().strip()}
-    print(json.dumps({**summary, "threshold": model.threshold, **model.metrics}, indent=2))
     return 0
 
 

@@ -21,6 +21,7 @@ from stream_scorer.codec import INVALID_REASONS, Schemas, confluent_frame, encod
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact, train
+from stream_scorer.model.dataset import read_table
 from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import World, make_world, sample_events
 
@@ -58,7 +59,7 @@ class Context:
         workdir.mkdir(parents=True, exist_ok=True)
         world = make_world(seed=31, n_cards=5_000, n_merchants=500, n_devices=6_000)
         synth_io.write_history(world, workdir / "history.csv", 20_000)
-        model = train.train(train.read_csv(workdir / "history.csv"), name="fraud", version="chaos")
+        model = train.train(read_table(workdir / "history.csv"), name="fraud", version="chaos")
         artifact.save(model, workdir / "model")
         context = Context(bootstrap, redis_url, workdir, world, workdir / "model", load_schemas(REPO_SCHEMAS))
         context.seed(redis_url)

@@ -1,83 +1,43 @@
-"""Train an L2-regularized logistic regression in numpy (Newton's method), with standardization.
+"""Train a penalized logistic regression (numpy) on a dataset file, with a declarative feature spec.
 
-The objective is scikit-learn's convention, with an unpenalized intercept::
+``train`` runs these steps, in order, each a plain function:
 
-    0.5 * ||coef||^2 + C * sum_i logloss(y_i, sigmoid(x_i @ coef + intercept))
-
-on standardized features. A dataset is a CSV file with a header: one column per model feature
-(named as the model names it, e.g. ``event.amount_log``), a 0/1 ``label`` column and, optionally,
-an ``event_time`` column (epoch ms) that makes the validation split a split by time.
+1. read the dataset (:func:`stream_scorer.model.dataset.read_table`: CSV, Avro container or Parquet);
+2. split by time when there is an event-time column (the latest ``holdout`` share is held out),
+   otherwise at random (seeded); the held-out rows are split again, in order: the first half fits the
+   calibration and the threshold, the second half is the test set the report is computed on;
+3. fit the feature spec on the training rows (impute values, means and scales, categories) and build
+   the matrix (:mod:`stream_scorer.model.featurespec`);
+4. fit the coefficients in scikit-learn's convention (``C`` the inverse penalty, an unpenalized
+   intercept; :mod:`stream_scorer.model.solvers`) on standardized features, with class weights;
+5. calibrate (none, Platt or isotonic), choose the threshold (given, from a cost ratio, or best F1);
+6. report on the test rows, store baselines of every feature and of the score, and golden vectors.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import TrainingError
-from stream_scorer.model import solvers
+from stream_scorer.model import calibration, solvers
 from stream_scorer.model.artifact import LogisticModel
+from stream_scorer.model.baseline import baselines
+from stream_scorer.model.calibration import Calibration, Method, fit_isotonic, fit_platt
+from stream_scorer.model.dataset import Table, labels_from
+from stream_scorer.model.featurespec import FeatureSpec, default_spec, fit_spec
+from stream_scorer.model.fitted_spec import transform
+from stream_scorer.model.report import auc, quality_report, threshold_for_cost
 from stream_scorer.model.score import golden_vectors, sigmoid
 
-
-@dataclass(frozen=True, slots=True)
-class Dataset:
-    """Feature matrix, labels and (optionally) event times read from a file."""
-
-    feature_names: tuple[str, ...]
-    features: Float64Array
-    labels: Float64Array
-    event_time_ms: Float64Array | None
-    fingerprint: str
-
-
-def read_csv(path: Path, label_column: str = "label") -> Dataset:
-    """Read a training CSV; raise :class:`TrainingError` on an empty file, a missing or bad label, or a bad value."""
-    try:
-        raw = path.read_bytes()
-        rows = list(csv.reader(raw.decode().splitlines()))
-    except FileNotFoundError as exc:
-        raise TrainingError(f"dataset {path} does not exist") from exc
-    except OSError as exc:
-        raise TrainingError(f"dataset {path} cannot be read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise TrainingError(f"dataset {path} is not UTF-8 text") from exc
-    if not rows or len(rows) < 2:
-        raise TrainingError(f"dataset {path} is empty: it needs a header and at least one row")
-    header, body = rows[0], rows[1:]
-    ragged = next((i for i, row in enumerate(body, 2) if len(row) != len(header)), None)
-    if ragged is not None:
-        raise TrainingError(
-            f"dataset {path}: line {ragged} has {len(body[ragged - 2])} values, the header {len(header)}"
-        )
-    if label_column not in header:
-        raise TrainingError(f"dataset {path} has no {label_column!r} column; columns: {header}")
-    names = [h for h in header if h not in (label_column, "event_time")]
-    try:
-        table = np.array(body, dtype=np.float64)
-    except ValueError as exc:
-        raise TrainingError(f"dataset {path} has a value that is not a number: {exc}") from exc
-    if table.ndim != 2 or table.shape[1] != len(header):
-        raise TrainingError(f"dataset {path}: every row needs {len(header)} values")
-    labels = table[:, header.index(label_column)]
-    if np.isnan(labels).any():
-        raise TrainingError(f"dataset {path}: {int(np.isnan(labels).sum())} labels are NaN")
-    if not np.isin(labels, (0.0, 1.0)).all():
-        raise TrainingError(f"dataset {path}: labels must be 0 or 1")
-    features = table[:, [header.index(n) for n in names]]
-    if not np.isfinite(features).all():
-        raise TrainingError(f"dataset {path}: features must be finite (impute before training)")
-    times = table[:, header.index("event_time")] if "event_time" in header else None
-    return Dataset(tuple(names), features, labels, times, hashlib.sha256(raw).hexdigest())
+IntArray = npt.NDArray[np.intp]
 
 
 Penalty = Literal["l2", "l1", "elasticnet", "none"]
@@ -122,72 +82,155 @@ def fit(
     raise TrainingError(f"penalty must be l2, l1, elasticnet or none, not {penalty!r}")
 
 
-def split(dataset: Dataset, holdout: float, seed: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Train and validation row indices: the latest ``holdout`` share by event time, else a seeded random one."""
-    n = len(dataset.labels)
-    if dataset.event_time_ms is not None:
-        order = np.argsort(dataset.event_time_ms, kind="stable")
-    else:
-        order = np.random.default_rng(seed).permutation(n)
+def split(n: int, event_time_ms: Float64Array | None, holdout: float, seed: int) -> tuple[IntArray, IntArray]:
+    """Train and held-out row indices: the latest ``holdout`` share by event time, else a seeded random one.
+
+    >>> [r.tolist() for r in split(5, np.array([5.0, 1.0, 4.0, 2.0, 3.0]), 0.4, 0)]
+    [[1, 3, 4], [2, 0]]
+    """
+    order = (
+        np.argsort(event_time_ms, kind="stable")
+        if event_time_ms is not None
+        else np.random.default_rng(seed).permutation(n)
+    )
     cut = round(n * (1.0 - holdout))
     return order[:cut], order[cut:]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainOptions:
+    """How to train; the defaults are scikit-learn's L2 logistic regression at C=1, uncalibrated."""
+
+    label: str = "label"
+    time_column: str = "event_time"
+    C: float = 1.0
+    penalty: Penalty = "l2"
+    l1_ratio: float | None = None
+    class_weight: solvers.ClassWeight = None
+    holdout: float = 0.2
+    seed: int = 0
+    calibration: Method = "none"
+    threshold: float | None = None  # given explicitly; else from the costs; else the best F1
+    cost_fp: float | None = None
+    cost_fn: float | None = None
+
+
 def train(
-    dataset: Dataset,
+    table: Table,
     *,
     name: str,
     version: str,
-    C: float = 1.0,
-    penalty: Penalty = "l2",
-    l1_ratio: float | None = None,
-    holdout: float = 0.2,
-    seed: int = 0,
+    spec: FeatureSpec | None = None,
+    options: TrainOptions = TrainOptions(),
+    progress: Callable[[str], None] = lambda stage: None,
+    **overrides: Any,
 ) -> LogisticModel:
-    """Standardize, fit, choose the F1-maximizing threshold on the held-out rows, and report metrics."""
-    if not 0.0 < holdout < 1.0:
-        raise TrainingError(f"holdout must be a share between 0 and 1 (exclusive), not {holdout}")
-    if len(dataset.labels) < 10:
-        raise TrainingError(f"dataset has {len(dataset.labels)} rows; at least 10 are needed")
-    if len(np.unique(dataset.labels)) < 2:
+    """Train on ``table`` (see the module docstring); ``overrides`` set :class:`TrainOptions` fields by name."""
+    o = dataclasses.replace(options, **overrides) if overrides else options
+    if not 0.0 < o.holdout < 1.0:
+        raise TrainingError(f"holdout must be a share between 0 and 1 (exclusive), not {o.holdout}")
+    if (o.cost_fp is None) != (o.cost_fn is None):
+        raise TrainingError("give both costs (false positive and false negative) or neither")
+    if o.threshold is not None and not 0.0 <= o.threshold <= 1.0:
+        raise TrainingError(f"threshold must be in [0, 1], not {o.threshold}")
+    labels = labels_from(table, o.label)
+    if len(labels) < 10:
+        raise TrainingError(f"dataset has {len(labels)} rows; at least 10 are needed")
+    if len(np.unique(labels)) < 2:
         raise TrainingError("the label column has one class only; a classifier needs both 0 and 1")
-    train_rows, valid_rows = split(dataset, holdout, seed)
-    x_train, y_train = dataset.features[train_rows], dataset.labels[train_rows]
-    if len(np.unique(y_train)) < 2:
+    times = table.columns.get(o.time_column)
+    timed = times is not None and times.dtype.kind == "f" and not np.isnan(times).any()
+    if spec is None:
+        spec = default_spec(
+            c for c in table.columns if c not in (o.label, o.time_column) and table.kind(c) == "numeric"
+        )
+    train_rows, held_out = split(len(labels), times if timed else None, o.holdout, o.seed)
+    calibration_rows, test_rows = held_out[: len(held_out) // 2], held_out[len(held_out) // 2 :]
+    if len(np.unique(labels[train_rows])) < 2:
         raise TrainingError("the training part of the split has one class only")
-    mean = x_train.mean(axis=0)
-    scale = x_train.std(axis=0)
-    scale[scale == 0] = 1.0
-    coef, intercept = fit((x_train - mean) / scale, y_train, C=C, penalty=penalty, l1_ratio=l1_ratio)
-    valid_scores = sigmoid(((dataset.features[valid_rows] - mean) / scale) @ coef + intercept)
-    y_valid = dataset.labels[valid_rows]
-    threshold = best_f1_threshold(valid_scores, y_valid) if len(valid_rows) else 0.5
-    metrics = {"validation": evaluate(valid_scores, y_valid, threshold), "train_rows": len(train_rows)}
+    progress(f"spec: fitting {len(spec.columns)} input columns on {len(train_rows)} training rows")
+    fitted = fit_spec(spec, {c: table.columns[c][train_rows] for c in spec.columns})
+    matrix = transform(fitted, {c: table.columns[c] for c in spec.columns})
+    mean, scale = fitted.means(), fitted.scales()
+    progress(f"fit: {o.penalty} penalty, C={o.C}, {fitted.n_features} features")
+    coef, intercept = fit(
+        (matrix[train_rows] - mean) / scale,
+        labels[train_rows],
+        C=o.C,
+        penalty=o.penalty,
+        l1_ratio=o.l1_ratio,
+        class_weight=o.class_weight,
+    )
+    logits = ((matrix - mean) / scale) @ coef + intercept
+    progress(f"calibrate ({o.calibration}) and choose the threshold on {len(calibration_rows)} held-out rows")
+    calibrated = calibrate(o.calibration, logits[calibration_rows], labels[calibration_rows])
+    scores = calibration.apply(calibrated, logits)
+    threshold = choose_threshold(scores[calibration_rows], labels[calibration_rows], o)
+    report = quality_report(scores[test_rows], labels[test_rows], threshold)
     model = LogisticModel(
         name=name,
         version=version,
-        feature_names=dataset.feature_names,
+        feature_names=fitted.feature_names,
         coef=coef,
         intercept=intercept,
         mean=mean,
         scale=scale,
-        defaults=mean.copy(),
+        defaults=fitted.impute_values(),
         threshold=threshold,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        metrics=metrics,
-        training={
-            "C": C,
-            "penalty": penalty,
-            "l1_ratio": l1_ratio,
-            "holdout": holdout,
-            "seed": seed,
-            "rows": len(dataset.labels),
-            "data_sha256": dataset.fingerprint,
-            "split": "time" if dataset.event_time_ms is not None else "random",
+        metrics={
+            "validation": report,
+            "train_rows": len(train_rows),
+            "calibration_rows": len(calibration_rows),
+            "train": {"auc": auc(scores[train_rows], labels[train_rows])},
         },
+        training={
+            "C": o.C,
+            "penalty": o.penalty,
+            "l1_ratio": o.l1_ratio,
+            "class_weight": o.class_weight if not isinstance(o.class_weight, Mapping) else dict(o.class_weight),
+            "holdout": o.holdout,
+            "seed": o.seed,
+            "rows": len(labels),
+            "data_sha256": table.fingerprint,
+            "split": "time" if timed else "random",
+            "threshold_rule": "given" if o.threshold is not None else "cost" if o.cost_fp is not None else "best_f1",
+            "cost_fp": o.cost_fp,
+            "cost_fn": o.cost_fn,
+        },
+        spec=fitted,
+        calibration=calibrated,
+        baselines=baselines(fitted.feature_names, matrix[train_rows], scores[train_rows]),
     )
-    rows = dataset.features[valid_rows[:8]] if len(valid_rows) else dataset.features[:8]
-    return dataclasses.replace(model, golden_vectors=golden_vectors(model, rows))
+    golden = test_rows[:8] if len(test_rows) else train_rows[:8]
+    inputs = {c: _json_values(table.columns[c][golden]) for c in spec.columns}
+    return dataclasses.replace(model, golden_vectors=golden_vectors(model, matrix[golden], inputs))
+
+
+def calibrate(method: Method, logits: Float64Array, labels: Float64Array) -> Calibration:
+    """The calibration map fitted on held-out logits (the identity for ``none``)."""
+    if method == "none":
+        return Calibration()
+    if len(np.unique(labels)) < 2:
+        raise TrainingError(f"{method} calibration needs both classes in the held-out rows; use a larger holdout")
+    if method == "platt":
+        return fit_platt(logits, labels)
+    if method == "isotonic":
+        return fit_isotonic(sigmoid(logits), labels)
+    raise TrainingError(f"calibration must be none, platt or isotonic, not {method!r}")
+
+
+def choose_threshold(scores: Float64Array, labels: Float64Array, options: TrainOptions) -> float:
+    """The decision threshold: given, else the cheapest under the costs, else the best F1 on these rows."""
+    if options.threshold is not None:
+        return options.threshold
+    if options.cost_fp is not None and options.cost_fn is not None:
+        return min(1.0, threshold_for_cost(scores, labels, options.cost_fp, options.cost_fn))
+    return best_f1_threshold(scores, labels) if len(labels) else 0.5
+
+
+def _json_values(values: npt.NDArray[Any]) -> list[Any]:
+    return [float(v) for v in values] if values.dtype.kind == "f" else [str(v) for v in values]
 
 
 def best_f1_threshold(scores: Float64Array, labels: Float64Array) -> float:
@@ -207,51 +250,6 @@ def best_f1_threshold(scores: Float64Array, labels: Float64Array) -> float:
     last_of_run = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
     best = int(np.argmax(np.where(last_of_run, f1, -1.0)))
     return float(sorted_scores[best])
-
-
-def evaluate(scores: Float64Array, labels: Float64Array, threshold: float) -> dict[str, float]:
-    """AUC, log loss, Brier score, precision and recall at ``threshold``, positive rate. NaN where undefined."""
-    n = len(labels)
-    if n == 0:
-        return {
-            "rows": 0.0,
-            "auc": float("nan"),
-            "log_loss": float("nan"),
-            "brier": float("nan"),
-            "precision": float("nan"),
-            "recall": float("nan"),
-            "positive_rate": float("nan"),
-        }
-    eps = 1e-15
-    p = np.clip(scores, eps, 1 - eps)
-    decided = scores >= threshold
-    tp = float(np.sum(decided & (labels == 1)))
-    return {
-        "rows": float(n),
-        "auc": auc(scores, labels),
-        "log_loss": float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))),
-        "brier": float(np.mean((scores - labels) ** 2)),
-        "precision": tp / decided.sum() if decided.any() else float("nan"),
-        "recall": tp / labels.sum() if labels.any() else float("nan"),
-        "positive_rate": float(labels.mean()),
-    }
-
-
-def auc(scores: Float64Array, labels: Float64Array) -> float:
-    """Area under the ROC curve from ranks (ties get their average rank).
-
-    >>> auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0.0, 0.0, 1.0, 1.0]))
-    0.75
-    """
-    positives = labels == 1
-    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    # Average ranks over ties: each distinct score gets the mean of the ranks it spans.
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    ranks = ((ends - counts + 1 + ends) / 2.0)[inverse]
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def feature_table(names: Sequence[str], model: LogisticModel) -> str:

@@ -25,6 +25,7 @@ from stream_scorer.codec import Schemas, decode, load_schemas
 from stream_scorer.config import BatchSettings, KafkaSettings, MetricsSettings, RedisSettings, Settings
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact, train
+from stream_scorer.model.dataset import read_table
 from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import World, make_world
 from stream_scorer.wiring import Runtime, build_runtime
@@ -61,7 +62,7 @@ def world() -> World:
 def model_path(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("model")
     synth_io.write_history(world, directory / "history.csv", 6000, seed=3)
-    model = train.train(train.read_csv(directory / "history.csv"), name="fraud", version="it-1")
+    model = train.train(read_table(directory / "history.csv"), name="fraud", version="it-1")
     artifact.save(model, directory / "artifact")
     return directory / "artifact"
 

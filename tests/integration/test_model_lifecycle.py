@@ -15,6 +15,7 @@ from stream_scorer.codec import encode
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact, train
 from stream_scorer.model.artifact import LogisticModel
+from stream_scorer.model.dataset import read_table
 from stream_scorer.model.registry import Registry
 from stream_scorer.model.score import score_one
 from stream_scorer.synth import io as synth_io
@@ -56,7 +57,7 @@ def test_promote_while_events_flow_switches_at_a_batch_boundary(
     schemas,
     tmp_path: Path,
 ) -> None:
-    history = train.read_csv(model_path.parent / "history.csv")
+    history = read_table(model_path.parent / "history.csv")
     registry = Registry.create(tmp_path / "registry")
     for C in (1.0, 0.01, 0.5):  # three versions with visibly different coefficients
 

@@ -147,11 +147,13 @@ class PredictionEncoder:
         heads = self._challengers
         if not heads or scored.shadow_scores.shape != (n, len(heads)):
             return [b"\x00"] * n
-        block = avro_fast.varints(np.array([len(heads)]))[0]
-        values = avro_fast.doubles(scored.shadow_scores.ravel())
-        decisions = scored.shadow_decisions.ravel().tolist()
         m = len(heads)
-        return [
-            block + b"".join(heads[j] + values[row * m + j] + _BOOL[decisions[row * m + j]] for j in range(m)) + b"\x00"
-            for row in range(n)
+        block = avro_fast.varints(np.array([m]))[0]
+        values = avro_fast.doubles(scored.shadow_scores.ravel())  # row-major: challenger j of row i at i * m + j
+        decisions = scored.shadow_decisions.ravel().tolist()
+        columns = [
+            [heads[j] + v + _BOOL[d] for v, d in zip(values[j::m], decisions[j::m], strict=True)] for j in range(m)
         ]
+        if m == 1:
+            return [block + item + b"\x00" for item in columns[0]]
+        return [block + b"".join(items) + b"\x00" for items in zip(*columns, strict=True)]

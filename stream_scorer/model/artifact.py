@@ -30,6 +30,8 @@ from stream_scorer.model.calibration import Calibration
 from stream_scorer.model.fitted_spec import FittedNumeric, FittedSpec, fitted_from_dict
 
 FORMAT_VERSION = 1
+BINARY = "binary"
+MULTINOMIAL = "multinomial"
 _ARRAYS = ("coef", "intercept", "mean", "scale", "defaults")
 
 
@@ -96,18 +98,15 @@ class LogisticModel:
 
 def save(model: LogisticModel, directory: Path) -> str:
     """Write the artifact into ``directory`` (created if needed). Returns its checksum."""
-    directory.mkdir(parents=True, exist_ok=True)
-    arrays_path = directory / "arrays.npz"
-    np.savez(
-        arrays_path,
-        coef=model.coef,
-        intercept=np.array([model.intercept]),
-        mean=model.mean,
-        scale=model.scale,
-        defaults=model.defaults,
-    )
+    arrays = {
+        "coef": model.coef,
+        "intercept": np.array([model.intercept]),
+        "mean": model.mean,
+        "scale": model.scale,
+        "defaults": model.defaults,
+    }
     manifest = {
-        "format_version": FORMAT_VERSION,
+        "kind": BINARY,
         "name": model.name,
         "version": model.version,
         "created_at": model.created_at,
@@ -119,6 +118,18 @@ def save(model: LogisticModel, directory: Path) -> str:
         "feature_spec": model.spec.to_dict() if model.spec is not None else None,
         "calibration": model.calibration.to_dict(),
         "baselines": model.baselines,
+    }
+    return write_files(directory, manifest, arrays)
+
+
+def write_files(directory: Path, manifest: dict[str, Any], arrays: dict[str, Float64Array]) -> str:
+    """Write ``arrays.npz``, then the manifest (with the arrays' sha256), then ``CHECKSUM``. Returns the checksum."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays_path = directory / "arrays.npz"
+    np.savez(arrays_path, **arrays)  # type: ignore[arg-type]
+    manifest = {
+        **manifest,
+        "format_version": FORMAT_VERSION,
         "files": {"arrays.npz": _sha256(arrays_path.read_bytes())},
     }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
@@ -128,8 +139,8 @@ def save(model: LogisticModel, directory: Path) -> str:
     return checksum
 
 
-def load(directory: Path) -> LogisticModel:
-    """Load and verify an artifact; raise :class:`ModelArtifactError` saying what is wrong."""
+def read_verified(directory: Path, names: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Float64Array], str]:
+    """The manifest, the arrays ``names`` and the checksum, after both hashes are verified."""
     try:
         manifest_bytes = (directory / "manifest.json").read_bytes()
         expected = (directory / "CHECKSUM").read_text().strip()
@@ -153,9 +164,21 @@ def load(directory: Path) -> LogisticModel:
         raise ModelArtifactError(f"model artifact {directory}: arrays.npz does not match its sha256 in the manifest")
     try:
         with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
-            arrays = {name: np.asarray(npz[name], dtype=np.float64) for name in _ARRAYS}
+            arrays = {name: np.asarray(npz[name], dtype=np.float64) for name in names}
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise ModelArtifactError(f"model artifact {directory}: arrays.npz cannot be read: {exc}") from exc
+    return manifest, arrays, checksum
+
+
+def load(directory: Path) -> LogisticModel:
+    """Load and verify a binary model's artifact; raise :class:`ModelArtifactError` saying what is wrong."""
+    manifest, arrays, checksum = read_verified(directory, _ARRAYS)
+    kind = manifest.get("kind", BINARY)
+    if kind != BINARY:
+        raise ModelArtifactError(
+            f"model artifact {directory} is a {kind} model; the streaming worker serves binary models "
+            "(score a multinomial model with `stream-scorer score`)"
+        )
     try:
         return LogisticModel(
             name=manifest["name"],

@@ -15,10 +15,10 @@ import fastavro
 from stream_scorer import wiring
 from stream_scorer.config import Settings
 from stream_scorer.errors import ConfigError, TrainingError
-from stream_scorer.model import artifact, train
+from stream_scorer.model import artifact, multinomial, train
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.dataset import read_table
-from stream_scorer.model.featurespec import load_spec
+from stream_scorer.model.dataset import Table, read_table
+from stream_scorer.model.featurespec import FeatureSpec, load_spec
 from stream_scorer.model.fitted_spec import transform
 from stream_scorer.model.registry import Registry
 from stream_scorer.model.report import format_report
@@ -49,6 +49,11 @@ def add_batch_commands(
     fit.add_argument("--version", default=None, help="model version (default: a UTC timestamp)")
     fit.add_argument("--C", type=float, default=1.0, help="inverse regularization strength, as in scikit-learn")
     fit.add_argument("--penalty", choices=["l2", "l1", "elasticnet", "none"], default="l2")
+    fit.add_argument(
+        "--multinomial",
+        action="store_true",
+        help="several classes (softmax, L2 only); scored in batch by `score`, not by the streaming worker",
+    )
     fit.add_argument("--l1-ratio", type=float, default=None, help="elasticnet: the share of the L1 penalty")
     fit.add_argument("--class-weight", default=None, help='"balanced", or explicit weights like "0:1,1:20"')
     fit.add_argument("--holdout", type=float, default=0.2, help="share of rows (latest by event time) held out")
@@ -121,6 +126,8 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         cost_fn=args.cost_fn,
     )
     progress(f"{table.rows} rows, {len(table.columns)} columns")
+    if args.multinomial:
+        return _train_multinomial(args, table, spec, options, progress)
     models: list[LogisticModel] = []
 
     def fit(version: str) -> LogisticModel:
@@ -151,10 +158,43 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _train_multinomial(
+    args: argparse.Namespace, table: Table, spec: FeatureSpec | None, options: train.TrainOptions, progress: Progress
+) -> int:
+    if args.penalty != "l2" or args.calibration != "none" or args.class_weight or args.registry or args.cost_fp:
+        raise ConfigError(
+            "--multinomial supports the l2 penalty only, without calibration, class weights, costs or registry"
+        )
+    model = multinomial.train_multinomial(
+        table,
+        name=args.name,
+        version=args.version or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        spec=spec,
+        label=options.label,
+        time_column=options.time_column,
+        C=options.C,
+        holdout=options.holdout,
+        progress=progress,
+    )
+    out = args.out
+    if out is None:
+        raise ConfigError("--multinomial needs --out DIR")
+    checksum = multinomial.save_multinomial(model, out)
+    progress(f"wrote {out}")
+    print(
+        json.dumps(
+            {"artifact": str(out), "sha256": checksum, "classes": list(model.classes), **model.metrics}, indent=2
+        )
+    )
+    return 0
+
+
 def _score(args: argparse.Namespace, settings: Settings) -> int:
     progress = Progress()
     configured = settings if args.model is None else _with_model(settings, args.model)
     path, _, _ = wiring.served_model_path(configured)
+    if artifact.kind_of(path) == artifact.MULTINOMIAL:
+        return _score_classes(args, path, progress)
     model = wiring.model_loader(configured)(path)
     progress(f"model {model.name} {model.version} from {path}; read {args.data}")
     table = read_table(args.data, args.format)
@@ -186,6 +226,32 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
         progress(f"scored {rows.stop}/{table.rows} rows")
     _write_scores(args.out, records, settings)
     progress(f"wrote {len(records)} scores to {args.out}")
+    return 0
+
+
+def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> int:
+    """Batch scoring of a multinomial model: the probability of every class and the most probable one."""
+    model = multinomial.load_multinomial(path)
+    progress(f"multinomial model {model.name} {model.version} ({len(model.classes)} classes); read {args.data}")
+    table = read_table(args.data, args.format)
+    spec = model.serving_spec
+    ids = table.columns.get(args.id_column)
+    if args.out.suffix != ".csv":
+        raise ConfigError("multinomial scores are written as CSV (--out FILE.csv)")
+    with args.out.open("w") as file:
+        file.write(",".join(["event_id", "model_name", "model_version", "predicted_class"]))
+        file.write("," + ",".join(_csv(f"p_{c}") for c in model.classes) + "\n")
+        for start in range(0, table.rows, SCORE_CHUNK):
+            rows = slice(start, min(start + SCORE_CHUNK, table.rows))
+            matrix = transform(spec, {c: _column(table.columns, c)[rows] for c in spec.input_columns})
+            probabilities = multinomial.score_classes(model, matrix)
+            for i, (p, best) in enumerate(
+                zip(probabilities.tolist(), probabilities.argmax(axis=1).tolist(), strict=True)
+            ):
+                event_id = str(ids[start + i]) if ids is not None else str(start + i)
+                head = [_csv(event_id), _csv(model.name), _csv(model.version), _csv(model.classes[best])]
+                file.write(",".join(head + [repr(v) for v in p]) + "\n")
+            progress(f"scored {rows.stop}/{table.rows} rows")
     return 0
 
 

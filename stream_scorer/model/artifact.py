@@ -170,6 +170,14 @@ def read_verified(directory: Path, names: tuple[str, ...]) -> tuple[dict[str, An
     return manifest, arrays, checksum
 
 
+def kind_of(directory: Path) -> str:
+    """``binary`` or ``multinomial``, from the manifest (unverified: a peek to choose the loader)."""
+    try:
+        return str(json.loads((directory / "manifest.json").read_bytes()).get("kind", BINARY))
+    except (OSError, ValueError, AttributeError):
+        return BINARY  # the loader then says what is wrong
+
+
 def load(directory: Path) -> LogisticModel:
     """Load and verify a binary model's artifact; raise :class:`ModelArtifactError` saying what is wrong."""
     manifest, arrays, checksum = read_verified(directory, _ARRAYS)

@@ -117,13 +117,33 @@ def _avro_columns(path: Path, raw: bytes) -> dict[str, npt.NDArray[Any]]:
         schema = reader.writer_schema
         if not isinstance(schema, dict) or schema.get("type") != "record":
             raise TrainingError(f"dataset {path}: the Avro schema must be a record, not {schema}")
-        kinds = {f["name"]: _avro_kind(path, f) for f in schema["fields"]}
+        kinds = _avro_fields(path, schema["fields"], ())
         records = cast(list[dict[str, Any]], list(reader))
     except TrainingError:
         raise
     except Exception as exc:  # fastavro raises ValueError, EOFError, struct.error ... on a corrupt file
         raise TrainingError(f"dataset {path} is not a readable Avro container file: {exc}") from exc
-    return {name: _avro_column(kind, (r[name] for r in records)) for name, kind in kinds.items()}
+    return {".".join(at): _avro_column(kind, (_dig(r, at) for r in records)) for at, kind in kinds.items()}
+
+
+def _avro_fields(path: Path, fields: list[dict[str, Any]], prefix: tuple[str, ...]) -> dict[tuple[str, ...], str]:
+    """Column kinds by field path. A nested (non-null) record becomes dotted columns: record ``event`` with a
+    field ``amount`` is the column ``event.amount``, which is how the model names its inputs."""
+    kinds: dict[tuple[str, ...], str] = {}
+    for f in fields:
+        t = f["type"]
+        if isinstance(t, dict) and t.get("type") == "record":
+            kinds.update(_avro_fields(path, t["fields"], (*prefix, f["name"])))
+        else:
+            kinds[(*prefix, f["name"])] = _avro_kind(path, f)
+    return kinds
+
+
+def _dig(record: dict[str, Any], at: tuple[str, ...]) -> Any:
+    value: Any = record
+    for name in at:
+        value = value[name]
+    return value
 
 
 def _avro_kind(path: Path, field: dict[str, Any]) -> str:

@@ -98,3 +98,20 @@ def test_no_penalty_refuses_the_separable_classes_where_sklearn_returns_huge_wei
     assert np.max(np.abs(reference.coef_)) > 100
     with pytest.raises(TrainingError, match="perfectly separable"):
         fit(x, y, penalty="none")
+
+
+@pytest.mark.parametrize("loader", ["iris", "wine"])
+@pytest.mark.parametrize("C", [0.1, 1.0, 10.0])
+def test_multinomial_matches_sklearn(loader: str, C: float) -> None:
+    from sklearn.datasets import load_iris, load_wine
+
+    from stream_scorer.model.multinomial import fit_multinomial, softmax
+
+    x, y = (load_iris if loader == "iris" else load_wine)(return_X_y=True)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    reference = LogisticRegression(C=C, tol=1e-12, max_iter=100_000).fit(x, y)  # lbfgs: multinomial for 3 classes
+    coef, intercept = fit_multinomial(x, y, 3, C)
+    np.testing.assert_allclose(coef, reference.coef_.T, atol=1e-4, rtol=0)
+    # Intercepts are defined up to a common shift: compare them centered.
+    np.testing.assert_allclose(intercept, reference.intercept_ - reference.intercept_.mean(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(softmax(x @ coef + intercept), reference.predict_proba(x), atol=1e-5, rtol=0)

@@ -51,10 +51,12 @@ def add_model_commands(
 
 def open_registry(path: Path | None, settings: Settings) -> Registry:
     """The registry at ``path``, or at ``model_path`` when that is one."""
+    from stream_scorer.wiring import model_loader
+
     root = path or settings.model_path
     if path is None and not is_registry(root):
         raise ConfigError(f"model_path {root} is not a registry; pass --registry DIR")
-    return Registry(root)
+    return Registry(root, verify=model_loader(settings))  # promote checks what the workers check
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:

@@ -19,7 +19,7 @@ from stream_scorer.features.store import FeatureLookup
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.fitted_spec import FittedSpec, transform
 from stream_scorer.model.score import StackedWeights, score_stacked, top_contributions
-from stream_scorer.model.vectorize import InputPlan, gather, plan_inputs
+from stream_scorer.model.vectorize import InputPlan, gather, groups_read, plan_inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,8 @@ class Scorer:
                 self._specs.append(spec)
                 width += spec.n_features
             offsets.append(blocks[key])
-        self.plan: InputPlan = plan_inputs((c for s in self._specs for c in s.input_columns), groups)
+        self.plan: InputPlan = plan_inputs((item for s in self._specs for item in s.input_columns.items()), groups)
+        self._champion_groups = groups_read(self._specs[0])  # the prediction's flags describe the champion's inputs
         self._stacked = StackedWeights.of(models, offsets, width)
         self._thresholds = np.array([c.threshold for c in self.challengers], dtype=np.float64)
         self._lookup = lookup
@@ -101,7 +102,10 @@ class Scorer:
             )
             for g in groups
         }  # freshness
-        columns, imputed = gather(self.plan, batch, group_values, freshness)  # vectorize
+        columns, usable = gather(self.plan, batch, group_values, freshness)  # vectorize
+        imputed = np.zeros(len(batch), dtype=bool)
+        for group in self._champion_groups:
+            imputed |= ~usable[group]
         blocks = [transform(spec, columns) for spec in self._specs]
         matrix = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
         vectorized = time.perf_counter()
@@ -117,7 +121,7 @@ class Scorer:
             shadow_decisions=shadow >= self._thresholds,
             imputed=imputed,
             group_values=group_values,
-            freshness=freshness,
+            freshness={g: freshness[g] for g in self._champion_groups},
             scored_at_ms=now_ms,
             reason_index=reason_index,
             reason_value=reason_value,

@@ -2,9 +2,10 @@
 
 The worker calls :meth:`ModelReloader.poll` before it polls Kafka for the next batch, so a batch is
 always scored by one model from start to end, and no event is dropped or scored twice because of a
-reload. A version that fails verification (checksum, signature, golden vectors, features that are not
+reload. A version that fails verification (checksum, signature, golden vectors, inputs that are not
 configured) is not served: the previous model keeps serving, the reason is logged and counted, and
-that version is not tried again until CURRENT moves on.
+that version is tried again only when CURRENT moves or its files change (say, once it is signed).
+A registry that cannot be read right now (an OSError) is retried at the next check, not refused.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class ModelReloader(Generic[Serving]):
         self._interval = interval_seconds
         self._clock = clock
         self._serving = serving_version
-        self._refused: int | None = None
+        self._refused: tuple[int, tuple[tuple[str, int, int], ...]] | None = None  # version and its files' stat
         self._checked_at = clock()
 
     @property
@@ -64,13 +65,26 @@ class ModelReloader(Generic[Serving]):
         except (StreamScorerError, OSError) as exc:
             log.warning("cannot read the registry's current version, keeping the model: %s", exc)
             return None
-        if version is None or version in (self._serving, self._refused):
+        if version is None or version == self._serving:
             return None
         try:
-            model = self._load(self._registry.path(version))
-            serving = self._build(model)
+            path = self._registry.path(version)
+            files = _stat(path)
         except (StreamScorerError, OSError) as exc:
-            self._refused = version
+            log.warning("cannot read registry version %s yet, keeping the model: %s", version, exc)
+            return None
+        if self._refused == (version, files):
+            return None  # refused as it is; tried again once its files change
+        try:
+            model = self._load(path)
+            serving = self._build(model)
+        except OSError as exc:  # transient (a volume hiccup): not refused, tried again at the next check
+            log.warning(
+                "model reload: version %s could not be read, keeping version %s: %s", version, self._serving, exc
+            )
+            return None
+        except Exception as exc:  # anything else: the version is not served, the worker goes on
+            self._refused = (version, files)
             reason = f"version {version} refused, version {self._serving} keeps serving: {exc}"
             log.error("model reload: %s", reason)
             self._on_refused(type(exc).__name__)
@@ -79,3 +93,8 @@ class ModelReloader(Generic[Serving]):
         self._serving = version
         self._refused = None
         return serving
+
+
+def _stat(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and modification time of every file of an artifact: changes when any file is rewritten."""
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()))

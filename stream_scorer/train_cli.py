@@ -14,7 +14,7 @@ import fastavro
 
 from stream_scorer import wiring
 from stream_scorer.config import Settings
-from stream_scorer.errors import ConfigError, TrainingError
+from stream_scorer.errors import ConfigError
 from stream_scorer.model import artifact, multinomial, train
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.dataset import Table, read_table
@@ -134,7 +134,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         return train.train(table, name=args.name, version=version, spec=spec, options=options, progress=progress)
 
     if args.registry is not None:  # the registry numbers versions: the manifest carries that number
-        registry = Registry.create(args.registry)
+        registry = Registry.create(args.registry, verify=wiring.model_loader(settings))
 
         def write(directory: Path, version: int) -> None:
             models.append(fit(str(version)))
@@ -199,12 +199,13 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     progress(f"model {model.name} {model.version} from {path}; read {args.data}")
     table = read_table(args.data, args.format)
     spec = model.serving_spec
+    inputs = train.input_columns(table, list(spec.input_columns))
     weights = ScoringWeights.of(model)
     ids = table.columns.get(args.id_column)
     records: list[dict[str, Any]] = []
     for start in range(0, table.rows, SCORE_CHUNK):  # the worker's path: spec transform, one product, reasons
         rows = slice(start, min(start + SCORE_CHUNK, table.rows))
-        matrix = transform(spec, {c: _column(table.columns, c)[rows] for c in spec.input_columns})
+        matrix = transform(spec, {c: values[rows] for c, values in inputs.items()})
         scores = score(matrix, weights, model.calibration)
         index, value = top_contributions(matrix, model, settings.reason_codes)
         for i, p in enumerate(scores.tolist()):
@@ -235,6 +236,7 @@ def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> 
     progress(f"multinomial model {model.name} {model.version} ({len(model.classes)} classes); read {args.data}")
     table = read_table(args.data, args.format)
     spec = model.serving_spec
+    inputs = train.input_columns(table, list(spec.input_columns))
     ids = table.columns.get(args.id_column)
     if args.out.suffix != ".csv":
         raise ConfigError("multinomial scores are written as CSV (--out FILE.csv)")
@@ -243,7 +245,7 @@ def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> 
         file.write("," + ",".join(_csv(f"p_{c}") for c in model.classes) + "\n")
         for start in range(0, table.rows, SCORE_CHUNK):
             rows = slice(start, min(start + SCORE_CHUNK, table.rows))
-            matrix = transform(spec, {c: _column(table.columns, c)[rows] for c in spec.input_columns})
+            matrix = transform(spec, {c: values[rows] for c, values in inputs.items()})
             probabilities = multinomial.score_classes(model, matrix)
             for i, (p, best) in enumerate(
                 zip(probabilities.tolist(), probabilities.argmax(axis=1).tolist(), strict=True)
@@ -253,12 +255,6 @@ def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> 
                 file.write(",".join(head + [repr(v) for v in p]) + "\n")
             progress(f"scored {rows.stop}/{table.rows} rows")
     return 0
-
-
-def _column(columns: dict[str, Any], name: str) -> Any:
-    if name not in columns:
-        raise TrainingError(f"the dataset lacks the model's input column {name!r}")
-    return columns[name]
 
 
 def _with_model(settings: Settings, path: Path) -> Settings:

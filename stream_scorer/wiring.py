@@ -15,7 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 from stream_scorer.codec import EventDecoder, Schemas, load_schemas
 from stream_scorer.config import RedisSettings, Settings, resolve_secret
 from stream_scorer.emit import PredictionEncoder
-from stream_scorer.errors import ConfigError, StreamScorerError
+from stream_scorer.errors import ConfigError, ModelArtifactError, StreamScorerError
 from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.guard import InvalidInputGuard
@@ -125,7 +125,9 @@ def served_model_path(settings: Settings) -> tuple[Path, model_registry.Registry
         return settings.model_path, None, None
     models = model_registry.Registry(settings.model_path)
     version = models.current()
-    return models.current_path(), models, version
+    if version is None:
+        raise ModelArtifactError(f"registry {settings.model_path} has no current version yet; run `model promote`")
+    return models.path(version), models, version
 
 
 def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:

@@ -186,7 +186,9 @@ class Worker:
         return len(messages)
 
     def _reload(self) -> None:
-        serving = self._models.poll() if self._models is not None else None
+        if self._models is None or self._window:
+            return  # only with nothing uncommitted: a transaction (or commit window) holds one model's output
+        serving = self._models.poll()
         if serving is not None:
             self._scorer, self._encoder = serving.scorer, serving.encoder
             self._metrics.model_reloads.inc()

@@ -80,8 +80,14 @@ class LogisticModel:
             raise ModelArtifactError(f"model {self.name}: intercept is not finite")
         if not 0.0 <= self.threshold <= 1.0:
             raise ModelArtifactError(f"model {self.name}: threshold {self.threshold} is not in [0, 1]")
-        if self.spec is not None and self.spec.feature_names != self.feature_names:
-            raise ModelArtifactError(f"model {self.name}: the feature spec does not build the model's features")
+        if self.spec is not None:
+            if self.spec.feature_names != self.feature_names:
+                raise ModelArtifactError(f"model {self.name}: the feature spec does not build the model's features")
+            fitted = (self.spec.means(), self.spec.scales(), self.spec.impute_values())
+            if not all(
+                np.array_equal(a, b) for a, b in zip(fitted, (self.mean, self.scale, self.defaults), strict=True)
+            ):
+                raise ModelArtifactError(f"model {self.name}: the feature spec disagrees with mean, scale or defaults")
 
     @property
     def serving_spec(self) -> FittedSpec:
@@ -207,7 +213,7 @@ def load(directory: Path) -> LogisticModel:
             baselines=manifest.get("baselines", {}),
             checksum=checksum,
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelArtifactError(f"model artifact {directory}: manifest.json lacks or mangles {exc}") from exc
 
 

@@ -207,8 +207,14 @@ def load_multinomial(directory: Path) -> MultinomialModel:
         raise ModelArtifactError(f"model artifact {directory}: manifest.json lacks or mangles {exc}") from exc
     golden = model.golden_vectors
     if golden:
-        rows = np.asarray(golden["features"], dtype=np.float64)
-        worst = float(np.max(np.abs(score_classes(model, rows) - np.asarray(golden["probabilities"]))))
+        try:
+            rows = np.asarray(golden["features"], dtype=np.float64).reshape(-1, len(model.feature_names))
+            difference = np.abs(score_classes(model, rows) - np.asarray(golden["probabilities"]))
+            worst = float(np.max(difference)) if difference.size else float("inf")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelArtifactError(
+                f"model {model.name} {model.version}: golden vectors are unreadable: {exc}"
+            ) from exc
         if not worst <= GOLDEN_TOLERANCE:
             raise ModelArtifactError(f"model {model.name} {model.version}: golden-vector check failed ({worst:.3g})")
     return model
@@ -228,7 +234,7 @@ def train_multinomial(
     progress: Callable[[str], None] = lambda stage: None,
 ) -> MultinomialModel:
     """Fit on the training part (split by time, else at random) and report accuracy and log loss held out."""
-    from stream_scorer.model.train import split  # the binary trainer's split, shared
+    from stream_scorer.model.train import input_columns, split  # shared with the binary trainer
 
     classes, codes = class_labels_from(table, label)
     if len(classes) < 2:
@@ -241,8 +247,9 @@ def train_multinomial(
         spec = default_spec(c for c in table.columns if c not in (label, time_column) and table.kind(c) == "numeric")
     train_rows, test_rows = split(table.rows, times if timed else None, holdout, seed)
     progress(f"spec: fitting {len(spec.columns)} input columns on {len(train_rows)} training rows")
-    fitted = fit_spec(spec, {c: table.columns[c][train_rows] for c in spec.columns})
-    matrix = transform(fitted, {c: table.columns[c] for c in spec.columns})
+    inputs = input_columns(table, spec.columns)
+    fitted = fit_spec(spec, {c: values[train_rows] for c, values in inputs.items()})
+    matrix = transform(fitted, inputs)
     mean, scale = fitted.means(), fitted.scales()
     progress(f"fit: multinomial, {len(classes)} classes, C={C}, {fitted.n_features} features")
     coef, intercept = fit_multinomial((matrix[train_rows] - mean) / scale, codes[train_rows], len(classes), C)
@@ -278,6 +285,6 @@ def train_multinomial(
             "class_counts": {c: int(np.sum(codes[test_rows] == j)) for j, c in enumerate(classes)},
         }
     }
-    golden = test_rows[:8]
+    golden = test_rows[:8] if len(test_rows) else train_rows[:8]
     vectors = {"features": matrix[golden].tolist(), "probabilities": score_classes(model, matrix[golden]).tolist()}
     return dataclasses.replace(model, metrics=metrics, golden_vectors=vectors)

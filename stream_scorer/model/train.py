@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
-from stream_scorer.errors import TrainingError
+from stream_scorer.errors import ModelArtifactError, TrainingError
 from stream_scorer.model import calibration, solvers
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.baseline import baselines
@@ -36,6 +36,7 @@ from stream_scorer.model.featurespec import FeatureSpec, default_spec, fit_spec
 from stream_scorer.model.fitted_spec import transform
 from stream_scorer.model.report import auc, quality_report, threshold_for_cost
 from stream_scorer.model.score import golden_vectors, sigmoid
+from stream_scorer.model.vectorize import canonical_event_column
 
 IntArray = npt.NDArray[np.intp]
 
@@ -149,8 +150,9 @@ def train(
     if len(np.unique(labels[train_rows])) < 2:
         raise TrainingError("the training part of the split has one class only")
     progress(f"spec: fitting {len(spec.columns)} input columns on {len(train_rows)} training rows")
-    fitted = fit_spec(spec, {c: table.columns[c][train_rows] for c in spec.columns})
-    matrix = transform(fitted, {c: table.columns[c] for c in spec.columns})
+    inputs = input_columns(table, spec.columns)
+    fitted = fit_spec(spec, {c: values[train_rows] for c, values in inputs.items()})
+    matrix = transform(fitted, inputs)
     mean, scale = fitted.means(), fitted.scales()
     progress(f"fit: {o.penalty} penalty, C={o.C}, {fitted.n_features} features")
     coef, intercept = fit(
@@ -203,8 +205,19 @@ def train(
         baselines=baselines(fitted.feature_names, matrix[train_rows], scores[train_rows]),
     )
     golden = test_rows[:8] if len(test_rows) else train_rows[:8]
-    inputs = {c: _json_values(table.columns[c][golden]) for c in spec.columns}
-    return dataclasses.replace(model, golden_vectors=golden_vectors(model, matrix[golden], inputs))
+    stored = {c: _json_values(values[golden]) for c, values in inputs.items()}
+    return dataclasses.replace(model, golden_vectors=golden_vectors(model, matrix[golden], stored))
+
+
+def input_columns(table: Table, names: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
+    """The dataset columns a spec reads, with event fields read as the worker reads them (MCC, card_present)."""
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise TrainingError(f"dataset {table.source} lacks the columns {missing}; it has {sorted(table.columns)}")
+    try:
+        return {n: canonical_event_column(n, table.columns[n]) for n in names}
+    except ModelArtifactError as exc:
+        raise TrainingError(f"dataset {table.source}: {exc}") from exc
 
 
 def calibrate(method: Method, logits: Float64Array, labels: Float64Array) -> Calibration:

@@ -30,20 +30,26 @@ from stream_scorer.features.layout import GroupValues
 from stream_scorer.model.event_features import EVENT_FEATURES, event_features
 from stream_scorer.model.fitted_spec import FittedSpec, transform
 
-# Event fields a model may read directly: categories (strings, and the MCC code) and numbers.
-EVENT_FIELDS: Final = (
-    "amount",
-    "card_present",
-    "merchant_category_code",
-    "currency",
-    "country",
-    "card_country",
-    "channel",
-    "entry_mode",
-    "merchant_id",
-    "card_id",
-    "device_id",
-)
+# Event fields a model may read directly, with the kinds each may be read as: a number (a numeric spec
+# entry), a category (one-hot or hashed), or both (the MCC code and card_present, a 0/1 flag).
+EVENT_FIELDS: Final[dict[str, frozenset[str]]] = {
+    "amount": frozenset({"numeric"}),
+    "card_present": frozenset({"numeric", "string"}),
+    "merchant_category_code": frozenset({"numeric", "string"}),
+    **{
+        name: frozenset({"string"})
+        for name in (
+            "currency",
+            "country",
+            "card_country",
+            "channel",
+            "entry_mode",
+            "merchant_id",
+            "card_id",
+            "device_id",
+        )
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +75,24 @@ class InputPlan:
         return tuple(g.group for g in self.groups)
 
 
-def plan_inputs(columns: Iterable[str], groups: Sequence[FeatureGroup]) -> InputPlan:
-    """Resolve input column names; raise :class:`ModelArtifactError` naming every unknown one."""
+def plan_inputs(columns: Iterable[tuple[str, str]], groups: Sequence[FeatureGroup]) -> InputPlan:
+    """Resolve (input column, kind) pairs, kind ``numeric`` or ``string`` (a category); raise
+    :class:`ModelArtifactError` naming every unknown input and every input read as a kind it cannot be."""
     by_name = {g.name: g for g in groups}
     derived: list[str] = []
     fields: list[str] = []
     per_group: dict[str, tuple[list[str], list[int]]] = {}
     unknown: list[str] = []
-    for full_name in dict.fromkeys(columns):
+    wrong_kind: list[str] = []
+    seen: set[str] = set()
+    for full_name, kind in columns:
         source, _, name = full_name.partition(".")
+        allowed = EVENT_FIELDS[name] if source == "event" and name in EVENT_FIELDS else {"numeric"}
+        if kind not in allowed:
+            wrong_kind.append(f"{full_name} as {'a category' if kind == 'string' else 'a number'}")
+        if full_name in seen:
+            continue  # read by several models (maybe as different kinds): gathered once
+        seen.add(full_name)
         if source == "event" and name in EVENT_FEATURES:
             derived.append(name)
         elif source == "event" and name in EVENT_FIELDS:
@@ -94,6 +109,8 @@ def plan_inputs(columns: Iterable[str], groups: Sequence[FeatureGroup]) -> Input
             f"event.{{{','.join(EVENT_FEATURES)}}}, event fields event.{{{','.join(EVENT_FIELDS)}}}; "
             f"groups are {sorted(by_name)}"
         )
+    if wrong_kind:
+        raise ModelArtifactError(f"the model reads inputs as a kind they cannot be: {wrong_kind}")
     return InputPlan(
         event_features=tuple(derived),
         event_fields=tuple(fields),
@@ -104,15 +121,37 @@ def plan_inputs(columns: Iterable[str], groups: Sequence[FeatureGroup]) -> Input
     )
 
 
+def canonical_event_column(name: str, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A training column as the worker sees the event field: the MCC as an integer, card_present as 0/1.
+
+    Training files may hold these as strings ("0742", "true"); the worker reads them as numbers, so the
+    categories learned from the file must be the worker's. Other columns pass through unchanged.
+
+    >>> canonical_event_column("event.merchant_category_code", np.array(["0742", "5411"], dtype=object)).tolist()
+    [742.0, 5411.0]
+    >>> canonical_event_column("event.card_present", np.array(["true", "0", ""], dtype=object)).tolist()
+    [1.0, 0.0, nan]
+    """
+    if values.dtype.kind not in "OUS" or name not in ("event.merchant_category_code", "event.card_present"):
+        return values
+    flags = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0, "": np.nan}
+    try:
+        if name == "event.card_present":
+            return np.array([flags[str(v).strip().lower()] for v in values], dtype=np.float64)
+        return np.array([float(int(v)) if str(v).strip() else np.nan for v in values], dtype=np.float64)
+    except (KeyError, ValueError) as exc:
+        raise ModelArtifactError(f"{name} holds a value the event field cannot: {exc}") from exc
+
+
 def gather(
     plan: InputPlan,
     batch: EventBatch,
     group_values: Mapping[str, GroupValues],
     freshness: Mapping[str, Freshness],
-) -> tuple[dict[str, Any], BoolArray]:
-    """Every planned input column of ``batch`` and, per row, whether any group was not usable (imputed).
+) -> tuple[dict[str, Any], dict[str, BoolArray]]:
+    """Every planned input column of ``batch`` and, per group, which rows were usable (FRESH).
 
-    A group's features are NaN on rows where the group is not FRESH. Inputs are not mutated.
+    A group's features are NaN on rows where the group is not FRESH (the spec imputes them). Inputs are not mutated.
     """
     columns: dict[str, Any] = {}
     if plan.event_features:
@@ -121,14 +160,13 @@ def gather(
     for name in plan.event_fields:
         value = getattr(batch, name)
         columns[f"event.{name}"] = value.astype(np.float64) if name == "card_present" else value
-    imputed = np.zeros(len(batch), dtype=bool)
+    usable_by_group: dict[str, BoolArray] = {}
     for group_columns in plan.groups:
         name = group_columns.group.name
-        usable = freshness[name].usable
+        usable = usable_by_group[name] = freshness[name].usable
         block = np.where(usable[:, None], group_values[name].values[:, group_columns.sources], np.nan)
         columns.update({column: block[:, i] for i, column in enumerate(group_columns.names)})
-        imputed |= ~usable
-    return columns, imputed
+    return columns, usable_by_group
 
 
 def vectorize(
@@ -138,6 +176,14 @@ def vectorize(
     group_values: Mapping[str, GroupValues],
     freshness: Mapping[str, Freshness],
 ) -> tuple[Float64Array, BoolArray]:
-    """The raw (imputed, not standardized) feature matrix of one model's spec, and the imputed flags."""
-    columns, imputed = gather(plan, batch, group_values, freshness)
+    """The raw (imputed, not standardized) feature matrix of one model's spec, and the rows with an imputed group."""
+    columns, usable = gather(plan, batch, group_values, freshness)
+    imputed = np.zeros(len(batch), dtype=bool)
+    for group in groups_read(spec):
+        imputed |= ~usable[group]
     return transform(spec, columns), imputed
+
+
+def groups_read(spec: FittedSpec) -> tuple[str, ...]:
+    """The feature groups a spec reads (its inputs named ``<group>.<feature>``)."""
+    return tuple(dict.fromkeys(c.partition(".")[0] for c in spec.input_columns if not c.startswith("event.")))

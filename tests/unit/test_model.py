@@ -47,13 +47,13 @@ def fixture_inputs(n: int = 6):
 
 def test_plan_rejects_unknown_features_by_name() -> None:
     with pytest.raises(ModelArtifactError, match=r"velocity\.zzz.*event\.nope"):
-        plan_inputs(("velocity.a", "velocity.zzz", "event.nope"), [VELOCITY])
+        plan_inputs([(n, "numeric") for n in ("velocity.a", "velocity.zzz", "event.nope")], [VELOCITY])
 
 
 def test_vectorize_follows_model_order_and_imputes_stale_and_missing_groups() -> None:
     batch, groups, freshness = fixture_inputs()
     model = small_model(NAMES)
-    plan = plan_inputs(NAMES, [VELOCITY, MERCHANT])
+    plan = plan_inputs([(n, "numeric") for n in NAMES], [VELOCITY, MERCHANT])
     events = event_features(batch)
     matrix, imputed = vectorize(plan, model.serving_spec, batch, groups, freshness)
     v, m = groups["velocity"].values, groups["merchant"].values
@@ -69,7 +69,7 @@ def test_vectorize_follows_model_order_and_imputes_stale_and_missing_groups() ->
 def test_vectorize_and_score_do_not_mutate_inputs() -> None:
     batch, groups, freshness = fixture_inputs()
     model = small_model(NAMES)
-    plan = plan_inputs(NAMES, [VELOCITY, MERCHANT])
+    plan = plan_inputs([(n, "numeric") for n in NAMES], [VELOCITY, MERCHANT])
     before = {k: g.values.copy() for k, g in groups.items()}
     defaults = model.defaults.copy()
     matrix, _ = vectorize(plan, model.serving_spec, batch, groups, freshness)
@@ -123,3 +123,40 @@ def test_event_features_of_each_channel_and_flag() -> None:
     assert f["cross_border"].tolist() == [1.0, 0.0] and f["high_risk_mcc"].tolist() == [1.0, 0.0]
     assert f["amount_log"][0] == 0.0
     np.testing.assert_allclose(f["hour_sin"] ** 2 + f["hour_cos"] ** 2, 1.0)
+
+
+def test_plan_refuses_inputs_read_as_a_kind_they_cannot_be() -> None:
+    with pytest.raises(ModelArtifactError, match=r"event\.merchant_id as a number.*velocity\.a as a category"):
+        plan_inputs([("event.merchant_id", "numeric"), ("velocity.a", "string")], [VELOCITY])
+    plan = plan_inputs([("event.merchant_category_code", "string"), ("event.merchant_category_code", "numeric")], [])
+    assert plan.event_fields == ("merchant_category_code",)
+
+
+def test_event_categories_read_the_same_at_training_and_serving() -> None:
+    from stream_scorer.model.featurespec import FeatureSpec, HashedFeature, OneHotFeature, fit_spec
+    from stream_scorer.model.fitted_spec import transform
+    from stream_scorer.model.vectorize import canonical_event_column, gather
+
+    # A training file may hold the MCC as a zero-padded string and card_present as true/false.
+    training = {
+        "event.merchant_category_code": np.array(["0742", "5411", "0742"], dtype=object),
+        "event.card_present": np.array(["true", "false", "true"], dtype=object),
+    }
+    canonical = {name: canonical_event_column(name, values) for name, values in training.items()}
+    spec = FeatureSpec(
+        onehot=(OneHotFeature("event.merchant_category_code"),),
+        hashed=(HashedFeature("event.card_present", 4),),
+    )
+    fitted = fit_spec(spec, canonical)
+    batch = to_batch(
+        [
+            transaction(0, merchant_category_code=742, card_present=True),
+            transaction(1, merchant_category_code=5411, card_present=False),
+        ],
+        None,
+        0,
+    )
+    plan = plan_inputs(fitted.input_columns.items(), [])
+    columns, _ = gather(plan, batch, {}, {})
+    np.testing.assert_array_equal(transform(fitted, columns), transform(fitted, canonical)[:2])
+    assert transform(fitted, columns)[:, : len(fitted.onehot[0].categories)].sum() == 2  # every MCC matched

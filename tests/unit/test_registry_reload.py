@@ -23,7 +23,7 @@ from stream_scorer.reload import ModelReloader
 from stream_scorer.synth.world import FEATURE_NAMES
 from stream_scorer.worker import ModelServing
 from tests.support import small_model, transaction
-from tests.unit.test_worker import SCHEMAS, FakeLookup, FakeSink, FakeSource, make_worker, messages
+from tests.unit.test_worker import NOW, SCHEMAS, FakeLookup, FakeSink, FakeSource, make_worker, messages
 
 
 def model_v(version: int, seed: int | None = None) -> LogisticModel:
@@ -145,7 +145,7 @@ def test_stacked_challengers_score_like_each_model_alone() -> None:
     scored = scorer.score(batch, 1_700_000_100_000)
 
     for j, model in enumerate([champion, *challengers]):
-        plan = plan_inputs(model.feature_names, DEFAULT_FEATURE_GROUPS)
+        plan = plan_inputs(model.serving_spec.input_columns.items(), DEFAULT_FEATURE_GROUPS)
         groups = {g.name: scored.group_values[g.name] for g in plan.feature_groups}
         fresh = {g.name: scored.freshness[g.name] for g in plan.feature_groups}
         matrix, _ = vectorize(plan, model.serving_spec, batch, groups, fresh)
@@ -211,3 +211,118 @@ def test_train_into_a_registry_and_move_current_from_the_command_line(tmp_path: 
     assert listing[1].startswith("*") and not listing[2].startswith("*")
     assert main(["model", "show", "2", "--registry", str(root)]) == 0
     assert '"version": "2"' in capsys.readouterr().out
+
+
+def test_a_refused_version_is_tried_again_once_its_files_change(tmp_path: Path) -> None:
+    from stream_scorer.model import signing
+
+    private, public = signing.generate_keypair()
+    registry = Registry.create(tmp_path)
+    for seed in (1, 2):
+        register(registry, seed)
+    registry.promote(1)
+    clock, refused = Clock(), []
+    reloader = ModelReloader(
+        registry,
+        lambda p: load_verified(p, public, require_signature=True),
+        lambda m: m,
+        on_refused=refused.append,
+        serving_version=1,
+        interval_seconds=1.0,
+        clock=clock,
+    )
+    (registry.root / "CURRENT").write_text("2\n")  # promoted by a tool that did not check signatures
+    clock.now = 1.0
+    assert reloader.poll() is None and refused == ["ModelArtifactError"]
+    clock.now = 2.0
+    assert reloader.poll() is None and refused == ["ModelArtifactError"]  # unchanged: not retried
+    signing.sign(registry.path(2), private)
+    clock.now = 3.0
+    loaded = reloader.poll()
+    assert loaded is not None and loaded.version == "2" and reloader.serving_version == 2
+
+
+def test_a_transient_read_error_is_not_a_refusal(tmp_path: Path) -> None:
+    registry = Registry.create(tmp_path)
+    register(registry, 1)
+    register(registry, 2)
+    registry.promote(1)
+    clock, refused, failures = Clock(), [], [OSError("stale NFS handle")]
+
+    def load(path: Path) -> LogisticModel:
+        if failures:
+            raise failures.pop()
+        return load_verified(path, None, False)
+
+    reloader = ModelReloader(
+        registry, load, lambda m: m, on_refused=refused.append, serving_version=1, interval_seconds=1.0, clock=clock
+    )
+    registry.promote(2)
+    clock.now = 1.0
+    assert reloader.poll() is None and refused == []
+    clock.now = 2.0
+    assert reloader.poll() is not None and reloader.serving_version == 2
+
+
+def test_promote_runs_the_workers_checks_and_never_interleaves(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    def refuse_version_2(path: Path) -> None:
+        if path.name == "2":
+            raise ModelArtifactError("unsigned")
+        time.sleep(0.2)  # a slow check: a concurrent promote must wait for it
+
+    registry = Registry.create(tmp_path, verify=refuse_version_2)
+    for seed in (1, 2, 3, 4):
+        register(registry, seed)
+    with pytest.raises(ModelArtifactError, match="unsigned"):
+        registry.promote(2)
+    assert registry.current() is None
+    errors: list[Exception] = []
+
+    def promote(version: int) -> None:
+        try:
+            Registry(tmp_path, verify=refuse_version_2).promote(version)
+        except ModelArtifactError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in (3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Whichever ran first, CURRENT ends at 4 and never moved backwards; history has no backward "promote".
+    assert registry.current() == 4
+    moves = [(h.get("from"), h["version"]) for h in registry.history() if h["action"] == "promote"]
+    assert all(old is None or new > old for old, new in moves)
+    assert len(moves) + len(errors) == 2
+
+
+def test_no_swap_while_a_commit_window_is_open() -> None:
+    batches = [messages([transaction(i) for i in range(b * 10, b * 10 + 10)], b * 10) for b in range(3)]
+    sink = FakeSink()
+    new = dataclasses.replace(small_model(FEATURE_NAMES, seed=7), version="2")
+    serving = ModelServing(
+        Scorer(new, DEFAULT_FEATURE_GROUPS, FakeLookup()), PredictionEncoder(SCHEMAS.prediction, new)
+    )
+    swap = OneSwap(serving, at=1)
+    worker, _ = make_worker(FakeSource(batches), sink, models=swap, commit_interval=3600.0)
+    worker.step()  # first poll of the source: the swap is offered and taken (nothing uncommitted yet)
+    worker.step()
+    worker.step()
+    assert swap.polls == 1  # with the window open, the reloader is not even asked
+    worker.finish()
+    versions = {decode(SCHEMAS.prediction, v)["model_version"] for _, v in sink.produced}
+    assert versions == {"2"} and sink.committed == [list(range(30))]
+
+
+def test_groups_only_a_challenger_reads_do_not_flag_the_champion() -> None:
+    champion = small_model(("event.amount_log", "event.is_ecom"), seed=1)
+    challenger = dataclasses.replace(small_model(FEATURE_NAMES, seed=2), name="c")
+    batch = to_batch([transaction(i) for i in range(7)], None, 0)  # card-0 has missing groups in FakeLookup
+    scored = Scorer(champion, DEFAULT_FEATURE_GROUPS, FakeLookup(), challengers=[challenger]).score(batch, NOW)
+    assert not scored.imputed.any() and scored.freshness == {}
+    alone = Scorer(challenger, DEFAULT_FEATURE_GROUPS, FakeLookup()).score(batch, NOW)
+    assert alone.imputed[0] and not alone.imputed[1:].any()
+    np.testing.assert_allclose(scored.shadow_scores[:, 0], alone.scores, rtol=0, atol=1e-12)

@@ -83,6 +83,18 @@ def _parser() -> argparse.ArgumentParser:
     add_batch_commands(commands, common)
     add_model_commands(commands, common)
 
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="a live summary table of the metrics endpoints (for people without Grafana)",
+    )
+    status.add_argument(
+        "--url", action="append", default=None, help="a metrics endpoint (repeatable; default: the configured one)"
+    )
+    status.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes")
+    status.add_argument("--once", action="store_true", help="print one table (two scrapes, for the rates) and exit")
+    status.set_defaults(handler=_status)
+
     features = commands.add_parser("features", help="write features into the Redis feature store")
     features_commands = features.add_subparsers(title="features commands")
     put = features_commands.add_parser(
@@ -125,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--labels-delay", type=float, default=5.0, help="seconds between an event and its label")
     publish.add_argument("--schema-id", type=int, default=None, help="frame events in the Confluent wire format")
     publish.add_argument("--seed", type=int, default=3)
+    publish.add_argument("--shift-after", type=int, default=None, help="shift amounts from this event on (drift)")
+    publish.add_argument("--amount-factor", type=float, default=3.0, help="with --shift-after: multiply amounts")
     publish.set_defaults(handler=_synth_publish)
 
     watch = commands.add_parser("watch", parents=[common], help="read predictions: live progress and a summary")
@@ -185,6 +199,29 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         runtime.close()
     log.info("stopped cleanly")
     return 0
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_scorer.monitoring.summary import scrape, summary
+
+    urls = args.url or [f"http://{settings.metrics.host}:{settings.metrics.port}"]
+    before = scrape(urls, time.time())
+    if not before.samples:
+        print(f"status: no metrics endpoint answers at {urls}", file=sys.stderr)
+        return 1
+    try:
+        while True:
+            time.sleep(args.interval)
+            now = scrape(urls, time.time())
+            if not args.once:
+                print("\x1b[2J\x1b[H", end="")  # clear the terminal
+            print(time.strftime("%H:%M:%S"), " ".join(urls))
+            print(summary(now, before), flush=True)
+            if args.once:
+                return 0
+            before = now
+    except KeyboardInterrupt:
+        return 0
 
 
 def _features_put(args: argparse.Namespace, settings: Settings) -> int:
@@ -295,6 +332,8 @@ def _synth_publish(args: argparse.Namespace, settings: Settings) -> int:
         label_delay_seconds=args.labels_delay,
         seed=args.seed,
         schema_id=args.schema_id,
+        shift_after=args.shift_after,
+        amount_factor=args.amount_factor,
     )
     print(
         f"published {sent['events']} events and {sent['labels']} labels ({sent['positives']} positive) "

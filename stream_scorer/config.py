@@ -179,6 +179,65 @@ class MetricsSettings:
     port: int = 9464
 
 
+def window_seconds(text: str) -> float | None:
+    """A window given as a duration ("90s", "5m", "1h", "2d") in seconds; None for a count ("10000").
+
+    >>> window_seconds("5m"), window_seconds("24h"), window_seconds("10000")
+    (300.0, 86400.0, None)
+    """
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    if text.isdigit():
+        return None
+    try:
+        value = float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError) as exc:
+        raise ConfigError(
+            f'a window is a count like "10000" or a duration like "5m", "1h", "24h"; not {text!r}'
+        ) from exc
+    if value <= 0:
+        raise ConfigError(f"a window must be longer than 0, not {text!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelSettings:
+    """The late-label join (``stream-scorer labels``) and the pending predictions the worker writes for it."""
+
+    enabled: bool = True  # the worker writes each prediction's pending record to Redis for the join
+    horizon_seconds: float = 7 * 86400.0  # how long a prediction waits for its label (the pending record's TTL)
+    hold_seconds: float = 600.0  # how long a label that came before its prediction is held and retried
+    retry_seconds: float = 1.0  # how often held labels are retried
+    windows: tuple[str, ...] = ("10000", "1h", "24h")  # rolling metric windows: label counts or durations
+    bucket_seconds: float = 60.0  # time-window and coverage granularity
+    coverage_lookback_seconds: float = 3600.0  # coverage over predictions this long before the horizon
+    group_id: str = ""  # the label flow's consumer group (default: <kafka.group_id>-labels)
+    max_events: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("horizon_seconds", "hold_seconds", "retry_seconds", "bucket_seconds", "coverage_lookback_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"labels.{name} must be > 0")
+        for window in self.windows:
+            window_seconds(window)
+        if not self.windows:
+            raise ConfigError("labels.windows needs at least one window")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftSettings:
+    """PSI of every model feature and of the score against the training baselines, over sliding windows."""
+
+    enabled: bool = True
+    windows: tuple[str, ...] = ("5m", "1h")
+    bucket_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if any(window_seconds(w) is None for w in self.windows) or not self.windows:
+            raise ConfigError('drift.windows are durations like "5m" or "1h"')
+        if self.bucket_seconds <= 0:
+            raise ConfigError("drift.bucket_seconds must be > 0")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything the worker needs, validated once at startup."""
@@ -188,6 +247,8 @@ class Settings:
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    labels: LabelSettings = field(default_factory=LabelSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
     feature_groups: tuple[FeatureGroup, ...] = DEFAULT_FEATURE_GROUPS
     # An artifact directory, or a registry (stream_scorer.model.registry): then the worker serves its CURRENT
     # version and, between batches, reloads when CURRENT moves (checked every model_reload_seconds).

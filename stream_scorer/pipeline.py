@@ -16,6 +16,7 @@ from stream_scorer.config import FeatureGroup
 from stream_scorer.features.freshness import STATUS_NAMES, Freshness, assess
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.features.store import FeatureLookup
+from stream_scorer.labels.pending import models_header, pack_many
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.fitted_spec import FittedSpec, transform
 from stream_scorer.model.score import StackedWeights, score_stacked, top_contributions
@@ -40,6 +41,8 @@ class ScoredBatch:
     # Challengers (shadow scoring): one column per challenger, in the scorer's order; they never decide.
     shadow_scores: Float64Array = field(default_factory=lambda: np.zeros((0, 0)))
     shadow_decisions: BoolArray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    # The champion's raw feature rows (n, k): drift monitoring bins them against the training baselines.
+    features: Float64Array = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 class Scorer:
@@ -79,6 +82,7 @@ class Scorer:
         self._stacked = StackedWeights.of(models, offsets, width)
         self._thresholds = np.array([c.threshold for c in self.challengers], dtype=np.float64)
         self._lookup = lookup
+        self.pending_header = models_header([(m.name, m.version) for m in models])  # for the label join
 
     @property
     def feature_groups(self) -> tuple[FeatureGroup, ...]:
@@ -125,6 +129,7 @@ class Scorer:
             scored_at_ms=now_ms,
             reason_index=reason_index,
             reason_value=reason_value,
+            features=blocks[0],
             stage_seconds={"enrich": fetched - started, "vectorize": vectorized - fetched, "score": done - vectorized},
         )
 
@@ -180,6 +185,19 @@ def prediction_records(
             }
         )
     return records
+
+
+def pending_records(scored: ScoredBatch, header: bytes) -> list[bytes]:
+    """The pending-prediction record of every event (champion, then challengers), for the label join."""
+    scores = (
+        np.column_stack([scored.scores, scored.shadow_scores]) if scored.shadow_scores.size else scored.scores[:, None]
+    )
+    decisions = (
+        np.column_stack([scored.decisions, scored.shadow_decisions])
+        if scored.shadow_decisions.size
+        else scored.decisions[:, None]
+    )
+    return pack_many(header, scored.batch.event_time_ms, scored.scored_at_ms, scores, decisions)
 
 
 def status_counts(scored: ScoredBatch) -> dict[str, np.ndarray[Any, np.dtype[np.intp]]]:

@@ -13,7 +13,7 @@ import redis
 from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, Schemas, load_schemas
-from stream_scorer.config import RedisSettings, Settings, resolve_secret
+from stream_scorer.config import RedisSettings, Settings, resolve_secret, window_seconds
 from stream_scorer.emit import PredictionEncoder
 from stream_scorer.errors import ConfigError, ModelArtifactError, StreamScorerError
 from stream_scorer.features.breaker import CircuitBreakerLookup
@@ -23,9 +23,12 @@ from stream_scorer.kafka.admin import ensure_topics
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
+from stream_scorer.kafka.stats import ConsumerLagGauge
+from stream_scorer.labels.pending import RedisPendingStore
 from stream_scorer.model import registry as model_registry
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.verify import load_verified
+from stream_scorer.monitoring.drift import DriftCollector, DriftMonitor
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.monitoring.server import MetricsServer
 from stream_scorer.pipeline import Scorer
@@ -53,9 +56,15 @@ def redis_client(settings: RedisSettings) -> redis.Redis:
     )
 
 
-def feature_store(settings: Settings) -> RedisFeatureStore:
+def feature_store(settings: Settings, client: redis.Redis | None = None) -> RedisFeatureStore:
     """The feature store described by ``settings``."""
-    return RedisFeatureStore(redis_client(settings.redis), settings.redis.key_prefix)
+    return RedisFeatureStore(client or redis_client(settings.redis), settings.redis.key_prefix)
+
+
+def pending_store(settings: Settings, client: redis.Redis) -> RedisPendingStore:
+    """Where the worker writes pending predictions and the label flow joins them."""
+    labels = settings.labels
+    return RedisPendingStore(client, settings.redis.key_prefix, labels.horizon_seconds, labels.bucket_seconds)
 
 
 def schemas(settings: Settings) -> Schemas:
@@ -130,6 +139,21 @@ def served_model_path(settings: Settings) -> tuple[Path, model_registry.Registry
     return models.path(version), models, version
 
 
+def drift_monitor(settings: Settings, model: LogisticModel) -> DriftMonitor | None:
+    """PSI against the model's training baselines (None when disabled or the artifact has none)."""
+    if not settings.drift.enabled or not model.baselines:
+        return None
+    windows = tuple(window_seconds(w) or 0.0 for w in settings.drift.windows)
+    return DriftMonitor(
+        model.baselines, model.feature_names, windows=windows, bucket_seconds=settings.drift.bucket_seconds
+    )
+
+
+def lag_statistics(gauge: ConsumerLagGauge) -> dict[str, object]:
+    """Consumer settings that export per-partition lag from librdkafka's statistics (every 5 s)."""
+    return {"statistics.interval.ms": 5000, "stats_cb": gauge.update_json}
+
+
 def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
     """Validate everything once (schemas, model checksum, model features vs. feature groups), then connect."""
     parsed = schemas(settings)
@@ -139,7 +163,8 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     challengers = [load(Path(p)) for p in settings.challengers]
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ScorerMetrics(registry)
-    store = feature_store(settings)
+    connection = redis_client(settings.redis)  # one pool for features and pending predictions
+    store = feature_store(settings, connection)
     lookup = CircuitBreakerLookup(
         store,
         failures=settings.redis.breaker_failures,
@@ -153,6 +178,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         return ModelServing(
             scorer=Scorer(champion, settings.feature_groups, lookup, settings.reason_codes, shadow),
             encoder=PredictionEncoder(parsed.prediction, champion, shadow),
+            drift=drift_monitor(settings, champion),
         )
 
     serving = serve(model)
@@ -182,6 +208,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
             log.info("created topics %s", created)
     exactly_once = kafka.delivery == "exactly_once"
     consumer_settings = consumer_config(kafka.bootstrap_servers, kafka.group_id, client, kafka.session_timeout_seconds)
+    consumer_settings.update(lag_statistics(ConsumerLagGauge(registry)))
     if exactly_once:
         consumer_settings["isolation.level"] = "read_committed"
     producer_settings = producer_config(kafka.bootstrap_servers, client)
@@ -213,6 +240,8 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         scorer=serving.scorer,
         encoder=serving.encoder,
         models=reloader,
+        drift=serving.drift,
+        pending=pending_store(settings, connection) if settings.labels.enabled else None,
         metrics=metrics,
         bounds=BatchBounds(
             max_events=settings.batch.max_events,
@@ -226,6 +255,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
             window=validation.window_messages,
         ),
     )
+    DriftCollector(lambda: worker.drift, registry=registry)
     consumer.before_revoke = worker.finish
     consumer.before_lost = worker.abandon
     runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)

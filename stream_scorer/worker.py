@@ -21,11 +21,12 @@ import numpy as np
 from stream_scorer.codec import EventDecoder, InvalidMessage, KafkaMessage
 from stream_scorer.deadletter import dead_letters
 from stream_scorer.emit import PredictionEncoder
-from stream_scorer.errors import BatchAborted, InvalidInputRateError
+from stream_scorer.errors import BatchAborted, FeatureStoreError, InvalidInputRateError
 from stream_scorer.guard import InvalidInputGuard
 from stream_scorer.kafka.delivery import Delivery
+from stream_scorer.monitoring.drift import DriftMonitor
 from stream_scorer.monitoring.metrics import ScorerMetrics
-from stream_scorer.pipeline import ScoredBatch, Scorer, status_counts
+from stream_scorer.pipeline import ScoredBatch, Scorer, pending_records, status_counts
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,19 @@ class ModelServing:
 
     scorer: Scorer
     encoder: PredictionEncoder
+    drift: DriftMonitor | None = None  # the model's training baselines vs what it sees now
 
 
 class ModelSource(Protocol):
     """Offers a new :class:`ModelServing` when the served model changes (see :mod:`stream_scorer.reload`)."""
 
     def poll(self) -> ModelServing | None: ...
+
+
+class PendingSink(Protocol):
+    """Where pending predictions go for the label join (Redis)."""
+
+    def write(self, event_ids: Sequence[str], records: Sequence[bytes], scored_at_ms: int) -> None: ...
 
 
 class MessageSource(Protocol):
@@ -89,6 +97,8 @@ class Worker:
         topics: Topics,
         guard: InvalidInputGuard,
         models: ModelSource | None = None,
+        pending: PendingSink | None = None,
+        drift: DriftMonitor | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._source = source
@@ -101,6 +111,8 @@ class Worker:
         self._topics = topics
         self._guard = guard
         self._models = models
+        self._pending = pending
+        self.drift = drift
         self._clock_ms = clock_ms
         self._window: list[_Pending] = []
         self._window_started = 0.0
@@ -111,6 +123,8 @@ class Worker:
         model = self._scorer.model
         self._metrics.model.info({"name": model.name, "version": model.version, "checksum": model.checksum})
         self._metrics.challengers.set(len(self._scorer.challengers))
+        served = (model, *self._scorer.challengers)
+        self._metrics.announce_models([(m.name, m.version, m.metrics.get("validation", {})) for m in served])
 
     @property
     def scorer(self) -> Scorer:
@@ -173,6 +187,7 @@ class Worker:
             t4 = time.perf_counter()
             self._delivery.produce(self._topics.predictions, decoded.batch.key, values)  # produce
             seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4
+            self._write_pending(scored)  # for the label join, one round trip
         if decoded.invalid:
             letters = dead_letters(decoded.invalid)  # dead letters
             self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
@@ -185,12 +200,24 @@ class Worker:
         self._record(len(messages), scored, seconds)
         return len(messages)
 
+    def _write_pending(self, scored: ScoredBatch) -> None:
+        if self._pending is None:
+            return
+        started = time.perf_counter()
+        try:
+            records = pending_records(scored, self._scorer.pending_header)
+            self._pending.write(scored.batch.event_id, records, scored.scored_at_ms)
+        except FeatureStoreError as exc:  # predictions still flow; these events' labels will count as unknown
+            self._metrics.pending_write_errors.inc()
+            log.warning("%s", exc)
+        self._metrics.stage_duration.labels("pending").observe(time.perf_counter() - started)
+
     def _reload(self) -> None:
         if self._models is None or self._window:
             return  # only with nothing uncommitted: a transaction (or commit window) holds one model's output
         serving = self._models.poll()
         if serving is not None:
-            self._scorer, self._encoder = serving.scorer, serving.encoder
+            self._scorer, self._encoder, self.drift = serving.scorer, serving.encoder, serving.drift
             self._metrics.model_reloads.inc()
             self._announce()
 
@@ -260,6 +287,8 @@ class Worker:
             malformed = int(np.count_nonzero(scored.group_values[name].malformed))
             metrics.observe_freshness(name, counts, scored.freshness[name].age_ms, malformed)
         metrics.predictions_imputed.inc(int(np.count_nonzero(scored.imputed)))
+        if self.drift is not None:
+            self.drift.observe(scored.features, scored.scores)
 
 
 @dataclass(frozen=True, slots=True)

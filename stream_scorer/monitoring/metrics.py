@@ -6,7 +6,7 @@ group names, statuses and invalid-input reasons, never an event or entity id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.monitoring.histogram import BatchHistogram
 
-STAGES = ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "commit", "batch")
+STAGES = ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "pending", "commit", "batch")
 # Sub-millisecond stages need fine buckets: 20 us to 10 s.
 STAGE_BUCKETS = (
     0.00002,
@@ -53,6 +53,7 @@ AGE_BUCKETS = (
     2 * 86400.0,
     7 * 86400.0,
 )
+TRAINING_METRICS = ("precision", "recall", "f1", "ece", "auc", "log_loss", "brier", "positive_rate")
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
@@ -149,6 +150,18 @@ class ScorerMetrics:
         self.challengers = Gauge(
             "stream_scorer_challenger_models", "Challenger models scored in shadow.", registry=registry
         )
+        self.training_metric = Gauge(
+            "stream_scorer_model_training_metric",
+            "A served model's quality on its held-out test rows at training time: the baseline live metrics are "
+            "compared with.",
+            ["model", "version", "metric"],
+            registry=registry,
+        )
+        self.pending_write_errors = Counter(
+            "stream_scorer_pending_write_errors",
+            "Batches whose pending predictions (for the label join) could not be written to Redis.",
+            registry=registry,
+        )
         self.model_reloads = Counter(
             "stream_scorer_model_reloads", "Models swapped in between batches (hot reload).", registry=registry
         )
@@ -166,6 +179,15 @@ class ScorerMetrics:
         self.assigned_partitions = Gauge(
             "stream_scorer_assigned_partitions", "Input partitions assigned to this worker.", registry=registry
         )
+
+    def announce_models(self, models: Sequence[tuple[str, str, Mapping[str, object]]]) -> None:
+        """Publish the training-time metrics of the served models (champion and challengers)."""
+        self.training_metric.clear()
+        for name, version, report in models:
+            for metric in TRAINING_METRICS:
+                value = report.get(metric)
+                if isinstance(value, int | float):
+                    self.training_metric.labels(name, version, metric).set(float(value))
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
         """Record one batch's stage durations."""

@@ -96,13 +96,20 @@ def publish(
     seed: int = 3,
     schema_id: int | None = None,
     progress: Callable[[int], None] | None = None,
+    shift_after: int | None = None,
+    amount_factor: float = 1.0,
 ) -> dict[str, Any]:
     """Publish ``count`` events keyed by card id, stamped with the time of sending, at ``rate`` per second
     (0: as fast as possible); publish each one's label ``label_delay_seconds`` later. With ``schema_id``
-    the events are framed in the Confluent wire format. Returns what was sent."""
+    the events are framed in the Confluent wire format. From event ``shift_after`` on, amounts are
+    multiplied by ``amount_factor``: a distribution shift for drift monitoring (labels keep the truth of
+    the unshifted event). Returns what was sent."""
     rng = np.random.default_rng(seed)
     records, sampled = sample_events(world, count, start_ms=0, rng=rng)
     labels = draw_labels(world, feature_matrix(world, records, sampled), rng)
+    if shift_after is not None:
+        for record in records[shift_after:]:
+            record["amount"] = round(record["amount"] * amount_factor, 2)
     due: collections.deque[tuple[float, dict[str, Any]]] = collections.deque()
     failures: list[str] = []
 

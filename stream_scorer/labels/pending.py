@@ -1,0 +1,139 @@
+"""Pending predictions: what the label join needs of each prediction, packed compactly for Redis.
+
+The scoring worker writes one record per prediction, keyed by event id, with a TTL equal to the label
+horizon, in one pipelined round trip per batch. Labels arrive on their own topic, not co-partitioned
+with the events, minutes to days later, and are joined by any label-flow process: so the records live
+in Redis, not in a worker's memory, and survive restarts and rebalances.
+
+Record layout (little-endian)::
+
+    u8 format (1) | u8 m | m x (u8 length, utf-8 "name<TAB>version")      models, champion first
+    i64 event_time_ms | i64 scored_at_ms | m x (f64 score, u8 decision)
+
+About 30 bytes plus the model names per prediction.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream_scorer.batch import BoolArray, Float64Array, Int64Array
+from stream_scorer.errors import FeatureStoreError
+
+FORMAT = 1
+_TIMES = struct.Struct("<qq")
+_MODEL = struct.Struct("<dB")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPrediction:
+    """One prediction awaiting its label: for each model (champion first), its score and decision."""
+
+    event_time_ms: int
+    scored_at_ms: int
+    models: tuple[tuple[str, str], ...]
+    scores: tuple[float, ...]
+    decisions: tuple[bool, ...]
+
+
+def models_header(models: Sequence[tuple[str, str]]) -> bytes:
+    """The record prefix naming the models (the same for every prediction of a scorer)."""
+    parts = [bytes((FORMAT, len(models)))]
+    for name, version in models:
+        label = f"{name}\t{version}".encode()
+        if len(label) > 255:
+            raise ValueError(f"model name and version are too long for a pending record: {label[:40]!r}")
+        parts.append(bytes((len(label),)) + label)
+    return b"".join(parts)
+
+
+def pack_many(
+    header: bytes,
+    event_time_ms: Int64Array,
+    scored_at_ms: int,
+    scores: Float64Array,
+    decisions: BoolArray,
+) -> list[bytes]:
+    """One record per row; ``scores`` and ``decisions`` are (n, m), champion in column 0.
+
+    >>> h = models_header([("fraud", "3")])
+    >>> [r] = pack_many(h, np.array([1000]), 2000, np.array([[0.25]]), np.array([[True]]))
+    >>> p = unpack(r)
+    >>> p.event_time_ms, p.scored_at_ms, p.models, p.scores, p.decisions
+    (1000, 2000, (('fraud', '3'),), (0.25,), (True,))
+    """
+    n, m = scores.shape
+    row = np.dtype(
+        [("event_time", "<i8"), ("scored_at", "<i8"), ("models", [("score", "<f8"), ("decision", "u1")], (m,))]
+    )
+    table = np.empty(n, dtype=row)
+    table["event_time"] = event_time_ms
+    table["scored_at"] = scored_at_ms
+    table["models"]["score"] = scores
+    table["models"]["decision"] = decisions
+    raw = table.tobytes()
+    size = row.itemsize
+    return [header + raw[i * size : (i + 1) * size] for i in range(n)]
+
+
+def unpack(record: bytes) -> PendingPrediction:
+    """Read one record; raise ``ValueError`` on anything malformed."""
+    if not record or record[0] != FORMAT:
+        raise ValueError("not a pending-prediction record of format 1")
+    m, at = record[1], 2
+    models = []
+    for _ in range(m):
+        length = record[at]
+        name, _, version = record[at + 1 : at + 1 + length].decode().partition("\t")
+        models.append((name, version))
+        at += 1 + length
+    event_time, scored_at = _TIMES.unpack_from(record, at)
+    at += _TIMES.size
+    scores, decisions = [], []
+    for _ in range(m):
+        score, decision = _MODEL.unpack_from(record, at)
+        scores.append(score)
+        decisions.append(bool(decision))
+        at += _MODEL.size
+    if at != len(record):
+        raise ValueError("pending-prediction record has trailing bytes")
+    return PendingPrediction(event_time, scored_at, tuple(models), tuple(scores), tuple(decisions))
+
+
+class RedisPendingStore:
+    """Writes and reads pending predictions and the join's bookkeeping; keys under ``<prefix>:``.
+
+    ``pending:<event_id>``  the record (TTL: the label horizon)
+    ``predicted:<bucket>``  predictions scored in that time bucket (for label coverage)
+    """
+
+    def __init__(self, client: object, prefix: str, horizon_seconds: float, bucket_seconds: float) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._horizon_ms = int(horizon_seconds * 1000)
+        self._bucket_ms = int(bucket_seconds * 1000)
+
+    def key(self, kind: str, name: str) -> str:
+        """The Redis key of one item."""
+        return f"{self._prefix}:{kind}:{name}"
+
+    def bucket(self, at_ms: int) -> int:
+        """The coverage bucket of a time (ms)."""
+        return at_ms // self._bucket_ms
+
+    def write(self, event_ids: Sequence[str], records: Sequence[bytes], scored_at_ms: int) -> None:
+        """Store a batch's records and count them for coverage, in one round trip."""
+        pipe = self._client.pipeline(transaction=False)  # type: ignore[attr-defined]
+        for event_id, record in zip(event_ids, records, strict=True):
+            pipe.set(self.key("pending", event_id), record, px=self._horizon_ms)
+        counter = self.key("predicted", str(self.bucket(scored_at_ms)))
+        pipe.incrby(counter, len(records))
+        pipe.pexpire(counter, 2 * self._horizon_ms + 86_400_000)
+        try:
+            pipe.execute()
+        except Exception as exc:  # redis.RedisError and socket errors: the caller counts and goes on
+            raise FeatureStoreError(f"redis: pending predictions not written: {type(exc).__name__}: {exc}") from exc

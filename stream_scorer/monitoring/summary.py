@@ -1,0 +1,126 @@
+"""A terminal view for people without Grafana: scrape ``/metrics`` endpoints and print a summary table.
+
+``stream-scorer status --url http://127.0.0.1:9464 --url http://127.0.0.1:9465`` scrapes the worker and
+the label flow every few seconds; rates come from the difference between two scrapes.
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    """Every sample of one or more scrapes, by (name, sorted labels), and when it was taken."""
+
+    at: float
+    samples: dict[Key, float]
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels`` (NaN when there is none)."""
+        wanted = set(labels.items())
+        found = [v for (n, ls), v in self.samples.items() if n == name and wanted <= set(ls)]
+        return math.fsum(found) if found else math.nan
+
+    def series(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """Every sample of ``name`` with its labels."""
+        return [(dict(ls), v) for (n, ls), v in self.samples.items() if n == name]
+
+
+def parse(texts: Iterable[str], at: float) -> Scrape:
+    """Parse Prometheus text exposition (several endpoints are merged; equal series add up)."""
+    samples: dict[Key, float] = defaultdict(float)
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] += sample.value
+    return Scrape(at, dict(samples))
+
+
+def scrape(urls: Sequence[str], at: float, timeout: float = 5.0) -> Scrape:
+    """Fetch and parse ``<url>/metrics`` of each endpoint; an endpoint that does not answer is skipped."""
+    texts = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as response:
+                texts.append(response.read().decode())
+        except OSError:
+            continue
+    return parse(texts, at)
+
+
+def quantile(scrape: Scrape, name: str, q: float, **labels: str) -> float:
+    """A quantile from a histogram's cumulative buckets (linear inside the bucket, as Prometheus does)."""
+    buckets: dict[float, float] = defaultdict(float)
+    for sample_labels, value in scrape.series(name + "_bucket"):
+        if set(labels.items()) <= set(sample_labels.items()):
+            buckets[float(sample_labels["le"])] += value
+    if not buckets or buckets.get(math.inf, 0.0) == 0:
+        return math.nan
+    bounds = sorted(buckets)
+    total = buckets[math.inf]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if math.isinf(bound):
+                return lower
+            inside = buckets[bound] - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 0.0)
+        lower, below = bound, buckets[bound]
+    return math.nan
+
+
+def summary(now: Scrape, before: Scrape | None) -> str:
+    """The table: throughput, latency, freshness, lag, drift, model and label metrics."""
+    seconds = (now.at - before.at) if before is not None else math.nan
+
+    def rate(name: str) -> float:
+        if before is None or not seconds:
+            return math.nan
+        return (now.value(name) - before.value(name)) / seconds
+
+    rows: list[tuple[str, str]] = []
+    models = [ls for ls, v in now.series("stream_scorer_model_info") if v]
+    for info in models:
+        rows.append(("model", f"{info.get('name')} {info.get('version')} ({info.get('checksum', '')[:12]})"))
+    rows.append(("events/s consumed", _number(rate("stream_scorer_events_consumed_total"), "{:,.0f}")))
+    rows.append(("predictions/s", _number(rate("stream_scorer_predictions_produced_total"), "{:,.0f}")))
+    rows.append(("dead letters/s", _number(rate("stream_scorer_dead_letters_total"), "{:,.1f}")))
+    latency = [quantile(now, "stream_scorer_event_to_prediction_seconds", q) * 1000 for q in (0.5, 0.95, 0.99)]
+    rows.append(("event->prediction p50/p95/p99 ms", " / ".join(_number(v, "{:.0f}") for v in latency)))
+    lookups = now.value("stream_scorer_feature_group_lookups_total")
+    for status in ("stale", "missing", "unavailable"):
+        share = now.value("stream_scorer_feature_group_lookups_total", status=status) / lookups
+        rows.append((f"feature lookups {status}", _number(100 * share, "{:.1f}%")))
+    rows.append(("consumer lag (messages)", _number(now.value("stream_scorer_consumer_lag"), "{:,.0f}")))
+    psi = sorted(((v, ls.get("feature", "")) for ls, v in now.series("stream_scorer_feature_psi") if not math.isnan(v)))
+    if psi:
+        rows.append((f"max feature PSI ({psi[-1][1]})", f"{psi[-1][0]:.3f}"))
+    for labels, value in now.series("stream_scorer_prediction_psi"):
+        rows.append((f"prediction PSI {labels.get('window', '')}", _number(value, "{:.3f}")))
+    rows.append(("labels joined/s", _number(rate("stream_scorer_labels_joined_total"), "{:,.1f}")))
+    lag = quantile(now, "stream_scorer_label_lag_seconds", 0.5, reference="event_time")
+    rows.append(("label lag p50 (s)", _number(lag, "{:,.1f}")))
+    rows.append(("label coverage", _number(now.value("stream_scorer_label_coverage"), "{:.3f}")))
+    for labels, support in sorted(
+        now.series("stream_scorer_model_window_labels"), key=lambda item: sorted(item[0].items())
+    ):
+        key = {k: labels[k] for k in ("model", "version", "window")}
+        metrics = {m: now.value(f"stream_scorer_model_{m}", **key) for m in ("precision", "recall", "ece", "auc")}
+        text = "  ".join(f"{m} {_number(v, '{:.3f}')}" for m, v in metrics.items())
+        rows.append((f"{key['model']} {key['version']} [{key['window']}] n={support:.0f}", text))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _number(value: float, pattern: str) -> str:
+    return "-" if value is None or math.isnan(value) else pattern.format(value)

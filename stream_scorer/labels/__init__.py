@@ -1,0 +1,1 @@
+"""Labels: the late-label join's rolling evaluation of model quality."""

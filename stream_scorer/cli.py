@@ -81,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     add_batch_commands(commands, common)
+
+    labels = commands.add_parser(
+        "labels",
+        parents=[common],
+        help="join late labels to their predictions and export rolling quality metrics, until SIGTERM",
+        description="Consume the labels topic in its own consumer group, join each label to its pending "
+        "prediction in Redis, and serve rolling precision/recall, calibration, AUC and label-lag metrics on "
+        "the metrics endpoint (per model and window).",
+    )
+    labels.set_defaults(handler=_labels)
     add_model_commands(commands, common)
 
     status = commands.add_parser(
@@ -198,6 +208,24 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         runtime.close()
     log.info("stopped cleanly")
+    return 0
+
+
+def _labels(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = wiring.build_label_runtime(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: finishing the current label batch, then exiting", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        runtime.flow.run(stop)
+    finally:
+        runtime.close()
+    log.info("label flow stopped cleanly")
     return 0
 
 

@@ -23,9 +23,10 @@ import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, cast
 
 import fastavro
+import redis
 
 from stream_scorer.codec import InvalidMessage, KafkaMessage
 from stream_scorer.errors import FeatureStoreError, InvalidEventError
@@ -90,26 +91,12 @@ def decode_labels(schema: Any, messages: Sequence[KafkaMessage]) -> tuple[list[L
     return labels, invalid
 
 
-class RedisLike(Protocol):
-    """The Redis calls the join makes (redis.Redis satisfies it)."""
-
-    def mget(self, keys: Sequence[str]) -> list[bytes | None]: ...
-
-    def pipeline(self, transaction: bool = ...) -> Any: ...
-
-    def zrangebyscore(
-        self, name: str, min: str, max: str, start: int, num: int, withscores: bool
-    ) -> list[tuple[bytes, float]]: ...
-
-    def zcard(self, name: str) -> int: ...
-
-
 class LabelJoiner:
     """Joins batches of labels through Redis; pure bookkeeping apart from the two round trips."""
 
     def __init__(
         self,
-        client: RedisLike,
+        client: redis.Redis,
         store: RedisPendingStore,
         *,
         horizon_seconds: float,
@@ -144,7 +131,8 @@ class LabelJoiner:
         outcome = JoinOutcome()
         now = self._clock_ms()
         try:
-            held = self._client.zrangebyscore(self._held_set, "-inf", "+inf", start=0, num=limit, withscores=True)
+            reply = self._client.zrangebyscore(self._held_set, "-inf", "+inf", start=0, num=limit, withscores=True)
+            held = [(bytes(member), float(deadline)) for member, deadline in cast(list[tuple[bytes, float]], reply)]
         except Exception as exc:
             raise FeatureStoreError(f"redis: held labels not read: {type(exc).__name__}") from exc
         if not held:
@@ -249,9 +237,9 @@ def _unpack_label(event_id: str, payload: bytes) -> Label:
     return Label(event_id, int(value), int(at))
 
 
-def _mget(client: RedisLike, keys: Sequence[str]) -> list[bytes | None]:
+def _mget(client: redis.Redis, keys: Sequence[str]) -> list[bytes | None]:
     try:
-        return client.mget(keys) if keys else []
+        return cast(list[bytes | None], client.mget(keys)) if keys else []
     except Exception as exc:
         raise FeatureStoreError(f"redis: label join read failed: {type(exc).__name__}: {exc}") from exc
 

@@ -172,6 +172,45 @@ class RunningWorker:
             raise self.error
 
 
+class RunningLabels:
+    """A label flow (built by the real wiring) running in a thread until :meth:`stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        from stream_scorer.wiring import build_label_runtime
+
+        self.registry = CollectorRegistry()
+        self.runtime = build_label_runtime(settings, self.registry)
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.runtime.flow.run(self._stop)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.runtime.close()
+        if self.error is not None:
+            raise self.error
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 0.2 s; fail the test with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
 def produce(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
     """Produce (key, value) pairs and wait until all are acknowledged."""
     producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})

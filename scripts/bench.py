@@ -60,6 +60,11 @@ def main() -> None:
         action="store_true",
         help="instead: the cost of reason codes and of 1, 2 and 4 challengers vs the champion alone (ours, b=4000)",
     )
+    parser.add_argument(
+        "--label-join",
+        action="store_true",
+        help="instead: ours (b=4000) with and without the pending-prediction writes of the label join",
+    )
     args = parser.parse_args()
 
     import redis
@@ -70,9 +75,7 @@ def main() -> None:
         seed=41, n_cards=args.cards, n_merchants=max(2_000, args.cards // 10), n_devices=int(args.cards * 1.2)
     )
     synth_io.write_history(world, workdir / "history.csv", 30_000)
-    artifact.save(
-        train.train(read_table(workdir / "history.csv"), name="fraud", version="bench"), workdir / "model"
-    )
+    artifact.save(train.train(read_table(workdir / "history.csv"), name="fraud", version="bench"), workdir / "model")
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     client = redis.Redis.from_url(args.redis)
     synth_io.seed_features(
@@ -88,6 +91,12 @@ def main() -> None:
         world, args.events, start_ms=int(time.time() * 1000), rng=np.random.default_rng(1), spacing_ms=0.001
     )
     bench = Bench(args, prefix, workdir / "model", schema, records)
+    if args.label_join:
+        label_join_study(bench, args)
+        keys = client.keys(f"{prefix}:*")
+        if keys:
+            client.delete(*keys)
+        return
     if args.shadow:
         history = read_table(workdir / "history.csv")
         challengers = []
@@ -146,6 +155,24 @@ def shadow_study(bench: Bench, args: argparse.Namespace, challengers: list[str])
         )
 
 
+def label_join_study(bench: Bench, args: argparse.Namespace) -> None:
+    """The worker's cost of writing pending predictions for the label join: with and without, interleaved."""
+    runs: dict[str, list[dict[str, Any]]] = {"without pending writes": [], "with pending writes": []}
+    for repeat in range(args.repeats):
+        for name in runs:
+            runs[name].append(bench.drain("ours", 4000, pending=name.startswith("with ")))
+            rate = runs[name][-1]["events"] / runs[name][-1]["seconds"]
+            print(f"  round {repeat + 1} {name:24s} {rate:>9,.0f} ev/s", flush=True)
+    results = {name: median_of(r) for name, r in runs.items()}
+    base = results["without pending writes"]
+    print(f"\n{args.events} events, ours b=4000, medians of {args.repeats} interleaved rounds; {os.cpu_count()} cores")
+    print(f"{'configuration':26s} {'events/s':>9s} {'CPU s/1M':>9s} {'CPU vs without':>15s} {'pending us/ev':>14s}")
+    for name, r in results.items():
+        pending = r["stages"].get("pending", 0.0)
+        ratio = r["cpu_per_m"] / base["cpu_per_m"]
+        print(f"{name:26s} {r['rate']:>9,.0f} {r['cpu_per_m']:>9.1f} {ratio:>14.2f}x {pending:>14.2f}")
+
+
 def label(name: str, batch: int) -> str:
     return f"ours b={batch}" if name == "ours" else name
 
@@ -192,6 +219,7 @@ class Bench:
         names: tuple[str, str],
         reason_codes: int | None = None,
         challengers: tuple[str, ...] = (),
+        pending: bool = True,
     ) -> subprocess.Popen[str]:
         command = [
             self.args.python,
@@ -222,6 +250,8 @@ class Bench:
         ]
         for path in challengers:
             command += ["--challenger", path]
+        if not pending:
+            command.append("--no-pending")
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 
@@ -247,12 +277,17 @@ class Bench:
         return count
 
     def drain(
-        self, name: str, batch: int, reason_codes: int | None = None, challengers: tuple[str, ...] = ()
+        self,
+        name: str,
+        batch: int,
+        reason_codes: int | None = None,
+        challengers: tuple[str, ...] = (),
+        pending: bool = True,
     ) -> dict[str, Any]:
         names = self.topics()
         try:
             self.publish(names[0])
-            process = self.contender(name, batch, len(self.records), names, reason_codes, challengers)
+            process = self.contender(name, batch, len(self.records), names, reason_codes, challengers, pending)
             out, _ = process.communicate(timeout=900)
             return json.loads(out.strip().splitlines()[-1])
         finally:

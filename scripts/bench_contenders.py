@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--commit-interval", type=float, default=0.0)
     parser.add_argument("--reason-codes", type=int, default=3)
     parser.add_argument("--challenger", action="append", default=[], help="ours: a challenger artifact (repeatable)")
+    parser.add_argument("--no-pending", action="store_true", help="ours: no pending-prediction writes (label join)")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--redis", required=True)
     parser.add_argument("--prefix", required=True)
@@ -76,7 +77,14 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
     from stream_scorer import wiring
-    from stream_scorer.config import BatchSettings, KafkaSettings, MetricsSettings, RedisSettings, Settings
+    from stream_scorer.config import (
+        BatchSettings,
+        KafkaSettings,
+        LabelSettings,
+        MetricsSettings,
+        RedisSettings,
+        Settings,
+    )
 
     settings = Settings(
         kafka=KafkaSettings(
@@ -94,6 +102,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         model_path=args.model,
         reason_codes=args.reason_codes,
         challengers=tuple(args.challenger),
+        labels=LabelSettings(enabled=not args.no_pending),
     )
     registry = CollectorRegistry()
     runtime = wiring.build_runtime(settings, registry)
@@ -108,7 +117,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         result = span.result(done)
     finally:
         runtime.close()
-    stages = ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "commit")
+    stages = ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "pending", "commit")
     result["stage_us_per_event"] = {
         s: 1e6 * (registry.get_sample_value("stream_scorer_stage_duration_seconds_sum", {"stage": s}) or 0) / done
         for s in stages

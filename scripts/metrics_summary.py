@@ -17,7 +17,7 @@ def main(url: str) -> None:
     batches = samples.get(("stream_scorer_stage_duration_seconds_count", (("stage", "batch"),)), 0.0)
     events = samples.get(("stream_scorer_events_consumed_total", ()), 0.0)
     print(f"{'stage':10s} {'ms/batch':>9s} {'us/event':>9s}")
-    for stage in ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "commit", "batch"):
+    for stage in ("poll", "decode", "enrich", "vectorize", "score", "encode", "produce", "pending", "commit", "batch"):
         total = samples.get(("stream_scorer_stage_duration_seconds_sum", (("stage", stage),)), 0.0)
         if batches and events:
             print(f"{stage:10s} {1000 * total / batches:9.3f} {1e6 * total / events:9.2f}")

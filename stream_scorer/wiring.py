@@ -119,6 +119,7 @@ class Runtime:
                 self.worker.finish()
             except StreamScorerError as exc:  # nothing more is committed; a restart re-reads from the last commit
                 log.warning("pending batches not committed at close: %s", exc)
+            self.worker.close()
             self.consumer.close()
             self.producer.raw.flush(10)
         finally:

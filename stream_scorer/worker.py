@@ -9,6 +9,7 @@ and the worker moves on, unless so many are invalid that the guard stops it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -112,6 +113,9 @@ class Worker:
         self._guard = guard
         self._models = models
         self._pending = pending
+        # The pending-prediction writes run on one background thread, overlapping encode and produce.
+        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pending-writer")
+        self._pending_writes: list[concurrent.futures.Future[None]] = []
         self.drift = drift
         self._clock_ms = clock_ms
         self._window: list[_Pending] = []
@@ -182,12 +186,12 @@ class Worker:
         if len(decoded.batch):
             scored = self._scorer.score(decoded.batch, self._clock_ms())  # enrich, freshness, vectorize, score
             seconds.update(scored.stage_seconds)
+            self._write_pending(scored)  # for the label join: in the background while we encode and produce
             t3 = time.perf_counter()
             values = self._encoder.encode(scored)  # encode
             t4 = time.perf_counter()
             self._delivery.produce(self._topics.predictions, decoded.batch.key, values)  # produce
             seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4
-            self._write_pending(scored)  # for the label join, one round trip
         if decoded.invalid:
             letters = dead_letters(decoded.invalid)  # dead letters
             self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
@@ -203,14 +207,28 @@ class Worker:
     def _write_pending(self, scored: ScoredBatch) -> None:
         if self._pending is None:
             return
+        records = pending_records(scored, self._scorer.pending_header)
+        write = self._pending.write
+        self._pending_writes.append(self._writer.submit(write, scored.batch.event_id, records, scored.scored_at_ms))
+
+    def _await_pending(self) -> None:
+        """Wait for the window's pending-prediction writes: they are durable before its offsets are committed.
+        A failed write is counted, not fatal: predictions keep flowing, those labels will count as unknown."""
         started = time.perf_counter()
-        try:
-            records = pending_records(scored, self._scorer.pending_header)
-            self._pending.write(scored.batch.event_id, records, scored.scored_at_ms)
-        except FeatureStoreError as exc:  # predictions still flow; these events' labels will count as unknown
-            self._metrics.pending_write_errors.inc()
-            log.warning("%s", exc)
-        self._metrics.stage_duration.labels("pending").observe(time.perf_counter() - started)
+        writes, self._pending_writes = self._pending_writes, []
+        for future in writes:
+            try:
+                future.result()
+            except FeatureStoreError as exc:
+                self._metrics.pending_write_errors.inc()
+                log.warning("%s", exc)
+        if writes:
+            self._metrics.stage_duration.labels("pending").observe(time.perf_counter() - started)
+
+    def close(self) -> None:
+        """Stop the background writer (after :meth:`finish`)."""
+        self._await_pending()
+        self._writer.shutdown(wait=True)
 
     def _reload(self) -> None:
         if self._models is None or self._window:
@@ -229,6 +247,7 @@ class Worker:
         committed offsets, so that its events are read again. Used after a failure and when partitions are lost."""
         if not self._window:
             return
+        self._await_pending()  # re-read, they are written again (the same bytes)
         self._forget_window()
         self._delivery.abort()
 
@@ -246,6 +265,7 @@ class Worker:
         if not self._window:
             return
         window = self._window
+        self._await_pending()
         try:
             self._delivery.complete([m for pending in window for m in pending.messages])
         except BaseException:

@@ -221,6 +221,10 @@ class LabelSettings:
             window_seconds(window)
         if not self.windows:
             raise ConfigError("labels.windows needs at least one window")
+        if self.horizon_seconds < 1:
+            raise ConfigError("labels.horizon_seconds must be at least 1")
+        if self.coverage_lookback_seconds > self.horizon_seconds + 86400:
+            raise ConfigError("labels.coverage_lookback_seconds must not exceed horizon_seconds + 1 day")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,9 +2,10 @@
 
 Run it with ``stream-scorer labels``: a consumer group of its own on the labels topic, any number of
 processes. Offsets are committed after the batch's Redis writes and dead letters succeed
-(at-least-once); a label read again after a crash finds its earlier copy and is counted as a
-duplicate, not joined twice. The rolling windows live in the process and start empty after a
-restart; the join itself (pending predictions, labels joined, held labels) lives in Redis.
+(at-least-once). The metrics observe a batch after its commit; a batch read again (its writes applied,
+its commit failed) is recognized message by message in Redis and observed then, once. The rolling
+windows live in the process and start empty after a restart; the join itself (pending predictions,
+labels joined, held labels) lives in Redis.
 """
 
 from __future__ import annotations
@@ -89,13 +90,11 @@ class LabelFlow:
         labels, invalid = decode_labels(self._schema, messages)  # decode
         self._delivery.begin()
         outcome = self._joiner.join(labels)  # join
-        # Metrics now: Redis remembers what was joined, so a batch read again after a failed commit finds
-        # its labels already there (duplicates) and is not observed twice.
-        self._observe(outcome)
         if invalid:
             letters = dead_letters(invalid)  # dead letters
             self._delivery.produce(self._dead_letter_topic, letters.keys, letters.values, letters.headers)
         self._delivery.complete(messages)  # flush, check, commit
+        self._observe(outcome)  # metrics, once the batch is committed
         for item in invalid:
             self._metrics.invalid.labels(item.error.reason).inc()
         self._metrics.last_batch.set(self._clock())
@@ -127,7 +126,11 @@ class LabelFlow:
             for (name, version), score, decision in zip(
                 prediction.models, prediction.scores, prediction.decisions, strict=True
             ):
-                self._quality.observe(label.event_id, name, version, score, decision, label.label, now)
+                try:
+                    self._quality.observe(label.event_id, name, version, score, decision, label.label, now)
+                except ValueError as exc:  # a score the windows refuse (NaN): counted, the flow goes on
+                    metrics.unreadable.inc()
+                    log.warning("pair of %s not observed: %s", label.event_id, exc)
         if first:
             label_ms = np.array([p.label.label_time_ms for p in first], dtype=np.float64)
             event_ms = np.array([p.prediction.event_time_ms for p in first], dtype=np.float64)

@@ -247,11 +247,12 @@ class Worker:
         committed offsets, so that its events are read again. Used after a failure and when partitions are lost."""
         if not self._window:
             return
-        self._await_pending()  # re-read, they are written again (the same bytes)
+        self._await_pending()  # re-read and scored again, they are kept as first written
         self._forget_window()
         self._delivery.abort()
 
     def _forget_window(self) -> None:
+        self._await_pending()
         if self._window:
             self._window = []
             self._guard.restore(self._guard_at_begin)  # the re-read messages will be counted again

@@ -1,25 +1,30 @@
 """The late-label join: each label meets its pending prediction in Redis, by event id.
 
-For a batch of labels, two round trips: one MGET of the pending records and of the labels already
-joined, one pipeline of writes. Per label:
+Per batch of labels: one MGET (the pending records, and any held copy of the same events), then one
+server-side script that decides and writes every label atomically (``JOIN_SCRIPT``), so two label
+processes never both count a label as the first. Per label:
 
 - **first label** of a pending prediction: joined; every model's (score, decision, label) goes to the
   rolling metrics, the lags (label time minus event time, and minus scoring time) to histograms, and
   the prediction's coverage bucket counts one more labelled prediction;
 - **the same label again**: a duplicate, counted, not joined again;
-- **a different label** for an already labelled prediction: the last one wins; the metrics replace
-  the earlier pair with the new one, and it is counted as contradicting;
+- **a different label** for an already labelled prediction: the one with the later label time wins
+  (for labels of equal time, the later arrival); the metrics replace the earlier pair, counted as
+  contradicting. An older contradicting label is counted and ignored;
+- **this very message again** (a batch read again after its writes applied but before its offsets were
+  committed): joined as before, without counting a second label;
 - **no pending prediction** (the label came first, or the event is unknown or expired): the label is
   held in Redis and retried until ``hold_seconds`` after it arrived, then counted as unknown.
 
-Held labels live in a sorted set scored by their deadline; a retry claims one by removing it
-(``ZREM`` returns 1 to a single process), so several label processes never join it twice. The labels
-topic is keyed by event id, so one event's labels are read by one process at a time.
+Held labels live in a sorted set scored by their deadline. The script claims a held label by removing
+it (``ZREM``) in the same step that joins it, so a held label is joined once, by one process, and never
+lost between the claim and the join.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +45,7 @@ class Label:
     event_id: str
     label: int
     label_time_ms: int
+    source: str = ""  # "topic/partition/offset" of the message: recognizes the same message read again
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class JoinedPair:
     label: Label
     prediction: PendingPrediction
     replaced: int | None = None
+    redelivered: bool = False  # this message was joined before (its batch is being read again)
 
 
 @dataclass(slots=True)
@@ -87,12 +94,58 @@ def decode_labels(schema: Any, messages: Sequence[KafkaMessage]) -> tuple[list[L
             error = InvalidEventError("invalid_label", detail, topic=topic, partition=partition, offset=offset)
             invalid.append(InvalidMessage(message, error))
             continue
-        labels.append(Label(record["event_id"], int(record["label"]), int(record["label_time"])))
+        source = f"{topic}/{partition}/{offset}"
+        labels.append(Label(record["event_id"], int(record["label"]), int(record["label_time"]), source))
     return labels, invalid
 
 
+FIRST, DUPLICATE, REPLACED, STALE, REDELIVERED, TAKEN = range(6)
+
+# KEYS[1]: the held set; then per item: the label key, the coverage counter, the held payload key.
+# ARGV[1], ARGV[2]: the label and counter TTLs (ms); then per item: the held member to claim ("" when the
+# label is not a held one), the label, its time, its source. Returns per item: a code and the earlier label.
+JOIN_SCRIPT = """
+local label_ttl, counter_ttl = ARGV[1], ARGV[2]
+local out = {}
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local label_key, counter_key, held_key = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local member, value, at, source = ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i]
+  local code, previous = 0, -1
+  if member ~= '' and redis.call('ZREM', KEYS[1], member) == 0 then
+    code = 5
+  else
+    if member ~= '' then redis.call('DEL', held_key) end
+    local stored = redis.call('GET', label_key)
+    if not stored then
+      redis.call('SET', label_key, value .. ':' .. at .. ':' .. source, 'PX', label_ttl)
+      redis.call('INCR', counter_key)
+      redis.call('PEXPIRE', counter_key, counter_ttl)
+    else
+      local v, t, s = string.match(stored, '^([^:]*):([^:]*):(.*)$')
+      previous = tonumber(v)
+      if source ~= '' and s == source then
+        code = 4
+      elseif v == value then
+        code = 1
+      elseif tonumber(t) > tonumber(at) then
+        code = 3
+      else
+        code = 2
+        redis.call('SET', label_key, value .. ':' .. at .. ':' .. source, 'PX', label_ttl)
+      end
+    end
+  end
+  out[#out + 1] = code
+  out[#out + 1] = previous
+end
+return out
+"""
+
+_Item = tuple[Label, PendingPrediction, bool]  # a label, its prediction, whether it is a held copy to claim
+
+
 class LabelJoiner:
-    """Joins batches of labels through Redis; pure bookkeeping apart from the two round trips."""
+    """Joins batches of labels through Redis (one MGET and one script per batch)."""
 
     def __init__(
         self,
@@ -109,55 +162,73 @@ class LabelJoiner:
         self._hold_ms = int(hold_seconds * 1000)
         self._clock_ms = clock_ms
         self._held_set = store.key("held", "by-deadline")
+        self._script = client.register_script(JOIN_SCRIPT)
+        self._cursor = 0  # where the next retry scan of not-yet-overdue held labels starts
 
     def join(self, labels: Sequence[Label]) -> JoinOutcome:
-        """Join a batch of freshly consumed labels."""
+        """Join a batch of freshly consumed labels; those without a prediction are held."""
         outcome = JoinOutcome()
         if not labels:
             return outcome
         now = self._clock_ms()
-        found, missing = self._read(labels, outcome)
+        ids = list(dict.fromkeys(label.event_id for label in labels))
+        values = _mget(self._client, [self._store.key(k, i) for k in ("pending", "held") for i in ids])
+        pending = dict(zip(ids, values[: len(ids)], strict=True))
+        held = {i: v for i, v in zip(ids, values[len(ids) :], strict=True) if v is not None}
+        predictions = {i: self._prediction(pending[i], outcome) for i in ids}
+        items: list[_Item] = []
+        newest_held: dict[str, Label] = {}
+        for event_id in ids:  # a held copy of an event whose prediction is here now: joined first, in order
+            prediction = predictions[event_id]
+            if prediction is not None and event_id in held:
+                items.append((_unpack_label(event_id, held[event_id]), prediction, True))
+        for label in labels:
+            prediction = predictions[label.event_id]
+            if prediction is not None:
+                items.append((label, prediction, False))
+            elif pending[label.event_id] is None:
+                earlier = newest_held.get(label.event_id) or (
+                    _unpack_label(label.event_id, held[label.event_id]) if label.event_id in held else None
+                )
+                if earlier is None or earlier.label_time_ms <= label.label_time_ms:
+                    newest_held[label.event_id] = label
+                outcome.held += 1
         pipe = self._client.pipeline(transaction=False)
-        for label in missing:  # held until its deadline, then unknown
-            pipe.set(self._store.key("held", label.event_id), _pack_label(label), px=self._hold_ms + 60_000)
-            pipe.zadd(self._held_set, {label.event_id: now + self._hold_ms})
-            outcome.held += 1
-        self._apply(found, pipe, outcome)
-        _execute(pipe)
+        for event_id, label in newest_held.items():  # held until its deadline, then unknown
+            pipe.set(self._store.key("held", event_id), _pack_label(label), px=self._hold_ms + 60_000)
+            pipe.zadd(self._held_set, {event_id: now + self._hold_ms})
+        self._run(items, outcome, pipe)
         return outcome
 
     def retry_held(self, limit: int = 1000) -> JoinOutcome:
-        """Retry held labels: join those whose prediction arrived; count the overdue ones as unknown."""
+        """Join held labels whose prediction arrived; count those past their deadline as unknown.
+
+        Each call looks at up to ``limit`` overdue labels and ``limit`` others (in turn, from a cursor), so
+        a crowd of labels for unknown events never starves one whose prediction has arrived.
+        """
         outcome = JoinOutcome()
         now = self._clock_ms()
-        try:
-            reply = self._client.zrangebyscore(self._held_set, "-inf", "+inf", start=0, num=limit, withscores=True)
-            held = [(bytes(member), float(deadline)) for member, deadline in cast(list[tuple[bytes, float]], reply)]
-        except Exception as exc:
-            raise FeatureStoreError(f"redis: held labels not read: {type(exc).__name__}") from exc
-        if not held:
+        overdue = self._held_members(float("-inf"), now, 0, limit)
+        waiting = self._held_members(f"({now}", "+inf", self._cursor, limit)
+        self._cursor = 0 if len(waiting) < limit else self._cursor + limit
+        members = list(dict.fromkeys(overdue + waiting))
+        if not members:
             return outcome
-        members = [m.decode() for m, _ in held]
-        keys = [self._store.key("held", m) for m in members] + [self._store.key("pending", m) for m in members]
-        values = _mget(self._client, keys)
-        payloads, pending = values[: len(members)], values[len(members) :]
-        ready, overdue = [], []
-        for member, (_, deadline), payload, record in zip(members, held, payloads, pending, strict=True):
-            if record is not None and payload is not None:
-                ready.append(member)
-            elif deadline <= now or payload is None:
-                overdue.append(member)
-        claims = self._claim(ready + overdue)  # only the process whose ZREM removed it goes on with it
-        outcome.unknown += sum(1 for m in overdue if m in claims)
-        payload_of = dict(zip(members, payloads, strict=True))
-        labels = [_unpack_label(m, payload_of[m] or b"") for m in ready if m in claims]
+        values = _mget(self._client, [self._store.key(k, m) for k in ("pending", "held") for m in members])
+        items: list[_Item] = []
+        expired: list[str] = []
+        for member, record, payload in zip(members, values[: len(members)], values[len(members) :], strict=True):
+            prediction = self._prediction(record, outcome)
+            if prediction is not None and payload is not None:
+                items.append((_unpack_label(member, payload), prediction, True))
+            elif member in overdue:
+                expired.append(member)
         pipe = self._client.pipeline(transaction=False)
-        if labels:
-            found, _ = self._read(labels, outcome)
-            self._apply(found, pipe, outcome)
-        for member in claims:
+        for member in expired:  # claimed by whichever process removes it first
+            pipe.zrem(self._held_set, member)
             pipe.delete(self._store.key("held", member))
-        _execute(pipe)
+        replies = self._run(items, outcome, pipe)
+        outcome.unknown += sum(1 for removed in replies[: 2 * len(expired) : 2] if removed)
         return outcome
 
     def held_count(self) -> int:
@@ -178,63 +249,59 @@ class LabelJoiner:
         got = sum(int(v) for v in labelled if v is not None)
         return (got / total if total else float("nan")), total
 
-    def _read(
-        self, labels: Sequence[Label], outcome: JoinOutcome
-    ) -> tuple[list[tuple[Label, PendingPrediction, int | None]], list[Label]]:
-        ids = [label.event_id for label in labels]
-        values = _mget(
-            self._client, [self._store.key("pending", i) for i in ids] + [self._store.key("label", i) for i in ids]
-        )
-        found: list[tuple[Label, PendingPrediction, int | None]] = []
-        missing: list[Label] = []
-        for label, record, previous in zip(labels, values[: len(ids)], values[len(ids) :], strict=True):
-            if record is None:
-                missing.append(label)
-                continue
-            try:
-                prediction = unpack(record)
-            except (ValueError, UnicodeDecodeError):
-                outcome.unreadable += 1
-                continue
-            found.append((label, prediction, None if previous is None else int(previous)))
-        return found, missing
+    def _prediction(self, record: bytes | None, outcome: JoinOutcome) -> PendingPrediction | None:
+        if record is None:
+            return None
+        try:
+            return unpack(record)
+        except (ValueError, UnicodeDecodeError, IndexError, struct.error):
+            outcome.unreadable += 1
+            return None
 
-    def _apply(
-        self, found: Sequence[tuple[Label, PendingPrediction, int | None]], pipe: Any, outcome: JoinOutcome
-    ) -> None:
-        seen: dict[str, int] = {}  # labels of one event within this batch: the later one sees the earlier
-        for label, prediction, previous in found:
-            previous = seen.get(label.event_id, previous)
-            if previous == label.label:
+    def _held_members(self, low: float | str, high: float | str, start: int, limit: int) -> list[str]:
+        try:
+            reply = self._client.zrangebyscore(self._held_set, low, high, start=start, num=limit)
+        except Exception as exc:
+            raise FeatureStoreError(f"redis: held labels not read: {type(exc).__name__}") from exc
+        return [bytes(m).decode() for m in cast(list[bytes], reply)]
+
+    def _run(self, items: Sequence[_Item], outcome: JoinOutcome, pipe: Any) -> list[Any]:
+        """Send the join script for ``items`` after the writes already queued on ``pipe``; classify the replies."""
+        if items:
+            keys = [self._held_set]
+            args: list[Any] = [self._horizon_ms, 2 * self._horizon_ms + 86_400_000]
+            for label, prediction, claim in items:
+                bucket = str(self._store.bucket(prediction.scored_at_ms))
+                keys += [self._store.key(k, n) for k, n in (("label", label.event_id), ("labelled", bucket))]
+                keys.append(self._store.key("held", label.event_id))
+                args += [label.event_id if claim else "", label.label, label.label_time_ms, label.source]
+            self._script(keys=keys, args=args, client=pipe)
+        replies = _execute(pipe)
+        if not items:
+            return replies
+        codes = replies[-1]
+        for (label, prediction, _), code, previous in zip(items, codes[0::2], codes[1::2], strict=True):
+            if code == FIRST:
+                outcome.joined.append(JoinedPair(label, prediction))
+            elif code == DUPLICATE:
                 outcome.duplicates += 1
-                continue
-            seen[label.event_id] = label.label
-            pipe.set(self._store.key("label", label.event_id), str(label.label), px=self._horizon_ms)
-            if previous is None:
-                bucket = self._store.bucket(prediction.scored_at_ms)
-                counter = self._store.key("labelled", str(bucket))
-                pipe.incr(counter)
-                pipe.pexpire(counter, 2 * self._horizon_ms + 86_400_000)
-            else:
+            elif code == REPLACED:
                 outcome.contradicting += 1
-            outcome.joined.append(JoinedPair(label, prediction, previous))
-
-    def _claim(self, members: Sequence[str]) -> set[str]:
-        if not members:
-            return set()
-        pipe = self._client.pipeline(transaction=False)
-        for member in members:
-            pipe.zrem(self._held_set, member)
-        return {m for m, removed in zip(members, _execute(pipe), strict=True) if removed}
+                outcome.joined.append(JoinedPair(label, prediction, replaced=int(previous)))
+            elif code == STALE:
+                outcome.contradicting += 1
+            elif code == REDELIVERED:
+                outcome.joined.append(JoinedPair(label, prediction, redelivered=True))
+        return replies
 
 
 def _pack_label(label: Label) -> bytes:
-    return f"{label.label}:{label.label_time_ms}".encode()
+    return f"{label.label}:{label.label_time_ms}:{label.source}".encode()
 
 
 def _unpack_label(event_id: str, payload: bytes) -> Label:
-    value, _, at = payload.decode().partition(":")
-    return Label(event_id, int(value), int(at))
+    value, at, source = payload.decode().split(":", 2)
+    return Label(event_id, int(value), int(at), source)
 
 
 def _mget(client: redis.Redis, keys: Sequence[str]) -> list[bytes | None]:

@@ -105,17 +105,20 @@ def unpack(record: bytes) -> PendingPrediction:
     return PendingPrediction(event_time, scored_at, tuple(models), tuple(scores), tuple(decisions))
 
 
-# KEYS: the pending keys, then the coverage counter; ARGV: the records, then the two TTLs (ms).
+# KEYS: the pending keys, then the coverage counter; ARGV: the records, then the two TTLs (ms). A record
+# that exists already (the event scored again after a re-read) is kept, and counted once for coverage.
 _WRITE_ALL = """
 local n = #KEYS - 1
 local ttl, counter_ttl = ARGV[n + 1], ARGV[n + 2]
+local created = 0
 for i = 1, n do
-  redis.call('SET', KEYS[i], ARGV[i], 'PX', ttl)
+  if redis.call('SET', KEYS[i], ARGV[i], 'PX', ttl, 'NX') then created = created + 1 end
 end
-redis.call('INCRBY', KEYS[n + 1], n)
+redis.call('INCRBY', KEYS[n + 1], created)
 redis.call('PEXPIRE', KEYS[n + 1], counter_ttl)
-return n
+return created
 """
+MAX_PER_CALL = 5000  # keeps each script short: Redis runs it without serving anything else
 
 
 class RedisPendingStore:
@@ -147,6 +150,8 @@ class RedisPendingStore:
         keys = [self.key("pending", event_id) for event_id in event_ids]
         ttl = (self._horizon_ms, 2 * self._horizon_ms + 86_400_000)
         try:
-            self._write_all(keys=[*keys, counter], args=[*records, *ttl])
+            for start in range(0, len(keys), MAX_PER_CALL):
+                end = start + MAX_PER_CALL
+                self._write_all(keys=[*keys[start:end], counter], args=[*records[start:end], *ttl])
         except Exception as exc:  # redis.RedisError and socket errors: the caller counts and goes on
             raise FeatureStoreError(f"redis: pending predictions not written: {type(exc).__name__}: {exc}") from exc

@@ -161,6 +161,63 @@ def test_join_edge_cases_on_redis(stack: Stack, redis_prefix: str) -> None:
         client.close()
 
 
+def test_join_races_redeliveries_and_odd_records_on_redis(stack: Stack, redis_prefix: str) -> None:
+    client = redis.Redis.from_url(stack.redis_url)
+    clock = [1_000_000]
+    store = RedisPendingStore(client, redis_prefix, horizon_seconds=60, bucket_seconds=1)
+
+    def joiner() -> LabelJoiner:  # each one stands for a separate label process
+        return LabelJoiner(client, store, horizon_seconds=60, hold_seconds=5, clock_ms=lambda: clock[0])
+
+    header = models_header([("fraud", "1")])
+
+    def predict(*event_ids: str) -> None:
+        n = len(event_ids)
+        records = pack_many(header, np.full(n, clock[0] - 500), clock[0], np.full((n, 1), 0.7), np.ones((n, 1), bool))
+        store.write(event_ids, records, clock[0])
+
+    try:
+        a, b = joiner(), joiner()
+        # A held label and a newer one for the same event: the newer label time wins, whatever the order.
+        assert a.join([Label("x", 1, 100, "labels/0/1")]).held == 1
+        predict("x")
+        newer = b.join([Label("x", 0, 200, "labels/0/2")])
+        assert [(p.label.label, p.replaced) for p in newer.joined] == [(1, None), (0, 1)]
+        assert a.retry_held().joined == [] and a.held_count() == 0  # the held copy was claimed once
+        stale = a.join([Label("x", 1, 150, "labels/0/3")])
+        assert stale.contradicting == 1 and not stale.joined  # older than the label that won: ignored
+        # The same message read again (its batch's commit failed): joined again, not a duplicate, and the
+        # coverage counter is not counted twice.
+        predict("y")
+        first = a.join([Label("y", 1, 300, "labels/0/7")])
+        again = b.join([Label("y", 1, 300, "labels/0/7")])
+        assert len(first.joined) == 1 and again.joined[0].redelivered and again.duplicates == 0
+        # An event scored twice (its batch re-read by the worker) is kept as first written and counted once.
+        predict("z")
+        clock[0] += 1000
+        predict("z")
+        a.join([Label("z", 1, 400, "labels/0/9")])
+        clock[0] += 120_000
+        coverage, support = a.coverage(clock[0], lookback_seconds=180)
+        assert (coverage, support) == (1.0, 3)  # x, y, z: each predicted once, each labelled once
+        # An unreadable pending record is counted, never a crash.
+        client.set(store.key("pending", "broken"), b"\x01\x05\x03ab")
+        assert a.join([Label("broken", 1, 500, "labels/0/10")]).unreadable == 1
+        # Labels for unknown events ahead of a ready one do not starve it: the retry pages through the held set.
+        for i in range(6):
+            a.join([Label(f"unknown-{i}", 1, 600, f"labels/0/{20 + i}")])
+        clock[0] += 1
+        a.join([Label("late", 1, 700, "labels/0/30")])
+        predict("late")
+        joined = [p.label.event_id for _ in range(4) for p in a.retry_held(limit=3).joined]
+        assert joined == ["late"]
+    finally:
+        keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
 def test_the_join_is_correct_after_a_restart_mid_stream(
     stack: Stack, topics: Topics, redis_prefix: str, store: RedisFeatureStore, world: World, model_path: Path, schemas
 ) -> None:

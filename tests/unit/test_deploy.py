@@ -53,6 +53,7 @@ GAUGES = {
     "stream_scorer_consumer_lag",
     "stream_scorer_feature_psi",
     "stream_scorer_prediction_psi",
+    "stream_scorer_drift_window_events",
     "stream_scorer_label_coverage",
     "stream_scorer_label_coverage_predictions",
     "stream_scorer_model_training_metric",
@@ -154,7 +155,7 @@ def test_alerts_name_only_scraped_jobs() -> None:
 def test_dashboard_panels_have_unique_ids_and_prometheus_queries() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["schemaVersion"] == 39 and dashboard["uid"] == "stream-scorer"
-    assert {v["name"] for v in dashboard["templating"]["list"]} == {"model", "window"}
+    assert {v["name"] for v in dashboard["templating"]["list"]} == {"model", "window", "drift_window"}
     panels = all_panels(dashboard)
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids))

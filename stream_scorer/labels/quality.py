@@ -161,6 +161,7 @@ class RollingQuality:
         k_percents: Sequence[float] = (1.0, 5.0),
         bucket_seconds: float = 60.0,
         max_indexed: int = 200_000,
+        retire_after_seconds: float = 86_400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not windows or len({w.name for w in windows}) != len(windows):
@@ -176,6 +177,8 @@ class RollingQuality:
         self._k_percents = tuple(float(k) for k in k_percents)
         self._bucket_seconds = bucket_seconds
         self._max_indexed = max_indexed
+        self._retire_after = retire_after_seconds  # a model version without a new pair this long is dropped
+        self._last_seen: dict[tuple[str, str], float] = {}
         self._clock = clock
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str], _Series] = {}
@@ -234,6 +237,8 @@ class RollingQuality:
         """Every metric of every (model, version, window), after evicting what the clock has pushed out."""
         now = self._clock()
         with self._lock:
+            for retired in [k for k, at in self._last_seen.items() if now - at > self._retire_after]:
+                del self._series[retired], self._last_seen[retired]  # a retired model version stops exporting
             out = []
             for (model, version), series in self._series.items():
                 series.flush(now)
@@ -254,6 +259,7 @@ class RollingQuality:
             return sum(len(series.index) for series in self._series.values())
 
     def _get(self, model: str, version: str) -> _Series:
+        self._last_seen[(model, version)] = self._clock()
         series = self._series.get((model, version))
         if series is None:
             series = _Series(self._specs, self._layout, self._bucket_seconds, self._max_indexed)

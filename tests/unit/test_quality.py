@@ -464,3 +464,16 @@ def test_the_replacement_index_is_capped() -> None:
     assert quality.indexed() == 100
     quality.observe("e0", "m", "1", 0.5, True, 1, 0.0)  # too old to replace: added as a new pair
     assert quality.snapshot()[0].n == 501
+
+
+def test_a_retired_model_version_stops_exporting() -> None:
+    from stream_scorer.labels.quality import RollingQuality, WindowSpec
+
+    now = [0.0]
+    quality = RollingQuality([WindowSpec("10", count=10)], retire_after_seconds=100, clock=lambda: now[0])
+    quality.observe("e1", "m", "1", 0.5, True, 1, 0.0)
+    now[0] = 50.0
+    quality.observe("e2", "m", "2", 0.5, True, 1, 50.0)
+    assert {(m.version, m.n) for m in quality.snapshot()} == {("1", 1), ("2", 1)}
+    now[0] = 120.0
+    assert {m.version for m in quality.snapshot()} == {"2"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -219,35 +220,52 @@ def test_join_races_redeliveries_and_odd_records_on_redis(stack: Stack, redis_pr
 
 
 def test_the_join_is_correct_after_a_restart_mid_stream(
-    stack: Stack, topics: Topics, redis_prefix: str, store: RedisFeatureStore, world: World, model_path: Path, schemas
+    stack: Stack,
+    topics: Topics,
+    topic_factory,
+    redis_prefix: str,
+    store: RedisFeatureStore,
+    world: World,
+    model_path: Path,
+    schemas,
 ) -> None:
     settings = label_settings(stack, topics, redis_prefix, model_path)
+    labels_topic = topic_factory("labels3", 3)  # three partitions: two label processes share them
+    settings = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, labels_topic=labels_topic))
     synth_io.seed_features(world, store, settings.feature_groups, now_ms=int(time.time() * 1000))
     n = 4000
-    worker = RunningWorker(settings)
-    labels = RunningLabels(settings)
-    joined_before = 0.0
+    worker, labels = RunningWorker(settings), RunningLabels(settings)
+    flows = [labels]
     try:
         publish(stack, settings, world, schemas, n // 2, 0.5, rate=2000.0, seed=12)
         wait_for(lambda: labels.value("stream_scorer_labels_joined_total") >= n // 4, 60, "a quarter of the labels")
-        labels.stop()  # mid-stream: more labels keep coming while no label flow runs
-        joined_before = labels.value("stream_scorer_labels_joined_total")
-        assert joined_before < n
-        publish(stack, settings, world, schemas, n // 2, 0.5, rate=2000.0, seed=13)
-        labels = RunningLabels(settings)  # a new process-equivalent: empty windows, the join state in Redis
-        wait_for(
-            lambda: joined_before + labels.value("stream_scorer_labels_joined_total") >= n,
-            60,
-            "every label joined across the restart",
-        )
-        time.sleep(1.0)
-    finally:
+        # Mid-stream, both the scoring worker and the label flow stop; events and labels keep coming.
         labels.stop()
         worker.stop()
-    assert joined_before + labels.value("stream_scorer_labels_joined_total") == n  # each joined exactly once
-    assert labels.value("stream_scorer_labels_unknown_total") == 0
+        assert labels.value("stream_scorer_labels_joined_total") < n
+        publisher = threading.Thread(
+            target=publish, args=(stack, settings, world, schemas, n // 2, 0.5), kwargs={"rate": 2000.0, "seed": 13}
+        )
+        publisher.start()
+        time.sleep(0.5)
+        # A new worker, and two label processes in one group: the join state is in Redis, not in any of them.
+        worker = RunningWorker(settings)
+        flows += [RunningLabels(settings), RunningLabels(settings)]
+        publisher.join(60)
+
+        def joined() -> float:
+            return sum(flow.value("stream_scorer_labels_joined_total") for flow in flows)
+
+        wait_for(lambda: joined() >= n, 90, "every label joined across the restart")
+        time.sleep(1.0)
+    finally:
+        for flow in flows[1:]:
+            flow.stop()
+        worker.stop()
+    assert joined() == n  # each label joined exactly once, across three label processes
+    assert sum(flow.value("stream_scorer_labels_unknown_total") for flow in flows) == 0
     group = settings.labels.group_id or f"{settings.kafka.group_id}-labels"
-    committed, ends = committed_and_end(stack.bootstrap, group, topics.labels)
+    committed, ends = committed_and_end(stack.bootstrap, group, labels_topic)
     assert committed == ends and sum(ends.values()) == n
 
 
@@ -279,6 +297,17 @@ def test_psi_stays_low_on_unshifted_data_and_crosses_the_threshold_after_a_shift
         )
         shifted = psi("event.amount_log")
         untouched = psi("merchant_risk.fraud_rate_30d")
+        # Consumer lag per partition, from librdkafka's statistics (every 5 s); the input is drained by now.
+        wait_for(
+            lambda: (
+                worker.registry.get_sample_value(
+                    "stream_scorer_consumer_lag", {"topic": settings.kafka.input_topic, "partition": "0"}
+                )
+                == 0
+            ),
+            15,
+            "the consumer lag of partition 0 from the statistics callback",
+        )
     finally:
         worker.stop()
     assert unshifted < 0.1 and score_psi is not None and score_psi < 0.1

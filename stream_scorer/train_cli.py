@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import sys
@@ -240,9 +241,11 @@ def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> 
     ids = table.columns.get(args.id_column)
     if args.out.suffix != ".csv":
         raise ConfigError("multinomial scores are written as CSV (--out FILE.csv)")
-    with args.out.open("w") as file:
-        file.write(",".join(["event_id", "model_name", "model_version", "predicted_class"]))
-        file.write("," + ",".join(_csv(f"p_{c}") for c in model.classes) + "\n")
+    with args.out.open("w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(
+            ["event_id", "model_name", "model_version", "predicted_class", *(f"p_{c}" for c in model.classes)]
+        )
         for start in range(0, table.rows, SCORE_CHUNK):
             rows = slice(start, min(start + SCORE_CHUNK, table.rows))
             matrix = transform(spec, {c: values[rows] for c, values in inputs.items()})
@@ -251,8 +254,7 @@ def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> 
                 zip(probabilities.tolist(), probabilities.argmax(axis=1).tolist(), strict=True)
             ):
                 event_id = str(ids[start + i]) if ids is not None else str(start + i)
-                head = [_csv(event_id), _csv(model.name), _csv(model.version), _csv(model.classes[best])]
-                file.write(",".join(head + [repr(v) for v in p]) + "\n")
+                writer.writerow([event_id, model.name, model.version, model.classes[best], *p])
             progress(f"scored {rows.stop}/{table.rows} rows")
     return 0
 
@@ -269,15 +271,19 @@ def _write_scores(out: Path, records: list[dict[str, Any]], settings: Settings) 
         return
     if out.suffix != ".csv":
         raise ConfigError(f"--out must end in .csv or .avro, not {out.name}")
-    with out.open("w") as file:
-        file.write("event_id,model_name,model_version,score,threshold,decision,reasons\n")
+    with out.open("w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(["event_id", "model_name", "model_version", "score", "threshold", "decision", "reasons"])
         for r in records:
             reasons = ";".join(f"{x['feature']}={x['contribution']:.6g}" for x in r["reasons"])
-            file.write(
-                f"{_csv(r['event_id'])},{_csv(r['model_name'])},{_csv(r['model_version'])},{r['score']!r},"
-                f"{r['threshold']!r},{int(r['decision'])},{_csv(reasons)}\n"
+            writer.writerow(
+                [
+                    r["event_id"],
+                    r["model_name"],
+                    r["model_version"],
+                    r["score"],
+                    r["threshold"],
+                    int(r["decision"]),
+                    reasons,
+                ]
             )
-
-
-def _csv(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import confluent_kafka
 import redis
@@ -224,11 +225,9 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         # A transaction spans one batch: poll wait + scoring + flush. Give it room, but not much more.
         window = settings.batch.max_wait_seconds + settings.batch.commit_interval_seconds
         producer_settings["transaction.timeout.ms"] = int(1000 * (2 * timeout + window))
-    try:
-        producer = CheckedProducer(confluent_kafka.Producer(producer_settings))
-        consumer = BatchConsumer(consumer_settings, [kafka.input_topic], on_assignment=metrics.assigned_partitions.set)
-    except confluent_kafka.KafkaException as exc:
-        raise ConfigError(f"the Kafka client refused its settings (check [kafka.client]): {exc}") from exc
+    producer, consumer = kafka_clients(
+        producer_settings, consumer_settings, kafka.input_topic, metrics.assigned_partitions.set
+    )
     delivery: Delivery = (
         ExactlyOnce(producer, consumer, timeout) if exactly_once else AtLeastOnce(producer, consumer, timeout)
     )
@@ -265,17 +264,45 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     consumer.before_revoke = worker.finish
     consumer.before_lost = worker.abandon
     runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)
-    if settings.metrics.enabled:
-        try:
-            server = MetricsServer(registry, settings.metrics.host, settings.metrics.port, runtime.ready)
-        except OSError as exc:
-            runtime.close()
-            where = f"{settings.metrics.host}:{settings.metrics.port}"
-            raise ConfigError(f"cannot serve metrics on {where}: {exc.strerror}; set metrics.port") from exc
-        runtime.metrics_server = server.start()
-        host, port = server.address
-        log.info("metrics on http://%s:%d/metrics", host, port)
+    runtime.metrics_server = serve_metrics(settings, registry, runtime.ready, runtime.close, "metrics")
     return runtime
+
+
+def kafka_clients(
+    producer_settings: dict[str, Any],
+    consumer_settings: dict[str, Any],
+    topic: str,
+    on_assignment: Callable[[int], None],
+) -> tuple[CheckedProducer, BatchConsumer]:
+    """The producer and the consumer (subscribed to ``topic``); settings librdkafka refuses are a ConfigError."""
+    try:
+        producer = CheckedProducer(confluent_kafka.Producer(producer_settings))
+        consumer = BatchConsumer(consumer_settings, [topic], on_assignment=on_assignment)
+    except confluent_kafka.KafkaException as exc:
+        raise ConfigError(f"the Kafka client refused its settings (check [kafka.client]): {exc}") from exc
+    return producer, consumer
+
+
+def serve_metrics(
+    settings: Settings,
+    registry: CollectorRegistry,
+    ready: Callable[[], tuple[bool, str]],
+    close: Callable[[], None],
+    what: str,
+) -> MetricsServer | None:
+    """Start the metrics endpoint when enabled; if its port cannot be bound, ``close`` the runtime and say so."""
+    if not settings.metrics.enabled:
+        return None
+    try:
+        server = MetricsServer(registry, settings.metrics.host, settings.metrics.port, ready)
+    except OSError as exc:
+        close()
+        where = f"{settings.metrics.host}:{settings.metrics.port}"
+        raise ConfigError(f"cannot serve metrics on {where}: {exc.strerror}; set metrics.port") from exc
+    server.start()
+    host, port = server.address
+    log.info("%s on http://%s:%d/metrics", what, host, port)
+    return server
 
 
 @dataclass
@@ -344,13 +371,12 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
     consumer_settings = consumer_config(
         kafka.bootstrap_servers, group, kafka.librdkafka(), kafka.session_timeout_seconds
     )
-    try:
-        producer = CheckedProducer(
-            confluent_kafka.Producer(producer_config(kafka.bootstrap_servers, kafka.librdkafka()))
-        )
-        consumer = BatchConsumer(consumer_settings, [kafka.labels_topic], on_assignment=metrics.assigned_partitions.set)
-    except confluent_kafka.KafkaException as exc:
-        raise ConfigError(f"the Kafka client refused its settings (check [kafka.client]): {exc}") from exc
+    producer, consumer = kafka_clients(
+        producer_config(kafka.bootstrap_servers, kafka.librdkafka()),
+        consumer_settings,
+        kafka.labels_topic,
+        metrics.assigned_partitions.set,
+    )
     flow = LabelFlow(
         source=consumer,
         delivery=AtLeastOnce(producer, consumer, settings.batch.flush_timeout_seconds),
@@ -365,14 +391,5 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
         coverage_lookback_seconds=labels.coverage_lookback_seconds,
     )
     runtime = LabelRuntime(flow, consumer, producer, connection, quality, None)
-    if settings.metrics.enabled:
-        try:
-            server = MetricsServer(registry, settings.metrics.host, settings.metrics.port, runtime.ready)
-        except OSError as exc:
-            runtime.close()
-            where = f"{settings.metrics.host}:{settings.metrics.port}"
-            raise ConfigError(f"cannot serve metrics on {where}: {exc.strerror}; set metrics.port") from exc
-        runtime.metrics_server = server.start()
-        host, port = server.address
-        log.info("label flow metrics on http://%s:%d/metrics", host, port)
+    runtime.metrics_server = serve_metrics(settings, registry, runtime.ready, runtime.close, "label flow metrics")
     return runtime

@@ -247,8 +247,7 @@ class Worker:
         committed offsets, so that its events are read again. Used after a failure and when partitions are lost."""
         if not self._window:
             return
-        self._await_pending()  # re-read and scored again, they are kept as first written
-        self._forget_window()
+        self._forget_window()  # also waits for its pending writes: re-read and scored again, the first are kept
         self._delivery.abort()
 
     def _forget_window(self) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import ModelArtifactError
 from stream_scorer.model.calibration import Calibration
-from stream_scorer.model.fitted_spec import FittedNumeric, FittedSpec, fitted_from_dict
+from stream_scorer.model.fitted_spec import FittedSpec, fitted_from_dict, numeric_spec
 
 FORMAT_VERSION = 1
 BINARY = "binary"
@@ -94,12 +94,7 @@ class LogisticModel:
         """The spec that builds this model's rows: its own, or one numeric input per feature (imputed with defaults)."""
         if self.spec is not None:
             return self.spec
-        return FittedSpec(
-            numeric=tuple(
-                FittedNumeric(name, float(d), float(m), float(s))
-                for name, d, m, s in zip(self.feature_names, self.defaults, self.mean, self.scale, strict=True)
-            )
-        )
+        return numeric_spec(self.feature_names, self.defaults, self.mean, self.scale)
 
 
 def save(model: LogisticModel, directory: Path) -> str:

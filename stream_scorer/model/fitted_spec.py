@@ -122,6 +122,18 @@ class FittedSpec:
         }
 
 
+def numeric_spec(
+    names: Sequence[str], impute_values: Float64Array, means: Float64Array, scales: Float64Array
+) -> FittedSpec:
+    """The spec of a model without one: every feature a numeric input of its own name."""
+    return FittedSpec(
+        numeric=tuple(
+            FittedNumeric(n, float(d), float(m), float(s))
+            for n, d, m, s in zip(names, impute_values, means, scales, strict=True)
+        )
+    )
+
+
 def as_categories(values: npt.NDArray[Any] | Sequence[Any]) -> npt.NDArray[Any]:
     """Category strings of a column: strings pass through; numbers become decimal strings; NaN becomes "".
 

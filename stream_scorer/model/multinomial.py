@@ -28,8 +28,9 @@ from stream_scorer.batch import Float64Array
 from stream_scorer.errors import ModelArtifactError, TrainingError
 from stream_scorer.model.artifact import MULTINOMIAL, read_verified, write_files
 from stream_scorer.model.dataset import Table, class_labels_from
-from stream_scorer.model.featurespec import FeatureSpec, default_spec, fit_spec
-from stream_scorer.model.fitted_spec import FittedNumeric, FittedSpec, fitted_from_dict, transform
+from stream_scorer.model.featurespec import FeatureSpec
+from stream_scorer.model.fitted_spec import FittedSpec, fitted_from_dict, numeric_spec
+from stream_scorer.model.solvers import newton_step
 
 _ARRAYS = ("coef", "intercept", "mean", "scale", "defaults")
 GOLDEN_TOLERANCE = 1e-9
@@ -96,15 +97,8 @@ def fit_multinomial(
                 hessian[b * size_block : (b + 1) * size_block, a * size_block : (a + 1) * size_block] = block.T
         hessian += np.diag(penalty.T.ravel()) + 1e-10 * np.eye(len(hessian))  # the intercepts' common shift
         step = np.linalg.solve(hessian, gradient.T.ravel()).reshape(n_classes, size_block).T
-        size = 1.0
-        while size > 1e-10:
-            candidate = theta - size * step
-            value = objective(candidate)
-            if value <= current:
-                break
-            size /= 2
-        theta, previous, current = candidate, current, value
-        if previous - current <= tol * max(1.0, abs(current)) and np.max(np.abs(size * step)) < 1e-8:
+        theta, current, converged = newton_step(objective, theta, step, current, tol)
+        if converged:
             break
     intercept = theta[-1] - theta[-1].mean()
     return theta[:-1], intercept
@@ -147,12 +141,7 @@ class MultinomialModel:
         """The spec that builds this model's rows (one numeric input per feature when it has none)."""
         if self.spec is not None:
             return self.spec
-        return FittedSpec(
-            numeric=tuple(
-                FittedNumeric(n, float(d), float(m), float(s))
-                for n, d, m, s in zip(self.feature_names, self.defaults, self.mean, self.scale, strict=True)
-            )
-        )
+        return numeric_spec(self.feature_names, self.defaults, self.mean, self.scale)
 
 
 def score_classes(model: MultinomialModel, matrix: Float64Array) -> Float64Array:
@@ -234,22 +223,15 @@ def train_multinomial(
     progress: Callable[[str], None] = lambda stage: None,
 ) -> MultinomialModel:
     """Fit on the training part (split by time, else at random) and report accuracy and log loss held out."""
-    from stream_scorer.model.train import input_columns, split  # shared with the binary trainer
+    from stream_scorer.model.train import prepare  # shared with the binary trainer
 
     classes, codes = class_labels_from(table, label)
     if len(classes) < 2:
         raise TrainingError("the label column has one class only; a classifier needs at least two")
     if not 0.0 < holdout < 1.0 or table.rows < 10:
         raise TrainingError("holdout must be in (0, 1) and the dataset needs at least 10 rows")
-    times = table.columns.get(time_column)
-    timed = times is not None and times.dtype.kind == "f" and not np.isnan(times).any()
-    if spec is None:
-        spec = default_spec(c for c in table.columns if c not in (label, time_column) and table.kind(c) == "numeric")
-    train_rows, test_rows = split(table.rows, times if timed else None, holdout, seed)
-    progress(f"spec: fitting {len(spec.columns)} input columns on {len(train_rows)} training rows")
-    inputs = input_columns(table, spec.columns)
-    fitted = fit_spec(spec, {c: values[train_rows] for c, values in inputs.items()})
-    matrix = transform(fitted, inputs)
+    data = prepare(table, spec, label=label, time_column=time_column, holdout=holdout, seed=seed, progress=progress)
+    fitted, matrix, train_rows, test_rows = data.fitted, data.matrix, data.train_rows, data.held_out
     mean, scale = fitted.means(), fitted.scales()
     progress(f"fit: multinomial, {len(classes)} classes, C={C}, {fitted.n_features} features")
     coef, intercept = fit_multinomial((matrix[train_rows] - mean) / scale, codes[train_rows], len(classes), C)
@@ -272,7 +254,7 @@ def train_multinomial(
             "seed": seed,
             "rows": table.rows,
             "data_sha256": table.fingerprint,
-            "split": "time" if timed else "random",
+            "split": "time" if data.timed else "random",
         },
     )
     probabilities = score_classes(model, matrix[test_rows])

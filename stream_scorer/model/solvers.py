@@ -19,8 +19,8 @@ infinity; :func:`newton_unpenalized` looks for such a direction and raises :clas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal, TypeAlias
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
@@ -163,19 +163,31 @@ def _newton(
         gradient = penalty * params - C * design.T @ (weights * sign * wrong)
         hessian = C * (design.T * (weights * wrong * (1.0 - wrong))) @ design + np.diag(penalty)
         step = np.linalg.solve(hessian + 1e-12 * np.eye(k + 1), gradient)
-        size = 1.0
-        while size > 1e-10:
-            candidate = params - size * step
-            value = objective(candidate)
-            if value <= current:
-                break
-            size /= 2
-        params, previous, current = candidate, current, value
-        if previous - current <= tol * max(1.0, abs(current)) and np.max(np.abs(size * step)) < 1e-8:
+        params, current, converged = newton_step(objective, params, step, current, tol)
+        if converged:
             if not penalized:
                 _refuse_separation(design, sign, weights, params, sign * (design @ params))
             return params, True
     return params, False
+
+
+def newton_step(
+    objective: Callable[[Any], float], params: Any, step: Any, current: float, tol: float
+) -> tuple[Any, float, bool]:
+    """Take the Newton ``step``, halved until the objective does not rise (at most down to 1e-10 of it).
+
+    Returns (new params, new value, converged): converged when the objective barely moved and so did the
+    parameters. Shared by the binary and the multinomial solvers.
+    """
+    size = 1.0
+    while size > 1e-10:
+        candidate = params - size * step
+        value = objective(candidate)
+        if value <= current:
+            break
+        size /= 2
+    converged = current - value <= tol * max(1.0, abs(value)) and float(np.max(np.abs(size * step))) < 1e-8
+    return candidate, value, converged
 
 
 def _refuse_separation(

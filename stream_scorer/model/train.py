@@ -33,7 +33,7 @@ from stream_scorer.model.baseline import baselines
 from stream_scorer.model.calibration import Calibration, Method, fit_isotonic, fit_platt
 from stream_scorer.model.dataset import Table, labels_from
 from stream_scorer.model.featurespec import FeatureSpec, default_spec, fit_spec
-from stream_scorer.model.fitted_spec import transform
+from stream_scorer.model.fitted_spec import FittedSpec, transform
 from stream_scorer.model.report import auc, quality_report, threshold_for_cost
 from stream_scorer.model.score import golden_vectors, sigmoid
 from stream_scorer.model.vectorize import canonical_event_column
@@ -98,6 +98,41 @@ def split(n: int, event_time_ms: Float64Array | None, holdout: float, seed: int)
     return order[:cut], order[cut:]
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A dataset split and featurized: what the binary and the multinomial trainers fit on."""
+
+    fitted: FittedSpec
+    matrix: Float64Array  # every row, imputed, not standardized
+    inputs: dict[str, npt.NDArray[Any]]  # the spec's input columns, read as the worker reads them
+    train_rows: IntArray
+    held_out: IntArray
+    timed: bool  # split by event time (else at random)
+
+
+def prepare(
+    table: Table,
+    spec: FeatureSpec | None,
+    *,
+    label: str,
+    time_column: str,
+    holdout: float,
+    seed: int,
+    progress: Callable[[str], None],
+) -> Prepared:
+    """Split (by time when there is a complete numeric time column), fit the spec on the training rows, and
+    build the matrix of every row. Without a spec, every numeric column but the label and time is a feature."""
+    times = table.columns.get(time_column)
+    timed = times is not None and times.dtype.kind == "f" and not np.isnan(times).any()
+    if spec is None:
+        spec = default_spec(c for c in table.columns if c not in (label, time_column) and table.kind(c) == "numeric")
+    train_rows, held_out = split(table.rows, times if timed else None, holdout, seed)
+    progress(f"spec: fitting {len(spec.columns)} input columns on {len(train_rows)} training rows")
+    inputs = input_columns(table, spec.columns)
+    fitted = fit_spec(spec, {c: values[train_rows] for c, values in inputs.items()})
+    return Prepared(fitted, transform(fitted, inputs), inputs, train_rows, held_out, timed)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainOptions:
     """How to train; the defaults are scikit-learn's L2 logistic regression at C=1, uncalibrated."""
@@ -139,20 +174,14 @@ def train(
         raise TrainingError(f"dataset has {len(labels)} rows; at least 10 are needed")
     if len(np.unique(labels)) < 2:
         raise TrainingError("the label column has one class only; a classifier needs both 0 and 1")
-    times = table.columns.get(o.time_column)
-    timed = times is not None and times.dtype.kind == "f" and not np.isnan(times).any()
-    if spec is None:
-        spec = default_spec(
-            c for c in table.columns if c not in (o.label, o.time_column) and table.kind(c) == "numeric"
-        )
-    train_rows, held_out = split(len(labels), times if timed else None, o.holdout, o.seed)
+    data = prepare(
+        table, spec, label=o.label, time_column=o.time_column, holdout=o.holdout, seed=o.seed, progress=progress
+    )
+    train_rows, held_out = data.train_rows, data.held_out
     calibration_rows, test_rows = held_out[: len(held_out) // 2], held_out[len(held_out) // 2 :]
     if len(np.unique(labels[train_rows])) < 2:
         raise TrainingError("the training part of the split has one class only")
-    progress(f"spec: fitting {len(spec.columns)} input columns on {len(train_rows)} training rows")
-    inputs = input_columns(table, spec.columns)
-    fitted = fit_spec(spec, {c: values[train_rows] for c, values in inputs.items()})
-    matrix = transform(fitted, inputs)
+    fitted, matrix, inputs, timed = data.fitted, data.matrix, data.inputs, data.timed
     mean, scale = fitted.means(), fitted.scales()
     progress(f"fit: {o.penalty} penalty, C={o.C}, {fitted.n_features} features")
     coef, intercept = fit(

@@ -141,12 +141,13 @@ def make_settings(stack: Stack, topics: Topics, redis_prefix: str, model_path: P
     )
 
 
-class RunningWorker:
-    """A worker (built by the real wiring) running in a thread until :meth:`stop`."""
+class _Running:
+    """A loop (``run(stop)``) of a runtime built by the real wiring, running in a thread until :meth:`stop`."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.registry = CollectorRegistry()
-        self.runtime: Runtime = build_runtime(settings, self.registry)
+    def __init__(self, runtime: Any, loop: Callable[[threading.Event], None], registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.runtime = runtime
+        self._loop = loop
         self._stop = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -154,9 +155,27 @@ class RunningWorker:
 
     def _run(self) -> None:
         try:
-            self.runtime.worker.run(self._stop)
+            self._loop(self._stop)
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.runtime.close()
+        if self.error is not None:
+            raise self.error
+
+
+class RunningWorker(_Running):
+    """A scoring worker running in a thread until :meth:`stop`."""
+
+    runtime: Runtime
+
+    def __init__(self, settings: Settings) -> None:
+        registry = CollectorRegistry()
+        runtime = build_runtime(settings, registry)
+        super().__init__(runtime, runtime.worker.run, registry)
 
     @property
     def metrics_url(self) -> str:
@@ -164,42 +183,19 @@ class RunningWorker:
         host, port = self.runtime.metrics_server.address
         return f"http://{host}:{port}"
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        self.runtime.close()
-        if self.error is not None:
-            raise self.error
 
-
-class RunningLabels:
-    """A label flow (built by the real wiring) running in a thread until :meth:`stop`."""
+class RunningLabels(_Running):
+    """A label flow running in a thread until :meth:`stop`."""
 
     def __init__(self, settings: Settings) -> None:
         from stream_scorer.wiring import build_label_runtime
 
-        self.registry = CollectorRegistry()
-        self.runtime = build_label_runtime(settings, self.registry)
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.runtime.flow.run(self._stop)
-        except BaseException as exc:  # surfaced by stop()
-            self.error = exc
+        registry = CollectorRegistry()
+        runtime = build_label_runtime(settings, registry)
+        super().__init__(runtime, runtime.flow.run, registry)
 
     def value(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        self.runtime.close()
-        if self.error is not None:
-            raise self.error
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -36,12 +36,20 @@ class Scrape:
 
 
 def parse(texts: Iterable[str], at: float) -> Scrape:
-    """Parse Prometheus text exposition (several endpoints are merged; equal series add up)."""
+    """Parse Prometheus text exposition (several endpoints are merged; equal series add up). A text that is
+    not exposition format (say, a web page at the wrong port) is skipped whole."""
     samples: dict[Key, float] = defaultdict(float)
     for text in texts:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples[(sample.name, tuple(sorted(sample.labels.items())))] += sample.value
+        try:
+            parsed = [
+                ((s.name, tuple(sorted(s.labels.items()))), s.value)
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            ]
+        except ValueError:
+            continue
+        for key, value in parsed:
+            samples[key] += value
     return Scrape(at, dict(samples))
 
 
@@ -52,7 +60,7 @@ def scrape(urls: Sequence[str], at: float, timeout: float = 5.0) -> Scrape:
         try:
             with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as response:
                 texts.append(response.read().decode())
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             continue
     return parse(texts, at)
 

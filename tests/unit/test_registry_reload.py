@@ -326,3 +326,16 @@ def test_groups_only_a_challenger_reads_do_not_flag_the_champion() -> None:
     alone = Scorer(challenger, DEFAULT_FEATURE_GROUPS, FakeLookup()).score(batch, NOW)
     assert alone.imputed[0] and not alone.imputed[1:].any()
     np.testing.assert_allclose(scored.shadow_scores[:, 0], alone.scores, rtol=0, atol=1e-12)
+
+
+def test_a_garbled_current_pointer_is_a_clear_error_and_the_reloader_keeps_serving(tmp_path: Path) -> None:
+    registry = Registry.create(tmp_path)
+    register(registry, 1)
+    registry.promote(1)
+    clock, refused = Clock(), []
+    reloader = reloader_for(registry, clock, refused)
+    (registry.root / "CURRENT").write_text("two\n")
+    with pytest.raises(ModelArtifactError, match="does not hold a version number"):
+        registry.current()
+    clock.now = 1.0
+    assert reloader.poll() is None and reloader.serving_version == 1 and refused == []

@@ -38,3 +38,9 @@ def test_two_endpoints_add_up() -> None:
     merged = parse([exposition(5), exposition(7)], at=0.0)
     assert merged.value("stream_scorer_events_consumed_total") == 12
     assert math.isnan(merged.value("stream_scorer_nothing"))
+
+
+def test_a_page_that_is_not_metrics_is_skipped_not_a_crash() -> None:
+    merged = parse(["<html><body>not metrics</body></html>", exposition(3)], at=0.0)
+    assert merged.value("stream_scorer_events_consumed_total") == 3
+    assert parse(["garbage {{{"], at=0.0).samples == {}

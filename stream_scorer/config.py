@@ -134,6 +134,9 @@ class BatchSettings:
     commit_interval_seconds: float = 0.0
     # How long a batch may wait for its acknowledgements; it should cover a broker restart.
     flush_timeout_seconds: float = 120.0
+    # A batch that was not delivered is read again after this, doubling up to the maximum while it fails.
+    retry_backoff_seconds: float = 1.0
+    max_retry_backoff_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -291,6 +294,8 @@ class Settings:
             raise ConfigError("model_reload_seconds must be > 0")
         if len(self.challengers) > 8:
             raise ConfigError(f"at most 8 challengers are scored in shadow, not {len(self.challengers)}")
+        if not 0 < self.batch.retry_backoff_seconds <= self.batch.max_retry_backoff_seconds:
+            raise ConfigError("batch: 0 < retry_backoff_seconds <= max_retry_backoff_seconds is required")
         if self.batch.commit_interval_seconds < 0:
             raise ConfigError("batch.commit_interval_seconds must be >= 0")
         if self.batch.flush_timeout_seconds <= 0:

@@ -16,9 +16,14 @@
      │                           the batch is scored with imputed features (status UNAVAILABLE) and a
      │                           circuit breaker stops calling Redis for a while.
      └── KafkaError              a Kafka client call failed (consume, produce, commit, admin): fatal
-          ├── DeliveryError      a produced record was not acknowledged; the batch is not committed
+          ├── DeliveryError      transient: a produced record (prediction or dead letter) was not
+          │                      acknowledged: topic missing, access denied, broker refusing or away.
+          │                      Policy: the batch is not committed; it is rewound and retried after a
+          │                      backoff (1 s doubling to 30 s), the worker is not ready meanwhile, and
+          │                      each failure is counted and logged. The worker never skips it.
           └── BatchAborted       exactly-once: the batch's transaction was aborted; the consumer was
-                                 rewound to the committed offsets and the worker goes on
+                                 rewound to the committed offsets and the worker goes on (with the same
+                                 backoff when it happens again in a row)
 
 Third-party exceptions are translated where they cross into our code, with ``raise ... from exc``.
 """
@@ -85,7 +90,12 @@ class KafkaError(StreamScorerError):
 
 
 class DeliveryError(KafkaError):
-    """At least one produced record was not acknowledged by the broker."""
+    """At least one produced record was not acknowledged by the broker; ``topics`` are those that failed."""
+
+    def __init__(self, message: str, *, topics: frozenset[str] = frozenset(), fatal: bool = False) -> None:
+        super().__init__(message)
+        self.topics = topics
+        self.fatal = fatal  # the producer itself is unusable (librdkafka's fatal error): retrying cannot help
 
 
 class BatchAborted(KafkaError):

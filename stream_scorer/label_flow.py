@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream_scorer.deadletter import dead_letters
-from stream_scorer.errors import FeatureStoreError
+from stream_scorer.deadletter import DEFAULT_MAX_RECORD_BYTES, dead_letters
+from stream_scorer.errors import DeliveryError, FeatureStoreError
 from stream_scorer.kafka.delivery import Delivery
 from stream_scorer.labels.join import JoinOutcome, LabelJoiner, decode_labels
 from stream_scorer.monitoring.label_metrics import LabelMetrics
@@ -54,6 +54,7 @@ class LabelFlow:
         retry_seconds: float,
         coverage_lookback_seconds: float,
         clock: Callable[[], float] = time.time,
+        max_dead_letter_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         self._source = source
         self._delivery = delivery
@@ -62,6 +63,7 @@ class LabelFlow:
         self._quality = quality
         self._metrics = metrics
         self._dead_letter_topic = dead_letter_topic
+        self._max_dead_letter_bytes = max_dead_letter_bytes
         self._max_events = max_events
         self._max_wait = max_wait_seconds
         self._retry_seconds = retry_seconds
@@ -70,7 +72,8 @@ class LabelFlow:
         self._timers_at = 0.0
 
     def run(self, stop: threading.Event) -> None:
-        """Process batches until ``stop`` is set. A Redis failure rewinds the batch and retries after a pause."""
+        """Process batches until ``stop`` is set. A Redis failure, or a dead letter that was not delivered,
+        rewinds the batch and retries it after a pause (nothing is committed past it)."""
         while not stop.is_set():
             try:
                 self.step()
@@ -79,6 +82,12 @@ class LabelFlow:
                 log.warning("label join paused, the batch will be read again: %s", exc)
                 self._delivery.abort()
                 stop.wait(1.0)
+            except DeliveryError as exc:
+                if exc.fatal:
+                    raise
+                log.error("dead letters not delivered, the batch will be read again in 5 s: %s", exc)
+                self._delivery.abort()
+                stop.wait(5.0)
 
     def step(self) -> int:
         """Poll and join one batch of labels (and run the timers when due). Returns the messages polled."""
@@ -91,7 +100,7 @@ class LabelFlow:
         self._delivery.begin()
         outcome = self._joiner.join(labels)  # join
         if invalid:
-            letters = dead_letters(invalid)  # dead letters
+            letters = dead_letters(invalid, self._max_dead_letter_bytes)  # dead letters
             self._delivery.produce(self._dead_letter_topic, letters.keys, letters.values, letters.headers)
         self._delivery.complete(messages)  # flush, check, commit
         self._observe(outcome)  # metrics, once the batch is committed

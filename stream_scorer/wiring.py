@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +15,13 @@ from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, Schemas, load_schemas
 from stream_scorer.config import RedisSettings, Settings, resolve_secret, window_seconds
+from stream_scorer.deadletter import DEFAULT_MAX_RECORD_BYTES
 from stream_scorer.emit import PredictionEncoder
-from stream_scorer.errors import ConfigError, ModelArtifactError, StreamScorerError
+from stream_scorer.errors import ConfigError, KafkaError, ModelArtifactError, StreamScorerError
 from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.guard import InvalidInputGuard
-from stream_scorer.kafka.admin import ensure_topics
+from stream_scorer.kafka.admin import ensure_topics, max_message_bytes
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
@@ -90,6 +91,21 @@ def ensure_configured_topics(settings: Settings) -> list[str]:
     )
 
 
+def dead_letter_limit(settings: Settings, producer_settings: Mapping[str, Any]) -> int:
+    """The largest dead-letter record both the producer and the dead-letter topic accept (bytes).
+
+    The producer checks records before compression, the broker after: the topic's limit keeps room
+    for lz4's worst-case growth of incompressible bytes (0.4%)."""
+    kafka = settings.kafka
+    producer_limit = int(producer_settings.get("message.max.bytes", DEFAULT_MAX_RECORD_BYTES))
+    try:
+        topic_limit = max_message_bytes(kafka.bootstrap_servers, kafka.dead_letter_topic, kafka.librdkafka())
+    except KafkaError as exc:
+        log.warning("%s; dead letters are cut to the producer's limit of %d bytes", exc, producer_limit)
+        return producer_limit
+    return min(producer_limit, topic_limit - topic_limit // 200)
+
+
 def transactional_id(settings: Settings) -> str:
     """The stable transactional.id of this worker slot (exactly-once)."""
     return f"{settings.kafka.transactional_id_prefix}-{settings.kafka.group_id}-{settings.kafka.worker_slot}"
@@ -106,7 +122,10 @@ class Runtime:
     metrics_server: MetricsServer | None
 
     def ready(self) -> tuple[bool, str]:
-        """Ready when partitions are assigned and Redis answers (the model was verified at startup)."""
+        """Ready when partitions are assigned, Redis answers and no batch is being retried (the model was
+        verified at startup)."""
+        if self.worker.retrying is not None:
+            return False, self.worker.retrying
         if not self.consumer.assigned:
             return False, "no partitions assigned yet"
         if not self.store.ping():
@@ -252,8 +271,14 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
             max_events=settings.batch.max_events,
             max_wait_seconds=settings.batch.max_wait_seconds,
             commit_interval_seconds=settings.batch.commit_interval_seconds,
+            retry_backoff_seconds=settings.batch.retry_backoff_seconds,
+            max_retry_backoff_seconds=settings.batch.max_retry_backoff_seconds,
         ),
-        topics=Topics(predictions=kafka.output_topic, dead_letters=kafka.dead_letter_topic),
+        topics=Topics(
+            predictions=kafka.output_topic,
+            dead_letters=kafka.dead_letter_topic,
+            max_dead_letter_bytes=dead_letter_limit(settings, producer_settings),
+        ),
         guard=InvalidInputGuard(
             max_consecutive=validation.max_consecutive_invalid,
             max_ratio=validation.max_invalid_ratio,
@@ -385,6 +410,7 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
         quality=quality,
         metrics=metrics,
         dead_letter_topic=kafka.dead_letter_topic,
+        max_dead_letter_bytes=dead_letter_limit(settings, producer_config(kafka.bootstrap_servers, kafka.librdkafka())),
         max_events=labels.max_events,
         max_wait_seconds=settings.batch.max_wait_seconds,
         retry_seconds=labels.retry_seconds,

@@ -20,9 +20,9 @@ from typing import Protocol
 import numpy as np
 
 from stream_scorer.codec import EventDecoder, InvalidMessage, KafkaMessage
-from stream_scorer.deadletter import dead_letters
+from stream_scorer.deadletter import DEFAULT_MAX_RECORD_BYTES, dead_letters
 from stream_scorer.emit import PredictionEncoder
-from stream_scorer.errors import BatchAborted, FeatureStoreError, InvalidInputRateError
+from stream_scorer.errors import BatchAborted, DeliveryError, FeatureStoreError, InvalidInputRateError
 from stream_scorer.guard import InvalidInputGuard
 from stream_scorer.kafka.delivery import Delivery
 from stream_scorer.monitoring.drift import DriftMonitor
@@ -72,6 +72,9 @@ class BatchBounds:
     max_wait_seconds: float
     # 0: commit after every batch; more: flush and commit at most this often (fewer blocking flushes).
     commit_interval_seconds: float = 0.0
+    # A batch that was not delivered is read again after this, doubling up to the maximum while it fails.
+    retry_backoff_seconds: float = 1.0
+    max_retry_backoff_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +83,7 @@ class Topics:
 
     predictions: str
     dead_letters: str
+    max_dead_letter_bytes: int = DEFAULT_MAX_RECORD_BYTES  # the producer's (or the topic's) message size limit
 
 
 class Worker:
@@ -121,6 +125,8 @@ class Worker:
         self._window: list[_Pending] = []
         self._window_started = 0.0
         self._guard_at_begin = guard.snapshot()
+        self._failures_in_row = 0
+        self.retrying: str | None = None  # why the last batch is being retried; None when all is well
         self._announce()
 
     def _announce(self) -> None:
@@ -136,14 +142,35 @@ class Worker:
         return self._scorer
 
     def run(self, stop: threading.Event) -> None:
-        """Process batches until ``stop`` is set; the batch in hand is finished and committed first."""
+        """Process batches until ``stop`` is set; the batch in hand is finished and committed first.
+
+        A batch that could not be delivered (or whose transaction was aborted) was rewound, never committed:
+        it is read again after a backoff that doubles (``BatchBounds``: 1 s to 30 s) while failures follow each other.
+        Meanwhile :attr:`retrying` says why (readiness is false), and the worker never skips the batch.
+        """
         while not stop.is_set():
             try:
                 self.step()
-            except BatchAborted as exc:  # exactly-once: rewound to the committed offsets; go on
-                self._metrics.batches_aborted.inc()
-                log.warning("batch aborted and rewound: %s", exc)
+            except (DeliveryError, BatchAborted) as exc:
+                if isinstance(exc, DeliveryError) and exc.fatal:
+                    raise
+                self._back_off(exc, stop)
         self.finish()
+
+    def _back_off(self, exc: DeliveryError | BatchAborted, stop: threading.Event) -> None:
+        self._failures_in_row += 1
+        bounds = self._bounds
+        delay = min(bounds.max_retry_backoff_seconds, bounds.retry_backoff_seconds * 2.0 ** (self._failures_in_row - 1))
+        if isinstance(exc, BatchAborted):
+            self._metrics.batches_aborted.inc()
+        else:
+            outputs = {"dead_letters" if t == self._topics.dead_letters else "predictions" for t in exc.topics}
+            for output in outputs or {"predictions"}:
+                self._metrics.delivery_failures.labels(output).inc()
+        self._metrics.retry_backoff.set(delay)
+        self.retrying = f"batch not delivered, read again in {delay:g} s: {exc}"
+        log.error("%s (failure %d in a row; nothing was committed)", self.retrying, self._failures_in_row)
+        stop.wait(delay)
 
     def step(self) -> int:
         """Poll and process one micro-batch. Returns the number of messages polled.
@@ -193,7 +220,7 @@ class Worker:
             self._delivery.produce(self._topics.predictions, decoded.batch.key, values)  # produce
             seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4
         if decoded.invalid:
-            letters = dead_letters(decoded.invalid)  # dead letters
+            letters = dead_letters(decoded.invalid, self._topics.max_dead_letter_bytes)  # dead letters
             self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
         self._window.append(_Pending(messages, scored, decoded.invalid))
         t5 = time.perf_counter()
@@ -268,10 +295,18 @@ class Worker:
         self._await_pending()
         try:
             self._delivery.complete([m for pending in window for m in pending.messages])
+        except BatchAborted:
+            self._forget_window()  # the delivery aborted and rewound already
+            raise
         except BaseException:
-            self._forget_window()  # never retried: a failed window is read again, not committed later
+            self._forget_window()  # never retried as is: a failed window is read again, not committed later
+            self._delivery.abort()  # rewind; if even that fails, its KafkaError stops the worker
             raise
         self._window = []
+        if self._failures_in_row:
+            self._failures_in_row, self.retrying = 0, None
+            self._metrics.retry_backoff.set(0)
+            log.info("the retried batch was delivered and committed")
         metrics = self._metrics
         metrics.commits.inc()
         metrics.last_batch.set(time.time())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import confluent_kafka
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from stream_scorer.errors import KafkaError
 
@@ -42,3 +42,19 @@ def ensure_topics(
             if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                 raise KafkaError(f"cannot create topic {topic}: {exc}") from exc
     return created
+
+
+def max_message_bytes(bootstrap_servers: str, topic: str, extra: Mapping[str, str], timeout: float = 30.0) -> int:
+    """The topic's ``max.message.bytes``; raise :class:`KafkaError` if the topic does not exist or cannot be read.
+
+    A record larger than this is refused by the broker, whatever the producer allows.
+    """
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap_servers, **extra})
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+        return int(configs["max.message.bytes"].value)
+    except confluent_kafka.KafkaException as exc:
+        raise KafkaError(f"cannot read the configuration of topic {topic}: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KafkaError(f"topic {topic} reports no usable max.message.bytes: {exc}") from exc

@@ -40,7 +40,7 @@ class Delivery(Protocol):
         self,
         topic: str,
         keys: Sequence[bytes | None],
-        values: Sequence[bytes],
+        values: Sequence[bytes | None],
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
     ) -> None: ...
     def complete(self, messages: Sequence[KafkaMessage]) -> int: ...
@@ -59,7 +59,7 @@ class _Producing:
         self,
         topic: str,
         keys: Sequence[bytes | None],
-        values: Sequence[bytes],
+        values: Sequence[bytes | None],
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
     ) -> None:
         self._producer.produce(topic, keys, values, headers)
@@ -98,7 +98,7 @@ class ExactlyOnce(_Producing):
         self,
         topic: str,
         keys: Sequence[bytes | None],
-        values: Sequence[bytes],
+        values: Sequence[bytes | None],
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
     ) -> None:
         try:

@@ -33,13 +33,15 @@ class CheckedProducer:
         self.raw = producer
         self._failed = 0
         self._first_error: str | None = None
+        self._failed_topics: set[str] = set()
+        self._fatal = False
         self._acked = 0
 
     def produce(
         self,
         topic: str,
         keys: Sequence[bytes | None],
-        values: Sequence[bytes],
+        values: Sequence[bytes | None],
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
     ) -> None:
         """Queue one record per (key, value); waits for room when librdkafka's queue is full."""
@@ -62,23 +64,30 @@ class CheckedProducer:
         Raises :class:`DeliveryError` if any record failed or is still queued after ``timeout``.
         """
         remaining = self.raw.flush(timeout)
-        failed, first_error, acked = self._failed, self._first_error, self._acked
-        self._failed, self._first_error, self._acked = 0, None, 0
+        failed, first_error, acked, topics = self._failed, self._first_error, self._acked, self._failed_topics
+        fatal = self._fatal
+        self.reset()
         if remaining:
             raise DeliveryError(f"{remaining} records still unacknowledged after {timeout} s")
         if failed:
-            raise DeliveryError(f"{failed} records were not delivered; first error: {first_error}")
+            raise DeliveryError(
+                f"{failed} records were not delivered; first error: {first_error}",
+                topics=frozenset(topics),
+                fatal=fatal,
+            )
         return acked
 
     def reset(self) -> None:
         """Forget the delivery counts so far (after an aborted transaction)."""
         self.raw.poll(0)
-        self._failed, self._first_error, self._acked = 0, None, 0
+        self._failed, self._first_error, self._acked, self._failed_topics, self._fatal = 0, None, 0, set(), False
 
     def _on_delivery(self, error: Any, message: Any) -> None:
         if error is None:
             self._acked += 1
             return
         self._failed += 1
+        self._failed_topics.add(message.topic())
+        self._fatal = self._fatal or bool(error.fatal())
         if self._first_error is None:
             self._first_error = f"{message.topic()}: {error}"

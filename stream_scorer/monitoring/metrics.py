@@ -138,6 +138,18 @@ class ScorerMetrics:
             "Exactly-once batches whose transaction was aborted and re-read.",
             registry=registry,
         )
+        self.delivery_failures = Counter(
+            "stream_scorer_delivery_failures",
+            "Batches not committed because a record was not acknowledged, by output (predictions, dead_letters); "
+            "each is rewound and retried after a backoff.",
+            ["output"],
+            registry=registry,
+        )
+        self.retry_backoff = Gauge(
+            "stream_scorer_batch_retry_backoff_seconds",
+            "The backoff before the failed batch is read again; 0 when the last batch was committed.",
+            registry=registry,
+        )
         self.feature_store_errors = Counter(
             "stream_scorer_feature_store_errors", "Failed feature-store calls (timeouts, refused).", registry=registry
         )

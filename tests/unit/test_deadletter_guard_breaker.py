@@ -28,7 +28,7 @@ def test_dead_letters_keep_the_original_bytes_and_say_why() -> None:
         ),
     ]
     letters = dead_letters(items)
-    assert letters.keys == [None, b"k2"] and letters.values == [b"", b"\x00\x00\x00\x00\x09zz"]  # by partition/offset
+    assert letters.keys == [None, b"k2"] and letters.values == [None, b"\x00\x00\x00\x00\x09zz"]  # by partition/offset
     first, second = (dict(h) for h in letters.headers)
     assert first == {
         "dlq.error.class": b"empty_value",
@@ -39,6 +39,45 @@ def test_dead_letters_keep_the_original_bytes_and_say_why() -> None:
         "dlq.original.timestamp": b"222",
     }
     assert second["dlq.schema.id"] == b"9" and second["dlq.error.class"] == b"malformed_avro"
+
+
+def test_a_tombstone_stays_null_and_an_empty_value_stays_empty() -> None:
+    items = [
+        InvalidMessage(FakeMessage(value, b"k", "tx", 0, offset, 1), InvalidEventError("empty_value", "no value"))
+        for offset, value in enumerate([None, b""])
+    ]
+    assert dead_letters(items).values == [None, b""]
+
+
+@pytest.mark.parametrize(
+    ("key_size", "value_size"), [(0, 999_800), (1, 1_048_000), (10, 5_000_000), (900_000, 900_000), (2_000_000, 0)]
+)
+def test_a_dead_letter_always_fits_the_record_limit_and_says_what_was_cut(key_size: int, value_size: int) -> None:
+    limit = 1_000_000
+    key = b"k" * key_size if key_size else None
+    value = bytes(range(256)) * (value_size // 256) + b"v" * (value_size % 256)
+    error = InvalidEventError("oversized", "too big", topic="tx", partition=2, offset=41)
+    letters = dead_letters([InvalidMessage(FakeMessage(value, key, "tx", 2, 41, 5), error)], max_record_bytes=limit)
+    out_key, out_value, headers = letters.keys[0], letters.values[0], dict(letters.headers[0])
+    size = len(out_key or b"") + len(out_value or b"") + sum(len(k) + len(v) for k, v in letters.headers[0])
+    assert size <= limit - 128
+    assert value.startswith(out_value or b"") and (key or b"").startswith(out_key or b"")
+    assert headers["dlq.original.partition"] == b"2" and headers["dlq.original.offset"] == b"41"
+    if len(out_value or b"") < value_size:
+        assert headers["dlq.value_truncated"] == b"true" and headers["dlq.original_size"] == str(value_size).encode()
+    else:
+        assert "dlq.value_truncated" not in headers and out_value == value
+    if len(out_key or b"") < key_size:
+        assert headers["dlq.key_truncated"] == b"true" and headers["dlq.original_key_size"] == str(key_size).encode()
+    else:
+        assert "dlq.key_truncated" not in headers
+
+
+def test_a_dead_letter_that_fits_is_kept_byte_for_byte() -> None:
+    value = b"\x00" * 70_000
+    error = InvalidEventError("oversized", "70000 bytes", topic="tx", partition=0, offset=1)
+    letters = dead_letters([InvalidMessage(FakeMessage(value, b"k", "tx", 0, 1, 5), error)])
+    assert letters.values == [value] and "dlq.value_truncated" not in dict(letters.headers[0])
 
 
 def test_guard_trips_on_consecutive_invalid_messages_across_batches() -> None:

@@ -38,8 +38,8 @@ class FakeSource:
 class FakeSink:
     """A Delivery that records what was produced and which offsets were committed."""
 
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
+    def __init__(self, fail: bool | int = False) -> None:
+        self.fail = fail  # True: every complete fails; a number: that many fail, then all succeed
         self.produced: list[tuple[bytes | None, bytes]] = []
         self.dead: list[tuple[bytes | None, bytes, dict[str, bytes]]] = []
         self.committed: list[list[int]] = []
@@ -64,8 +64,10 @@ class FakeSink:
 
     def complete(self, messages: Sequence[FakeMessage]) -> int:
         acked, self.pending = self.pending, 0
-        if self.fail:
-            raise DeliveryError("1 records to predictions were not delivered")
+        if self.fail is True or (self.fail is not False and self.fail > 0):
+            if self.fail is not True:
+                self.fail -= 1
+            raise DeliveryError("1 records were not delivered", topics=frozenset({"dead-letters"}))
         self.committed.append([m.offset() for m in messages])
         return acked
 
@@ -93,7 +95,7 @@ class FakeLookup:
         return out
 
 
-def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_interval=0.0, models=None):
+def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_interval=0.0, models=None, backoff=0.01):
     registry = registry or CollectorRegistry()
     scorer = Scorer(small_model(FEATURE_NAMES), DEFAULT_FEATURE_GROUPS, lookup or FakeLookup())
     worker = Worker(
@@ -103,7 +105,13 @@ def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_int
         scorer=scorer,
         encoder=PredictionEncoder(SCHEMAS.prediction, scorer.model),
         metrics=ScorerMetrics(registry),
-        bounds=BatchBounds(max_events=100, max_wait_seconds=0.01, commit_interval_seconds=commit_interval),
+        bounds=BatchBounds(
+            max_events=100,
+            max_wait_seconds=0.01,
+            commit_interval_seconds=commit_interval,
+            retry_backoff_seconds=backoff,
+            max_retry_backoff_seconds=4 * backoff,
+        ),
         topics=Topics(predictions="predictions", dead_letters="dead-letters"),
         guard=guard or InvalidInputGuard(max_consecutive=1000, max_ratio=1.0, window=1000),
         models=models,
@@ -164,6 +172,51 @@ def test_nothing_is_committed_when_a_delivery_fails() -> None:
         worker.step()
     assert sink.committed == []
     assert registry.get_sample_value("stream_scorer_commits_total") == 0
+
+
+def test_an_undelivered_batch_is_rewound_and_retried_with_a_growing_backoff_and_readiness_false() -> None:
+    import threading
+
+    stop = threading.Event()
+    batch = messages([transaction(i) for i in range(3)])
+    source = FakeSource([batch] * 5)  # each rewind makes the consumer return the batch again
+    sink = FakeSink(fail=4)
+    worker, registry = make_worker(source, sink, backoff=0.01)
+    seen: list[tuple[str | None, float | None]] = []
+    original = worker._back_off
+
+    def observing(exc, stop_event):
+        original(exc, stop_event)
+        seen.append((worker.retrying, registry.get_sample_value("stream_scorer_batch_retry_backoff_seconds")))
+
+    worker._back_off = observing
+    source_poll = source.poll_batch
+
+    def poll(max_events, timeout):
+        got = source_poll(max_events, timeout)
+        if not got and sink.committed:
+            stop.set()
+        return got
+
+    source.poll_batch = poll
+    worker.run(stop)
+    assert sink.aborts == 4 and sink.committed == [[0, 1, 2]]  # never skipped: committed once delivered
+    assert [delay for _, delay in seen] == [0.01, 0.02, 0.04, 0.04]  # doubling, capped
+    assert all(why is not None and "read again" in why for why, _ in seen)
+    assert worker.retrying is None and registry.get_sample_value("stream_scorer_batch_retry_backoff_seconds") == 0
+    assert registry.get_sample_value("stream_scorer_delivery_failures_total", {"output": "dead_letters"}) == 4
+
+
+def test_a_fatal_delivery_error_stops_the_loop() -> None:
+    import threading
+
+    class FatalSink(FakeSink):
+        def complete(self, messages):
+            raise DeliveryError("producer fenced", fatal=True)
+
+    worker, _ = make_worker(FakeSource([messages([transaction(0)])]), FatalSink())
+    with pytest.raises(DeliveryError, match="fenced"):
+        worker.run(threading.Event())
 
 
 def test_nothing_is_committed_when_the_feature_store_fails() -> None:

@@ -74,9 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="worker processes in the consumer group (one per core, up to the partition count); process i "
-        "serves metrics on metrics.port + i and is restarted if it dies",
+        default=None,
+        help="supervise this many worker processes in the consumer group (one per core, up to the partition "
+        "count), 1 included: process i serves metrics on metrics.port + i and is restarted if it dies (after "
+        "1 s, doubling to 30 s while it keeps dying within 10 s of its start; 5 such exits in a row stop "
+        "all). Without it, one worker runs in this process, unsupervised (as under Kubernetes)",
     )
     run.set_defaults(handler=_run)
 
@@ -182,10 +184,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         print("run: --workers must be >= 1", file=sys.stderr)
         return 2
-    if args.workers > 1:
+    if args.workers is not None:
         from stream_scorer.supervisor import supervise
 
         return supervise(args.workers, settings.metrics.port, args.config)

@@ -3,7 +3,9 @@
 Scale-out is Kafka's own: each process is a group member, so partitions are shared among them (one
 process per core, up to the partition count). Process ``i`` gets ``kafka.worker_slot = i`` (its stable
 transactional id under exactly-once) and serves its metrics on ``metrics.port + i``: metrics are per
-process, labelled by the port they are scraped from. A process that dies is restarted with a backoff;
+process, labelled by the port they are scraped from. Any N, 1 included, is supervised. A process that
+dies is restarted after 1 s; one that dies within 10 s of its start waits twice as long as the last time
+(up to 30 s), and five such quick exits in a row stop everything with exit code 1;
 SIGTERM or SIGINT is passed to every process, which finishes its batch, commits and exits.
 """
 
@@ -88,7 +90,7 @@ def _start(slot: int, metrics_port: int, config: Path | None) -> subprocess.Pope
         "STREAM_SCORER_KAFKA__WORKER_SLOT": str(slot),
         "STREAM_SCORER_METRICS__PORT": str(metrics_port + slot if metrics_port else 0),
     }
-    args: Sequence[str] = [sys.executable, "-m", "stream_scorer", "run", "--workers", "1"]
+    args: Sequence[str] = [sys.executable, "-m", "stream_scorer", "run"]  # one worker in the child, unsupervised
     if config is not None:
         args = [*args, "--config", str(config)]
     process = subprocess.Popen(args, env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -114,3 +115,47 @@ def test_two_worker_processes_share_the_partitions(
     assert all(n > 0 for n in per_process) and sum(per_process) == 3000  # both worked; metrics are per process
     committed, ends = committed_and_end(stack.bootstrap, group, topics.input)
     assert committed == ends
+
+
+def test_one_supervised_worker_is_restarted_when_it_dies(
+    stack: Stack,
+    topics: Topics,
+    redis_prefix: str,
+    store: RedisFeatureStore,
+    world: World,
+    model_path: Path,
+    schemas,
+    tmp_path: Path,
+) -> None:
+    synth_io.seed_features(world, store, DEFAULT_FEATURE_GROUPS, now_ms=int(time.time() * 1000))
+    port = free_port_pair()
+    group = "it-one-worker"
+    env = worker_env(stack, topics, redis_prefix, model_path, group, {"STREAM_SCORER_METRICS__PORT": str(port)})
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "stream_scorer", "run", "--workers", "1"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_ready(port, 60), log.read_text()[-3000:]
+        children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
+        assert len(children) == 1, "--workers 1 runs its worker in a supervised child process"
+        os.kill(int(children[0]), signal.SIGKILL)
+        time.sleep(0.5)
+        assert supervisor.poll() is None
+        records, _ = sample_events(world, 1000, start_ms=int(time.time() * 1000), rng=np.random.default_rng(8))
+        produce(
+            stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
+        )
+        predictions = read_all(stack.bootstrap, topics.output, schemas.prediction, expect=1000, timeout=90)
+        restarted = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        code = supervisor.wait(60)
+    assert code == 0, log.read_text()[-3000:]
+    assert len(restarted) == 1 and restarted != children  # a new process took the dead one's place
+    assert {p["event_id"] for p in predictions} == {r["event_id"] for r in records}
+    assert re.search(r"worker 0 exited with -9; restarting in \d+ s", log.read_text())

@@ -143,18 +143,51 @@ def quality_report(scores: Float64Array, labels: Float64Array, threshold: float,
     }
 
 
+def cut_below(sorted_scores: Float64Array, last: int) -> float:
+    """A threshold flagging (``score >= threshold``) exactly the rows ``0..last`` of descending ``sorted_scores``.
+
+    It lies halfway between the last flagged score and the next lower one, not on an observed score:
+    served scores (standardization folded into the weights) differ from training-time scores by float
+    rounding (~1e-17), so a threshold equal to a training score flips that row's decision when served.
+
+    Parameters
+    ----------
+    sorted_scores : Float64Array
+        Scores in descending order; ``sorted_scores[last + 1] < sorted_scores[last]`` (a cut between runs).
+    last : int
+        Index of the last row to flag; ``len(sorted_scores) - 1`` flags everyone (halfway to 0.0), ``-1``
+        flags nobody (halfway between the highest score and 1.0; just above 1.0 if that score is 1.0).
+
+    Returns
+    -------
+    float
+        The midpoint, or the upper score if the two scores are adjacent floats (no float between them).
+
+    >>> s = np.array([0.8, 0.4, 0.35, 0.1])
+    >>> cut_below(s, 0), cut_below(s, 2), cut_below(s, 3), cut_below(s, -1)
+    (0.6000000000000001, 0.22499999999999998, 0.05, 0.9)
+    """
+    above = float(sorted_scores[last]) if last >= 0 else 1.0
+    if last + 1 >= len(sorted_scores):
+        return above / 2.0
+    below = float(sorted_scores[last + 1])
+    middle = (above + below) / 2.0
+    return middle if middle > below else float(np.nextafter(below, np.inf))
+
+
 def threshold_for_cost(scores: Float64Array, labels: Float64Array, cost_fp: float, cost_fn: float) -> float:
     """The threshold minimizing ``cost_fp * FP + cost_fn * FN`` on these rows, deciding ``score >= threshold``.
 
-    Candidates are the distinct observed scores (so tied scores always fall on one side) and, for
-    flagging nobody, ``np.nextafter(max(scores), inf)``. Among equal costs the highest threshold wins
-    (the fewest rows flagged).
+    Candidates are the cuts between distinct observed scores (so tied scores always fall on one side),
+    flagging everyone, and flagging nobody. Among equal costs the fewest rows flagged wins. The threshold
+    is the midpoint between the scores either side of the cut (:func:`cut_below`), so that served scores,
+    which differ from these by float rounding, get the same decisions and the same cost.
 
     >>> s, y = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0.0, 0.0, 1.0, 1.0])
-    >>> threshold_for_cost(s, y, cost_fp=1.0, cost_fn=1.0), threshold_for_cost(s, y, cost_fp=1.0, cost_fn=5.0)
-    (0.8, 0.35)
+    >>> [round(threshold_for_cost(s, y, cost_fp=1.0, cost_fn=c), 6) for c in (1.0, 5.0)]  # flag 0.8; down to 0.35
+    [0.6, 0.225]
     >>> threshold_for_cost(np.array([0.2, 0.9]), np.array([1.0, 0.0]), cost_fp=10.0, cost_fn=1.0)  # flag nobody
-    0.9000000000000001
+    0.95
     """
     s, y = _checked(scores, labels)
     for name, value in (("cost_fp", cost_fp), ("cost_fn", cost_fn)):
@@ -171,10 +204,8 @@ def threshold_for_cost(scores: Float64Array, labels: Float64Array, cost_fp: floa
     last_of_run = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
     cost = np.where(last_of_run, cost_fp * false_pos + cost_fn * false_neg, np.inf)
     nobody = cost_fn * true_pos[-1]
-    best = int(np.argmin(cost))  # first minimum: the highest threshold among equal costs
-    if nobody <= cost[best]:
-        return float(np.nextafter(sorted_scores[0], np.inf))
-    return float(sorted_scores[best])
+    best = int(np.argmin(cost))  # first minimum: the fewest rows flagged among equal costs
+    return cut_below(sorted_scores, -1 if nobody <= cost[best] else best)
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -34,7 +34,7 @@ from stream_scorer.model.calibration import Calibration, Method, fit_isotonic, f
 from stream_scorer.model.dataset import Table, labels_from
 from stream_scorer.model.featurespec import FeatureSpec, default_spec, fit_spec
 from stream_scorer.model.fitted_spec import FittedSpec, transform
-from stream_scorer.model.report import auc, quality_report, threshold_for_cost
+from stream_scorer.model.report import auc, cut_below, quality_report, threshold_for_cost
 from stream_scorer.model.score import golden_vectors, sigmoid
 from stream_scorer.model.vectorize import canonical_event_column
 
@@ -276,10 +276,13 @@ def _json_values(values: npt.NDArray[Any]) -> list[Any]:
 
 
 def best_f1_threshold(scores: Float64Array, labels: Float64Array) -> float:
-    """The score threshold with the highest F1 on these rows (0.5 if there is no positive).
+    """The score threshold with the highest F1 on these rows (0.5 if there is no positive), for ``score >= threshold``.
 
-    >>> best_f1_threshold(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0.0, 1.0, 0.0, 1.0]))
-    0.4
+    The threshold lies halfway between the last flagged score and the next lower one (:func:`cut_below`),
+    not on an observed score, so that served scores (which differ by float rounding) get the same decisions.
+
+    >>> best_f1_threshold(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0.0, 1.0, 0.0, 1.0]))  # flag 0.8 and 0.4
+    0.375
     """
     if labels.sum() == 0:
         return 0.5
@@ -291,7 +294,7 @@ def best_f1_threshold(scores: Float64Array, labels: Float64Array) -> float:
     # Only cut where the score changes, so that equal scores fall on one side.
     last_of_run = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
     best = int(np.argmax(np.where(last_of_run, f1, -1.0)))
-    return float(sorted_scores[best])
+    return cut_below(sorted_scores, best)
 
 
 def feature_table(names: Sequence[str], model: LogisticModel) -> str:

@@ -20,7 +20,7 @@ from sklearn.metrics import (
 
 from stream_scorer.errors import TrainingError
 from stream_scorer.model import report
-from stream_scorer.model.report import format_report, quality_report, reliability, threshold_for_cost
+from stream_scorer.model.report import cut_below, format_report, quality_report, reliability, threshold_for_cost
 
 
 def held_out(n: int, seed: int, decimals: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,16 +127,18 @@ def test_threshold_for_cost_is_the_cheapest_candidate(cost_fp: float, cost_fn: f
     candidates = [*np.unique(scores).tolist(), float(np.nextafter(scores.max(), np.inf))]
     costs = [brute_force_cost(scores, labels, t, cost_fp, cost_fn) for t in candidates]
     best = min(costs)
-    assert chosen in candidates
+    highest = max(t for t, c in zip(candidates, costs, strict=True) if c == best)
     assert brute_force_cost(scores, labels, chosen, cost_fp, cost_fn) == best
-    assert chosen == max(t for t, c in zip(candidates, costs, strict=True) if c == best)
+    # The same rows as the highest cheapest candidate, from a threshold halfway between two scores.
+    np.testing.assert_array_equal(scores >= chosen, scores >= highest)
+    assert chosen not in scores
 
 
 def test_threshold_for_cost_keeps_ties_on_one_side() -> None:
     # Cutting inside the tie at 0.5 would be cheaper (flag only the positive), but both rows score 0.5.
     scores, labels = np.array([0.5, 0.5, 0.1]), np.array([1.0, 0.0, 0.0])
-    assert threshold_for_cost(scores, labels, cost_fp=1.0, cost_fn=3.0) == 0.5
-    assert threshold_for_cost(scores, labels, cost_fp=3.0, cost_fn=1.0) == np.nextafter(0.5, 1.0)
+    assert threshold_for_cost(scores, labels, cost_fp=1.0, cost_fn=3.0) == (0.5 + 0.1) / 2
+    assert threshold_for_cost(scores, labels, cost_fp=3.0, cost_fn=1.0) == (0.5 + 1.0) / 2
 
 
 def test_threshold_for_cost_can_flag_nobody_even_at_a_score_of_one() -> None:
@@ -188,6 +190,17 @@ def test_format_report_prints_every_metric_and_bin() -> None:
 def test_threshold_for_cost_prefers_flagging_fewer_rows_on_equal_cost() -> None:
     # Flagging nobody and flagging everybody both cost 1: the higher threshold wins.
     scores, labels = np.array([0.9, 0.1]), np.array([0.0, 1.0])
-    assert threshold_for_cost(scores, labels, cost_fp=1.0, cost_fn=1.0) == np.nextafter(0.9, 1.0)
+    assert threshold_for_cost(scores, labels, cost_fp=1.0, cost_fn=1.0) == (0.9 + 1.0) / 2
     scores, labels = np.array([0.9, 0.5, 0.1]), np.array([1.0, 0.0, 1.0])
-    assert threshold_for_cost(scores, labels, cost_fp=1.0, cost_fn=1.0) == 0.9
+    assert threshold_for_cost(scores, labels, cost_fp=1.0, cost_fn=1.0) == (0.9 + 0.5) / 2
+
+
+def test_cut_below_lies_strictly_between_the_flagged_and_the_next_score() -> None:
+    s = np.array([1.0, 0.7, 0.7, 0.2, 0.0])
+    expected = [np.nextafter(1.0, 2.0), (1.0 + 0.7) / 2, (0.7 + 0.2) / 2, 0.1, 0.0]  # nobody, ..., everyone
+    assert [cut_below(s, i) for i in (-1, 0, 2, 3, 4)] == expected
+    # Adjacent floats: no float lies between them, so the threshold is the flagged score itself.
+    low = 0.3
+    high = float(np.nextafter(low, 1.0))
+    assert cut_below(np.array([high, low]), 0) == high
+    assert cut_below(np.array([float(np.nextafter(1.0, 0.0))]), -1) == 1.0

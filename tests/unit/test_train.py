@@ -7,12 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stream_scorer.codec import to_batch
 from stream_scorer.errors import TrainingError
-from stream_scorer.model import solvers
+from stream_scorer.model import calibration, solvers
+from stream_scorer.model.artifact import LogisticModel
+from stream_scorer.model.dataset import Table, labels_from
 from stream_scorer.model.dataset import read_table as read_csv
+from stream_scorer.model.featurespec import FeatureSpec, load_spec
 from stream_scorer.model.report import auc, quality_report
 from stream_scorer.model.score import sigmoid
-from stream_scorer.model.train import fit, train
+from stream_scorer.model.train import fit, prepare, train
+from stream_scorer.pipeline import Scorer
+from tests.support import transaction
+from tests.unit.test_train_lifecycle import SPEC, write_dataset
+from tests.unit.test_worker import FakeLookup
 
 
 def logistic_data(n: int, coef: np.ndarray, intercept: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -186,3 +194,58 @@ def test_balanced_class_weights() -> None:
     balanced, by_dict = fit(x, y, class_weight="balanced"), fit(x, y, class_weight=explicit)
     np.testing.assert_allclose(balanced[0], by_dict[0], atol=1e-10)
     assert fit(x, y, class_weight="balanced")[1] > fit(x, y)[1]  # the minority class is pushed up
+
+
+@pytest.fixture(scope="module")
+def parity_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Table, FeatureSpec]:
+    directory = tmp_path_factory.mktemp("parity")
+    (directory / "spec.toml").write_text(SPEC)
+    return read_csv(write_dataset(directory / "train.csv")), load_spec(directory / "spec.toml")
+
+
+def worker_scores(model: LogisticModel, table: Table) -> np.ndarray:
+    """Every row served as the worker serves it: events, the fitted spec's transform, the folded weights."""
+    rows = zip(*(table.columns[f"event.{c}"].tolist() for c in ("amount", "channel", "merchant_id")), strict=True)
+    events = [transaction(i, amount=a, channel=c, merchant_id=m) for i, (a, c, m) in enumerate(rows)]
+    return Scorer(model, (), FakeLookup()).score(to_batch(events, None, 0), 0).scores
+
+
+def flag_cost(flagged: np.ndarray, labels: np.ndarray, cost_fp: float, cost_fn: float) -> float:
+    return float(cost_fp * np.sum(flagged & (labels == 0)) + cost_fn * np.sum(~flagged & (labels == 1)))
+
+
+def flag_f1(flagged: np.ndarray, labels: np.ndarray) -> float:
+    tp = np.sum(flagged & (labels == 1))
+    return float(2 * tp / (np.sum(flagged) + np.sum(labels == 1)))
+
+
+@pytest.mark.parametrize("method", ["none", "platt"])
+@pytest.mark.parametrize("costs", [(1.0, 1.0), (1.0, 3.0), (3.0, 1.0), None])  # None: the best-F1 rule
+def test_served_decisions_reproduce_the_threshold_choice_and_the_report(parity_data, method, costs) -> None:
+    table, spec = parity_data
+    rule = {} if costs is None else {"cost_fp": costs[0], "cost_fn": costs[1]}
+    model = train(table, name="m", version="1", spec=spec, calibration=method, **rule)
+    assert model.training["threshold_rule"] == ("best_f1" if costs is None else "cost")
+    # The trainer's rows and training-time scores: standardize, then the coefficients (train() does this).
+    data = prepare(
+        table, spec, label="label", time_column="event_time", holdout=0.2, seed=0, progress=lambda stage: None
+    )
+    calibration_rows, test_rows = np.array_split(data.held_out, [len(data.held_out) // 2])
+    logits = ((data.matrix - model.mean) / model.scale) @ model.coef + model.intercept
+    trained = calibration.apply(model.calibration, logits)
+    served = worker_scores(model, table)
+    assert not np.array_equal(served, trained)  # folding the standardization rounds differently...
+    np.testing.assert_array_equal(served >= model.threshold, trained >= model.threshold)  # ...not the decisions
+
+    # On the calibration rows, the served decisions are the optimum the threshold was chosen for.
+    s, y = trained[calibration_rows], labels_from(table, "label")[calibration_rows]
+    cuts = [*np.unique(s), np.inf]
+    flagged = served[calibration_rows] >= model.threshold
+    if costs is None:
+        assert flag_f1(flagged, y) == max(flag_f1(s >= t, y) for t in cuts)
+    else:
+        assert flag_cost(flagged, y, *costs) == min(flag_cost(s >= t, y, *costs) for t in cuts)
+    # On the test rows, the served decisions give the stored report's counts.
+    served_report = quality_report(served[test_rows], labels_from(table, "label")[test_rows], model.threshold)
+    for key in ("precision", "recall", "f1", "false_positive_rate"):
+        assert served_report[key] == model.metrics["validation"][key], key

@@ -152,6 +152,11 @@ class ValidationSettings:
     # ...or when more than this share of the last `window_messages` messages were invalid.
     max_invalid_ratio: float = 0.5
     window_messages: int = 2000
+    # A feature record updated more than this ahead of the worker's clock is refused (a writer's unit or
+    # clock error), and so is one holding a value more than `feature_range_margin` training ranges
+    # beyond the training minimum or maximum: both are served as missing and counted.
+    feature_max_future_seconds: float = 300.0
+    feature_range_margin: float = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,6 +291,8 @@ class Settings:
             )
         if v.max_message_bytes < 1 or v.max_future_seconds < 0:
             raise ConfigError("validation: max_message_bytes must be >= 1 and max_future_seconds >= 0")
+        if v.feature_max_future_seconds < 0 or not v.feature_range_margin > 0:
+            raise ConfigError("validation: feature_max_future_seconds must be >= 0 and feature_range_margin > 0")
         if self.require_signature and not self.model_public_key:
             raise ConfigError('require_signature needs model_public_key ("env:NAME" or "file:/path" of a PEM key)')
         if not 0 <= self.reason_codes <= 50:

@@ -15,6 +15,7 @@ from stream_scorer.batch import BoolArray, EventBatch, Float64Array
 from stream_scorer.config import FeatureGroup
 from stream_scorer.features.freshness import STATUS_NAMES, Freshness, assess
 from stream_scorer.features.layout import GroupValues
+from stream_scorer.features.screen import Bounds, plausible_range, screen
 from stream_scorer.features.store import FeatureLookup
 from stream_scorer.labels.pending import models_header, pack_many
 from stream_scorer.model.artifact import LogisticModel
@@ -43,6 +44,8 @@ class ScoredBatch:
     shadow_decisions: BoolArray = field(default_factory=lambda: np.zeros((0, 0), bool))
     # The champion's raw feature rows (n, k): drift monitoring bins them against the training baselines.
     features: Float64Array = field(default_factory=lambda: np.zeros((0, 0)))
+    # Per group, how many records were refused as implausible: (updated in the future, value out of range).
+    implausible: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class Scorer:
@@ -60,6 +63,9 @@ class Scorer:
         lookup: FeatureLookup,
         reason_codes: int = 3,
         challengers: Sequence[LogisticModel] = (),
+        *,
+        max_future_ms: int = 300_000,
+        range_margin: float = 10.0,
     ) -> None:
         self.model = model
         self.challengers = tuple(challengers)
@@ -82,6 +88,8 @@ class Scorer:
         self._stacked = StackedWeights.of(models, offsets, width)
         self._thresholds = np.array([c.threshold for c in self.challengers], dtype=np.float64)
         self._lookup = lookup
+        self._max_future_ms = max_future_ms
+        self._bounds = feature_bounds(self.plan, self._specs, range_margin)
         self.pending_header = models_header([(m.name, m.version) for m in models])  # for the label join
 
     @property
@@ -94,7 +102,10 @@ class Scorer:
         started = time.perf_counter()
         groups = self.plan.feature_groups
         ids_by_entity: dict[str, Sequence[str]] = {g.entity: batch.entity_ids(g.entity) for g in groups}
-        group_values = self._lookup.fetch(groups, ids_by_entity)  # enrich
+        fetched_values = self._lookup.fetch(groups, ids_by_entity)  # enrich
+        latest = now_ms + self._max_future_ms
+        screened = {g.name: screen(fetched_values[g.name], latest, self._bounds.get(g.name)) for g in groups}
+        group_values = {name: s.values for name, s in screened.items()}  # implausible records taken out
         fetched = time.perf_counter()
         freshness = {
             g.name: assess(
@@ -130,8 +141,34 @@ class Scorer:
             reason_index=reason_index,
             reason_value=reason_value,
             features=blocks[0],
+            implausible={
+                name: (int(np.count_nonzero(s.future)), int(np.count_nonzero(s.out_of_range)))
+                for name, s in screened.items()
+            },
             stage_seconds={"enrich": fetched - started, "vectorize": vectorized - fetched, "score": done - vectorized},
         )
+
+
+def feature_bounds(plan: InputPlan, specs: Sequence[FittedSpec], margin: float) -> dict[str, Bounds]:
+    """Per feature group, the plausible range of each feature from the training ranges in ``specs``
+    (the widest where several models read a feature; unbounded where none stored a range)."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for spec in specs:
+        for n in spec.numeric:
+            if n.low is not None and n.high is not None:
+                low, high = plausible_range(n.low, n.high, margin)
+                seen = ranges.get(n.column, (low, high))
+                ranges[n.column] = (min(low, seen[0]), max(high, seen[1]))
+    out: dict[str, Bounds] = {}
+    for columns in plan.groups:
+        k = len(columns.group.features)
+        lows, highs = np.full(k, -np.inf), np.full(k, np.inf)
+        for name, source in zip(columns.names, columns.sources.tolist(), strict=True):
+            if name in ranges:
+                lows[source], highs[source] = ranges[name]
+        if np.isfinite(lows).any():
+            out[columns.group.name] = (lows, highs)
+    return out
 
 
 def prediction_records(

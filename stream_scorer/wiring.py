@@ -202,7 +202,15 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     def serve(champion: LogisticModel) -> ModelServing:
         shadow = [c for c in challengers if c.checksum != champion.checksum]  # a promoted challenger is champion
         return ModelServing(
-            scorer=Scorer(champion, settings.feature_groups, lookup, settings.reason_codes, shadow),
+            scorer=Scorer(
+                champion,
+                settings.feature_groups,
+                lookup,
+                settings.reason_codes,
+                shadow,
+                max_future_ms=int(settings.validation.feature_max_future_seconds * 1000),
+                range_margin=settings.validation.feature_range_margin,
+            ),
             encoder=PredictionEncoder(parsed.prediction, champion, shadow),
             drift=drift_monitor(settings, champion),
         )

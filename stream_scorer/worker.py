@@ -341,6 +341,10 @@ class Worker:
         for name, counts in status_counts(scored).items():
             malformed = int(np.count_nonzero(scored.group_values[name].malformed))
             metrics.observe_freshness(name, counts, scored.freshness[name].age_ms, malformed)
+        for name, (future, out_of_range) in scored.implausible.items():
+            if future or out_of_range:
+                metrics.feature_implausible.labels(name, "future_time").inc(future)
+                metrics.feature_implausible.labels(name, "out_of_range").inc(out_of_range)
         metrics.predictions_imputed.inc(int(np.count_nonzero(scored.imputed)))
         if self.drift is not None:
             self.drift.observe(scored.features, scored.scores)

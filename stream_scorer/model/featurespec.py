@@ -241,11 +241,13 @@ def _fit_numeric(feature: NumericFeature, values: npt.NDArray[Any]) -> FittedNum
     if feature.impute in ("mean", "median") and not len(present):
         raise TrainingError(f"{feature.column} has no value to take the {feature.impute} of")
     fill = _impute_value(feature.impute, present)
+    low, high = (float(present.min()), float(present.max())) if len(present) else (None, None)
     x = np.where(np.isnan(x), fill, x)
     if not feature.standardize:
-        return FittedNumeric(feature.column, fill, 0.0, 1.0)
+        return FittedNumeric(feature.column, fill, 0.0, 1.0, low, high)
     scale = float(x.std()) if len(x) else 0.0
-    return FittedNumeric(feature.column, fill, float(x.mean()) if len(x) else 0.0, scale if scale > 0 else 1.0)
+    mean = float(x.mean()) if len(x) else 0.0
+    return FittedNumeric(feature.column, fill, mean, scale if scale > 0 else 1.0, low, high)
 
 
 def _impute_value(rule: ImputeRule, present: Float64Array) -> float:

@@ -34,6 +34,10 @@ class FittedNumeric:
     impute_value: float
     mean: float
     scale: float
+    # The training range of the column (None in artifacts trained before it was stored): serving uses it
+    # to refuse feature-store values far outside anything the model saw.
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,10 @@ class FittedSpec:
                 raise ModelArtifactError(f"feature spec: {n.column} has a non-finite impute value, mean or scale")
             if n.scale <= 0:
                 raise ModelArtifactError(f"feature spec: {n.column} has scale {n.scale}; it must be > 0")
+            if (n.low is None) != (n.high is None) or (
+                n.low is not None and n.high is not None and not (math.isfinite(n.low) and n.low <= n.high)
+            ):
+                raise ModelArtifactError(f"feature spec: {n.column} needs a finite training range low <= high")
         if any(not o.categories or "" in o.categories for o in self.onehot):
             raise ModelArtifactError("feature spec: a one-hot column needs at least one non-empty category")
         if not self.numeric and not self.onehot and not self.hashed:
@@ -113,13 +121,17 @@ class FittedSpec:
         """A JSON-ready form for the model manifest; :func:`fitted_from_dict` reads it back."""
         return {
             "format": SPEC_FORMAT,
-            "numeric": [
-                {"column": n.column, "impute_value": n.impute_value, "mean": n.mean, "scale": n.scale}
-                for n in self.numeric
-            ],
+            "numeric": [_numeric_dict(n) for n in self.numeric],
             "onehot": [{"column": o.column, "categories": list(o.categories)} for o in self.onehot],
             "hashed": [{"column": h.column, "buckets": h.buckets, "hash": HASH} for h in self.hashed],
         }
+
+
+def _numeric_dict(n: FittedNumeric) -> dict[str, Any]:
+    out: dict[str, Any] = {"column": n.column, "impute_value": n.impute_value, "mean": n.mean, "scale": n.scale}
+    if n.low is not None and n.high is not None:
+        out["low"], out["high"] = n.low, n.high
+    return out
 
 
 def numeric_spec(
@@ -220,7 +232,14 @@ def fitted_from_dict(d: Mapping[str, Any]) -> FittedSpec:
         raise ModelArtifactError(f"feature spec: expected a mapping with format {SPEC_FORMAT}")
     try:
         numeric = tuple(
-            FittedNumeric(_str(e["column"]), _num(e["impute_value"]), _num(e["mean"]), _num(e["scale"]))
+            FittedNumeric(
+                _str(e["column"]),
+                _num(e["impute_value"]),
+                _num(e["mean"]),
+                _num(e["scale"]),
+                _num(e["low"]) if "low" in e else None,
+                _num(e["high"]) if "high" in e else None,
+            )
             for e in d["numeric"]
         )
         onehot = tuple(FittedOneHot(_str(e["column"]), tuple(_str(c) for c in e["categories"])) for e in d["onehot"])

@@ -112,6 +112,13 @@ class ScorerMetrics:
             ["group"],
             registry=registry,
         )
+        self.feature_implausible = Counter(
+            "stream_scorer_feature_records_implausible",
+            "Feature records refused although readable (also counted as malformed, served as missing), by reason: "
+            "future_time (updated_at past the allowed clock skew) or out_of_range (a value far outside training).",
+            ["group", "reason"],
+            registry=registry,
+        )
         self.predictions_imputed = Counter(
             "stream_scorer_predictions_imputed",
             "Predictions served with at least one imputed feature group.",

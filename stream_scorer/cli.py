@@ -170,12 +170,14 @@ def _parser() -> argparse.ArgumentParser:
         "table: expected / unique / missing / duplicates, order violations per partition, dead letters by "
         "class, crashes and recovery time. Scenarios: kill (SIGKILL every few seconds, both delivery modes), "
         "zombie (SIGSTOP past the session timeout), redis (kill and restart a redis-server), broker (stop "
-        "and start the broker), malformed (every invalid class mixed into valid events).",
+        "and start the broker), malformed (every invalid class mixed into valid events), fuzz (seeded mutants "
+        "of every kind, 0 bytes to the broker's maximum message size, mixed into valid events).",
     )
-    chaos.add_argument("--scenarios", default="kill,zombie,redis,broker,malformed")
+    chaos.add_argument("--scenarios", default="kill,zombie,redis,broker,malformed,fuzz")
     chaos.add_argument("--events", type=int, default=100_000, help="events per streaming scenario")
     chaos.add_argument("--rate", type=float, default=5_000, help="events per second while streaming")
     chaos.add_argument("--malformed-per-class", type=int, default=1_000)
+    chaos.add_argument("--fuzz-mutants", type=int, default=20_000, help="mutants mixed into --events valid events")
     chaos.add_argument("--workdir", type=Path, default=Path(".demo/chaos"))
     chaos.add_argument("--broker-stop", default="scripts/stack down kafka", help="shell command that stops the broker")
     chaos.add_argument("--broker-start", default="scripts/stack up kafka", help="shell command that starts it")
@@ -405,7 +407,7 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
     from stream_scorer.chaos import scenarios
 
     wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(wanted) - {"kill", "zombie", "redis", "broker", "malformed"}
+    unknown = set(wanted) - {"kill", "zombie", "redis", "broker", "malformed", "fuzz"}
     if unknown:
         print(f"chaos: unknown scenarios {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -423,6 +425,8 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
         elif name == "broker":
             events = min(args.events, 40_000)
             rows.append(scenarios.broker_restart(ctx, events, events / 20, args.broker_stop, args.broker_start))
+        elif name == "fuzz":
+            rows.append(scenarios.fuzz(ctx, args.events, args.fuzz_mutants))
         else:
             rows.append(scenarios.malformed(ctx, args.events, args.malformed_per_class))
         print(scenarios.table(rows[-1:]), flush=True)

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import confluent_kafka
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from stream_scorer.chaos.mutants import BROKER_MAX_MESSAGE_BYTES
 from stream_scorer.codec import decode
 
 
@@ -155,7 +156,7 @@ class Supervisor:
 class Generator:
     """Publishes (key, value, id) items at a rate in a background thread; remembers which were acknowledged."""
 
-    def __init__(self, run: Run, items: list[tuple[bytes, bytes, str]], rate: float) -> None:
+    def __init__(self, run: Run, items: Sequence[tuple[bytes, bytes | None, str]], rate: float) -> None:
         self._producer = confluent_kafka.Producer(
             # log_level 2: the generator's reconnect noise during a broker restart is expected, not news
             {
@@ -163,6 +164,7 @@ class Generator:
                 "linger.ms": 5,
                 "enable.idempotence": True,  # publish order is partition order: the order check relies on it
                 "message.timeout.ms": 180_000,
+                "message.max.bytes": BROKER_MAX_MESSAGE_BYTES,  # what a Java producer's defaults allow
                 "log_level": 2,
             }
         )

@@ -16,7 +16,17 @@ import fastavro
 import numpy as np
 import redis
 
-from stream_scorer.chaos.harness import Generator, Run, Supervisor, Verdict, drained, verify, wait_until
+from stream_scorer.chaos.harness import (
+    Generator,
+    Run,
+    Supervisor,
+    Verdict,
+    drained,
+    read_topic,
+    verify,
+    wait_until,
+)
+from stream_scorer.chaos.mutants import mutants, transaction_fields
 from stream_scorer.codec import INVALID_REASONS, Schemas, confluent_frame, encode, load_schemas
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.store import RedisFeatureStore
@@ -288,6 +298,63 @@ def malformed(ctx: Context, valid: int, per_class: int, rate: float = 0.0) -> Ro
         sup.crashes,
         notes=f"DLQ counts exact: {exact}; sensitive values leaked: {leaks}",
     )
+
+
+def fuzz(ctx: Context, valid: int, n_mutants: int, rate: float = 0.0, seed: int = 11) -> Row:
+    """Valid events shuffled with seeded mutants of every kind, from 0 bytes to the broker's maximum message
+    size. Every message is keyed by its own position, so the verdict can check that each yields exactly one
+    prediction or one dead letter (predictions and dead letters keep the input key)."""
+    rng = np.random.default_rng(seed)
+    records, _ = sample_events(
+        ctx.world, valid, start_ms=int(time.time() * 1000), rng=rng, spacing_ms=0.01, id_prefix=f"fuzz{seed}"
+    )
+    marked = [{**r, "card_id": f"{SECRET}{i}", "ip_address": None} for i, r in enumerate(records[:50])]
+    bodies = [encode(ctx.schemas.transaction, r) for r in records]
+    hostile = list(
+        mutants(rng, [encode(ctx.schemas.transaction, r) for r in marked], transaction_fields(marked[0]), n_mutants)
+    )
+    values: list[bytes | None] = [*bodies, *hostile]
+    order = rng.permutation(len(values))
+    items = [(f"m{i}".encode(), values[j], f"m{i}") for i, j in enumerate(order)]
+    run = Run.create(ctx.bootstrap, ctx.workdir, "fuzz")
+    sup = Supervisor(run, ctx.env())
+    gen = Generator(run, items, rate)
+    verdict = _finish(ctx, run, sup, gen, 300)
+    outcomes = _outcomes(run, {key for key, _, _ in items})
+    run.delete()
+    leaks = sup.log.read_text(errors="replace").count(SECRET) + sum(
+        value.count(SECRET.encode()) for header in verdict.dead_letter_headers for _, value in header
+    )
+    verdict.expected, verdict.unique = len(items), outcomes["one"]
+    verdict.missing, verdict.duplicates = outcomes["none"], outcomes["two or more"]
+    return Row(
+        f"fuzz: {n_mutants} mutants in {valid}",
+        "at_least_once",
+        verdict,
+        sup.crashes,
+        notes=f"{outcomes['predicted']} predicted, {outcomes['dead-lettered']} dead-lettered, "
+        f"worker exits {[c for c in sup.exit_codes[:-1]] or 'none'}; sensitive values leaked: {leaks}",
+    )
+
+
+def _outcomes(run: Run, keys: set[bytes]) -> dict[str, int]:
+    """Per input key, how many outputs (predictions and dead letters) carry it."""
+    count: dict[bytes, int] = dict.fromkeys(keys, 0)
+    predicted = dead = 0
+    for message in read_topic(run.bootstrap, run.output):
+        count[message.key()] = count.get(message.key(), 0) + 1
+        predicted += 1
+    for message in read_topic(run.bootstrap, run.dead_letters):
+        count[message.key()] = count.get(message.key(), 0) + 1
+        dead += 1
+    values = list(count.values())
+    return {
+        "one": values.count(1),
+        "none": values.count(0),
+        "two or more": sum(1 for v in values if v > 1),
+        "predicted": predicted,
+        "dead-lettered": dead,
+    }
 
 
 def _malformed_items(ctx: Context, per_class: int, incompatible: Any) -> list[tuple[bytes, bytes, str]]:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from stream_scorer.codec import EventDecoder, load_schemas
+from stream_scorer.codec import EventDecoder
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
 from stream_scorer.emit import PredictionEncoder
 from stream_scorer.features.freshness import FRESH, MISSING
@@ -77,7 +77,7 @@ def test_absurd_and_future_records_are_imputed_flagged_and_counted_by_the_worker
         delivery=FakeSink(),
         decoder=EventDecoder(SCHEMAS, "avro"),
         scorer=scorer,
-        encoder=PredictionEncoder(load_schemas(SCHEMAS_DIR).prediction, scorer.model),
+        encoder=PredictionEncoder(SCHEMAS.prediction, scorer.model),
         metrics=ScorerMetrics(registry),
         bounds=BatchBounds(max_events=100, max_wait_seconds=0.01),
         topics=Topics(predictions="predictions", dead_letters="dead-letters"),
@@ -88,7 +88,7 @@ def test_absurd_and_future_records_are_imputed_flagged_and_counted_by_the_worker
     status = scored.freshness[GROUP.name].status.tolist()
     assert status == [FRESH, MISSING, MISSING, FRESH]
     assert scored.imputed.tolist() == [False, True, True, False]
-    assert 0.0 <= scored.scores.min() and scored.scores.max() <= 1.0 and scored.scores[1] < 1.0
+    assert scored.scores.min() >= 0.0 and scored.scores.max() <= 1.0 and scored.scores[1] < 1.0
     worker.step()
     value = registry.get_sample_value
     assert value("stream_scorer_feature_records_malformed_total", {"group": GROUP.name}) == 2
@@ -103,6 +103,3 @@ def test_the_fitted_range_is_the_training_minimum_and_maximum() -> None:
 
     fitted = _fit_numeric(NumericFeature("g.x", "mean", True), np.array([3.0, np.nan, -1.0, 7.0]))
     assert isinstance(fitted, FittedNumeric) and (fitted.low, fitted.high) == (-1.0, 7.0)
-
-
-SCHEMAS_DIR = __import__("pathlib").Path(__file__).resolve().parents[2] / "schemas"

@@ -15,10 +15,12 @@ from typing import Any
 import confluent_kafka
 import numpy as np
 import pytest
+import redis
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from stream_scorer.codec import encode
 from stream_scorer.config import BatchSettings
+from stream_scorer.features.layout import pack
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.synth import io as synth_io
 from stream_scorer.synth.world import World, sample_events
@@ -153,3 +155,43 @@ def test_a_dead_letter_the_broker_refuses_is_retried_with_readiness_false_until_
     assert [(m.key(), m.value()) for m in letters] == [(b"bad", bad)]  # exactly one, whole
     assert {p["event_id"] for p in predictions} == {r["event_id"] for r in records}  # at-least-once: maybe twice
     assert worker.registry.get_sample_value("stream_scorer_batch_retry_backoff_seconds") == 0
+
+
+def test_absurd_and_future_feature_records_are_served_as_missing_and_counted(
+    stack: Stack, topics: Topics, redis_prefix: str, store: RedisFeatureStore, world: World, model_path: Path, schemas
+) -> None:
+    settings = make_settings(stack, topics, redis_prefix, model_path)
+    now = int(time.time() * 1000)
+    synth_io.seed_features(world, store, settings.feature_groups, now_ms=now)
+    group = next(g for g in settings.feature_groups if g.name == "card_velocity")
+    absurd, future, fine = world.card_ids[:3]
+    client = redis.Redis.from_url(stack.redis_url)
+    k = len(group.features)
+    client.set(store.key(group, absurd), pack([3e38] * k, now, group.version))  # finite, but no count is 3e38
+    client.set(store.key(group, future), pack([1.0] * k, now + 10 * 365 * 86_400_000, group.version))
+    client.close()
+    records, _ = sample_events(world, 30, start_ms=now, rng=np.random.default_rng(9))
+    records = [{**r, "card_id": (absurd, future, fine)[i % 3], "event_id": f"odd-{i}"} for i, r in enumerate(records)]
+    produce_large(
+        stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
+    )
+
+    worker = RunningWorker(settings)
+    try:
+        predictions = read_all(stack.bootstrap, topics.output, schemas.prediction, expect=30, timeout=60)
+    finally:
+        worker.stop()
+    status = {
+        p["event_id"]: next(f["status"] for f in p["feature_freshness"] if f["group"] == "card_velocity")
+        for p in predictions
+    }
+    by_card = {r["event_id"]: r["card_id"] for r in records}
+    for event_id, seen in status.items():
+        assert seen == ("FRESH" if by_card[event_id] == fine else "MISSING"), (by_card[event_id], seen)
+    assert all(p["imputed"] for p in predictions if by_card[p["event_id"]] != fine)
+    assert all(0.0 <= p["score"] <= 1.0 for p in predictions)
+    value = worker.registry.get_sample_value
+    implausible = "stream_scorer_feature_records_implausible_total"
+    assert value(implausible, {"group": "card_velocity", "reason": "out_of_range"}) == 10
+    assert value(implausible, {"group": "card_velocity", "reason": "future_time"}) == 10
+    assert value("stream_scorer_feature_records_malformed_total", {"group": "card_velocity"}) == 20

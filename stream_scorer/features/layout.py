@@ -77,8 +77,17 @@ def unavailable(n_rows: int, n_features: int) -> GroupValues:
     )
 
 
-def unpack_many(replies: Sequence[bytes | None], n_features: int, version: int = 1) -> GroupValues:
-    """Parse MGET replies (``None`` for a missing key) into arrays. Unreadable records count as missing."""
+def unpack_many(
+    replies: Sequence[bytes | None],
+    n_features: int,
+    version: int = 1,
+    other_type: npt.NDArray[np.bool_] | None = None,
+) -> GroupValues:
+    """Parse MGET replies (``None`` for a missing key) into arrays. Unreadable records count as missing.
+
+    MGET answers ``None`` for a key holding another Redis type (a hash, a list...) too; ``other_type``
+    marks those rows (found apart, by the store): they are flagged malformed, and still not present.
+    """
     dtype = record_dtype(n_features)
     size = dtype.itemsize
     blank = bytes(size)
@@ -96,9 +105,14 @@ def unpack_many(replies: Sequence[bytes | None], n_features: int, version: int =
     values = records["values"].astype(np.float64)
     readable &= np.isfinite(values).all(axis=1)
     values[~readable] = 0.0
+    malformed = found & ~readable
+    if other_type is not None:
+        if other_type.shape != (len(replies),):
+            raise ValueError(f"other_type needs one flag per reply, got shape {other_type.shape}")
+        malformed |= other_type
     return GroupValues(
         values=values,
         updated_at_ms=np.where(readable, records["updated_at_ms"], 0),
         present=readable,
-        malformed=found & ~readable,
+        malformed=malformed,
     )

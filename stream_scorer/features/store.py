@@ -1,10 +1,18 @@
 """The Redis feature store: read every group of every entity in a batch with one MGET; write groups.
 
 Keys are ``{prefix}:{group}:{entity_id}``; values follow :mod:`stream_scorer.features.layout`.
+
+A read is one MGET per batch, plus one script call only when some keys are missing: MGET answers nil both
+for a key that does not exist and for a key holding another Redis type (a hash, a list, a set...), and the
+script tells the two apart, so that the second kind is counted as malformed, not silently as missing. The
+script runs read-only (EVALSHA_RO) and only calls GET, so read permission on the feature keys is enough; the
+worker's Redis user needs ``+evalsha_ro`` (and ``+script|load``). Without it the store logs a warning once
+and stops checking: such records then read as missing only, as before.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -19,6 +27,23 @@ from stream_scorer.features.layout import GroupValues, pack, unpack_many
 
 _WRITE_CHUNK = 5000
 _MAX_FUTURE_MS = 3_600_000
+
+log = logging.getLogger(__name__)
+
+# KEYS: the keys MGET answered nil for. Returns the 1-based positions of those that hold another type: GET
+# answers WRONGTYPE for them and nil for a key that does not exist (or no longer does). GET rather than
+# EXISTS or TYPE: the worker's ACL allows GET, and a record written since the MGET is not miscounted.
+_OTHER_TYPE = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local reply = redis.pcall('GET', key)
+  if type(reply) == 'table' and reply.err then
+    if string.sub(reply.err, 1, 9) ~= 'WRONGTYPE' then return redis.error_reply(reply.err) end
+    out[#out + 1] = i
+  end
+end
+return out
+"""
 
 
 class FeatureLookup(Protocol):
@@ -35,6 +60,8 @@ class RedisFeatureStore:
     def __init__(self, client: redis.Redis, key_prefix: str) -> None:
         self._client = client
         self._prefix = key_prefix
+        self._other_type = client.register_script(_OTHER_TYPE)
+        self._check_types = True
 
     def key(self, group: FeatureGroup, entity_id: str) -> str:
         """The Redis key of one group of one entity."""
@@ -43,7 +70,8 @@ class RedisFeatureStore:
     def fetch(
         self, groups: Sequence[FeatureGroup], ids_by_entity: Mapping[str, Sequence[str]]
     ) -> dict[str, GroupValues]:
-        """Every group for every row, in one round trip. ``ids_by_entity`` maps entity type to ids by row."""
+        """Every group for every row: one MGET, plus one script call when some keys are missing (see the
+        module docstring). ``ids_by_entity`` maps entity type to ids by row."""
         keys: list[str] = []
         for group in groups:
             head = f"{self._prefix}:{group.name}:"
@@ -51,13 +79,47 @@ class RedisFeatureStore:
         if not keys:
             return {g.name: unpack_many([], len(g.features), g.version) for g in groups}
         replies = self._call(self._client.mget, keys)
+        other_type = self._other_types(keys, replies)
         out: dict[str, GroupValues] = {}
         start = 0
         for group in groups:
             n = len(ids_by_entity[group.entity])
-            out[group.name] = unpack_many(replies[start : start + n], len(group.features), group.version)
+            out[group.name] = unpack_many(
+                replies[start : start + n], len(group.features), group.version, other_type[start : start + n]
+            )
             start += n
         return out
+
+    def _other_types(self, keys: Sequence[str], replies: Sequence[bytes | None]) -> npt.NDArray[np.bool_]:
+        """Flags the keys MGET answered nil for that hold another Redis type (one script call, if any is nil)."""
+        flags = np.zeros(len(keys), dtype=bool)
+        nil = [i for i, reply in enumerate(replies) if reply is None]
+        if not nil or not self._check_types:
+            return flags
+        nil_keys = [keys[i] for i in nil]
+        try:
+            found = self._call(self._run_other_type, nil_keys)
+        except FeatureStoreError as exc:
+            if not isinstance(exc.__cause__, redis.exceptions.NoPermissionError):
+                raise
+            self._check_types = False
+            log.warning(
+                "feature store: the Redis user may not run the read-only script that tells keys of another "
+                "type from missing keys (%s); grant +evalsha_ro: until then such records read as missing, "
+                "not malformed",
+                exc,
+            )
+            return flags
+        flags[[nil[int(position) - 1] for position in found]] = True
+        return flags
+
+    def _run_other_type(self, keys: Sequence[str]) -> Any:
+        script = self._other_type
+        try:
+            return self._client.evalsha_ro(script.sha, len(keys), *keys)
+        except redis.exceptions.NoScriptError:  # a restarted or other server: load it, once
+            script.sha = self._client.script_load(script.script)
+            return self._client.evalsha_ro(script.sha, len(keys), *keys)
 
     def put(
         self,

@@ -1,4 +1,5 @@
-"""The Redis feature store on a real redis-server: round trip, one round trip per batch, TTL, the CLI writer."""
+"""The Redis feature store on a real redis-server: round trip, one MGET per batch, keys of another type, TTL,
+the CLI writer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -22,9 +25,13 @@ VELOCITY = DEFAULT_FEATURE_GROUPS[0]
 MERCHANT = DEFAULT_FEATURE_GROUPS[2]
 
 
-def mget_calls(client: redis.Redis) -> int:
+def command_calls(client: redis.Redis, command: str) -> int:
     stats = client.info("commandstats")
-    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def mget_calls(client: redis.Redis) -> int:
+    return command_calls(client, "mget")
 
 
 def test_round_trip_of_many_groups_in_one_mget(store: RedisFeatureStore, stack: Stack) -> None:
@@ -58,6 +65,87 @@ def test_a_group_version_change_reads_as_missing_and_malformed(store: RedisFeatu
     bumped = FeatureGroup(name=VELOCITY.name, entity="card", features=VELOCITY.features, max_age_seconds=60, version=2)
     out = store.fetch([bumped], {"card": ["c1"]})[VELOCITY.name]
     assert out.present.tolist() == [False] and out.malformed.tolist() == [True]
+
+
+def write_other_types(stack: Stack, store: RedisFeatureStore) -> None:
+    """c-hash, c-list and c-set hold another Redis type; c-ok a valid record; c-none nothing."""
+    client = redis.Redis.from_url(stack.redis_url)
+    client.hset(store.key(VELOCITY, "c-hash"), mapping={"txn_count_1h": 1})
+    client.rpush(store.key(VELOCITY, "c-list"), b"1")
+    client.sadd(store.key(VELOCITY, "c-set"), b"1")
+    client.close()
+    store.put(VELOCITY, "c-ok", [1, 2, 3, 4], 5)
+
+
+OTHER_TYPE_ROWS = ["c-hash", "c-list", "c-set", "c-ok", "c-none"]
+
+
+def test_keys_of_another_type_are_malformed_not_missing(store: RedisFeatureStore, stack: Stack) -> None:
+    write_other_types(stack, store)
+    client = redis.Redis.from_url(stack.redis_url)
+    before = (mget_calls(client), command_calls(client, "evalsha_ro"))
+    out = store.fetch([VELOCITY, MERCHANT], {"card": OTHER_TYPE_ROWS, "merchant": ["m-none", "m-none"]})
+    v = out[VELOCITY.name]
+    assert v.present.tolist() == [False, False, False, True, False]
+    assert v.malformed.tolist() == [True, True, True, False, False]
+    assert v.values[3].tolist() == [1, 2, 3, 4] and (v.values[[0, 1, 2, 4]] == 0).all()
+    m = out[MERCHANT.name]
+    assert m.present.tolist() == [False, False] and m.malformed.tolist() == [False, False]
+    # One MGET, then one script call for the 4 nil keys.
+    assert (mget_calls(client), command_calls(client, "evalsha_ro")) == (before[0] + 1, before[1] + 1)
+
+    # Nothing missing: MGET only, no script call.
+    before = (mget_calls(client), command_calls(client, "evalsha_ro"))
+    assert store.fetch([VELOCITY], {"card": ["c-ok"]})[VELOCITY.name].present.tolist() == [True]
+    assert (mget_calls(client), command_calls(client, "evalsha_ro")) == (before[0] + 1, before[1])
+    client.close()
+
+
+@pytest.fixture
+def feature_reader(stack: Stack, redis_prefix: str) -> Iterator[Callable[..., redis.Redis]]:
+    """Clients logged in as a temporary Redis user with the worker's read permissions on the feature keys
+    (README: %R~prefix:* -@all +mget +get +ping +evalsha +eval +script|load), plus extra rules."""
+    admin = redis.Redis.from_url(stack.redis_url)
+    users: list[str] = []
+    clients: list[redis.Redis] = []
+
+    def make(*extra: str) -> redis.Redis:
+        user = f"it-reader-{uuid.uuid4().hex[:10]}"
+        rules = ["on", ">it-pw", "resetkeys", f"%R~{redis_prefix}:*", "-@all", "+mget", "+get", "+ping"]
+        admin.execute_command("ACL", "SETUSER", user, *rules, "+evalsha", "+eval", "+script|load", *extra)
+        users.append(user)
+        client = redis.Redis.from_url(stack.redis_url, username=user, password="it-pw")
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+    for user in users:
+        admin.execute_command("ACL", "DELUSER", user)
+    admin.close()
+
+
+def test_telling_other_types_needs_only_read_permissions_and_evalsha_ro(
+    store: RedisFeatureStore,
+    stack: Stack,
+    redis_prefix: str,
+    feature_reader: Callable[..., redis.Redis],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_other_types(stack, store)
+    granted = RedisFeatureStore(feature_reader("+evalsha_ro"), redis_prefix)
+    out = granted.fetch([VELOCITY], {"card": OTHER_TYPE_ROWS})[VELOCITY.name]
+    assert out.malformed.tolist() == [True, True, True, False, False]
+
+    # Without +evalsha_ro (the README's ACL before this change): reads go on, other types read as missing.
+    denied = RedisFeatureStore(feature_reader(), redis_prefix)
+    for _ in range(2):
+        with caplog.at_level("WARNING", logger="stream_scorer.features.store"):
+            out = denied.fetch([VELOCITY], {"card": OTHER_TYPE_ROWS})[VELOCITY.name]
+        assert out.present.tolist() == [False, False, False, True, False]
+        assert out.malformed.tolist() == [False] * 5
+    assert sum("+evalsha_ro" in r.getMessage() for r in caplog.records) == 1  # warned once, then stopped asking
 
 
 def test_ttl_and_validation(store: RedisFeatureStore, stack: Stack) -> None:

@@ -1,12 +1,19 @@
-"""The packed feature layout and freshness: pure, so tested without Redis."""
+"""The packed feature layout and freshness (pure), and how the store reads replies (with a fake client)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import pytest
+import redis
 
+from stream_scorer.config import DEFAULT_FEATURE_GROUPS
+from stream_scorer.errors import FeatureStoreError
 from stream_scorer.features.freshness import FRESH, MISSING, STALE, assess
 from stream_scorer.features.layout import HEADER, pack, unpack_many
+from stream_scorer.features.store import RedisFeatureStore
 
 
 def test_pack_unpack_round_trip_keeps_float32_values_and_times() -> None:
@@ -43,6 +50,97 @@ def test_unreadable_records_are_flagged_and_served_as_missing(blob: bytes) -> No
     assert out.present.tolist() == [False, True]
     assert out.malformed.tolist() == [True, False]
     assert out.values[0].tolist() == [0.0, 0.0]
+
+
+def test_rows_of_another_type_are_malformed_and_still_missing() -> None:
+    blob = pack([1.0], 5)
+    out = unpack_many([None, None, blob, b"bad"], n_features=1, other_type=np.array([True, False, False, False]))
+    assert out.present.tolist() == [False, False, True, False]
+    assert out.malformed.tolist() == [True, False, False, True]
+    with pytest.raises(ValueError, match="one flag per reply"):
+        unpack_many([None], n_features=1, other_type=np.zeros(2, bool))
+
+
+class FakeRedis:
+    """MGET and the read-only script over a dict of key -> bytes, or a str naming another Redis type."""
+
+    def __init__(self, data: dict[str, bytes | str], script_error: Exception | None = None) -> None:
+        self.data = data
+        self.script_error = script_error
+        self.loaded = False
+        self.calls: list[tuple[str, int]] = []
+
+    def register_script(self, source: str) -> Any:
+        return redis.Redis().register_script(source)  # only its sha and text are used; nothing is sent
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.calls.append(("mget", len(keys)))
+        return [v if isinstance(v := self.data.get(k), bytes) else None for k in keys]
+
+    def script_load(self, source: str) -> str:
+        self.loaded = True
+        return str(redis.Redis().register_script(source).sha)
+
+    def evalsha_ro(self, sha: str, numkeys: int, *keys: str) -> list[int]:
+        self.calls.append(("evalsha_ro", numkeys))
+        if self.script_error is not None:
+            raise self.script_error
+        if not self.loaded:
+            raise redis.exceptions.NoScriptError("NOSCRIPT No matching script.")
+        return [i for i, k in enumerate(keys, 1) if isinstance(self.data.get(k), str)]
+
+
+VELOCITY, PROFILE, MERCHANT = DEFAULT_FEATURE_GROUPS[:3]
+
+
+def fake_store(script_error: Exception | None = None) -> tuple[RedisFeatureStore, FakeRedis]:
+    fake = FakeRedis(
+        {
+            "p:card_velocity:c1": pack([1, 2, 3, 4], 5),
+            "p:card_velocity:c2": "hash",
+            "p:card_profile:c1": "list",
+            "p:merchant_risk:m1": pack([1, 2, 3], 5),
+            "p:merchant_risk:m2": "set",
+        },
+        script_error,
+    )
+    return RedisFeatureStore(fake, "p"), fake  # type: ignore[arg-type]
+
+
+def test_store_flags_keys_of_another_type_in_the_right_group_and_row() -> None:
+    store, fake = fake_store()
+    ids = {"card": ["c1", "c2", "c3", "c2"], "merchant": ["m2", "m1", "m3"]}
+    out = store.fetch([VELOCITY, PROFILE, MERCHANT], ids)
+    # 9 nil keys; the first script call answers NOSCRIPT, so the store loads the script and calls again.
+    assert fake.calls == [("mget", 11), ("evalsha_ro", 9), ("evalsha_ro", 9)] and fake.loaded
+    assert out[VELOCITY.name].present.tolist() == [True, False, False, False]
+    assert out[VELOCITY.name].malformed.tolist() == [False, True, False, True]
+    assert out[PROFILE.name].malformed.tolist() == [True, False, False, False]
+    assert out[MERCHANT.name].present.tolist() == [False, True, False]
+    assert out[MERCHANT.name].malformed.tolist() == [True, False, False]
+
+    fake.calls.clear()
+    assert store.fetch([MERCHANT], {"merchant": ["m3"]})[MERCHANT.name].malformed.tolist() == [False]
+    assert store.fetch([MERCHANT], {"merchant": ["m1"]})[MERCHANT.name].present.tolist() == [True]
+    assert fake.calls == [("mget", 1), ("evalsha_ro", 1), ("mget", 1)]  # loaded: one call; nothing nil: none
+
+
+def test_a_failing_script_call_is_a_feature_store_error() -> None:
+    store, _ = fake_store(redis.exceptions.ConnectionError("reset"))
+    with pytest.raises(FeatureStoreError, match="ConnectionError"):
+        store.fetch([VELOCITY], {"card": ["c2"]})
+
+
+def test_without_permission_for_the_script_the_store_warns_once_and_stops_checking(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, fake = fake_store(redis.exceptions.NoPermissionError("NOPERM no permissions to run 'evalsha_ro'"))
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            out = store.fetch([VELOCITY], {"card": ["c1", "c2"]})[VELOCITY.name]
+            assert out.present.tolist() == [True, False] and out.malformed.tolist() == [False, False]
+    assert fake.calls == [("mget", 2), ("evalsha_ro", 1), ("mget", 2)]
+    assert len([r for r in caplog.records if "+evalsha_ro" in r.getMessage()]) == 1
 
 
 def test_empty_batch() -> None:

@@ -34,6 +34,8 @@ COUNTERS = {
     "stream_scorer_feature_store_errors_total",
     "stream_scorer_feature_group_lookups_total",
     "stream_scorer_feature_records_malformed_total",
+    "stream_scorer_feature_records_implausible_total",
+    "stream_scorer_delivery_failures_total",
     "stream_scorer_predictions_imputed_total",
     "stream_scorer_commits_total",
     "stream_scorer_model_reloads_total",
@@ -47,6 +49,7 @@ COUNTERS = {
 }
 GAUGES = {
     "stream_scorer_feature_store_circuit_state",
+    "stream_scorer_batch_retry_backoff_seconds",
     "stream_scorer_challenger_models",
     "stream_scorer_last_batch_timestamp_seconds",
     "stream_scorer_assigned_partitions",

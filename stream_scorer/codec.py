@@ -26,6 +26,7 @@ import fastavro
 import numpy as np
 from fastavro.read import SchemaResolutionError
 
+from stream_scorer.avro_strict import compile_reader
 from stream_scorer.batch import EventBatch
 from stream_scorer.errors import InvalidEventError, SchemaError
 
@@ -130,7 +131,8 @@ class EventDecoder:
         self._max_bytes = max_message_bytes
         self._max_future_ms = max_future_ms
         self._sensitive = frozenset(sensitive_fields)
-        self._int_fields = _int_fields(schemas.transaction)
+        self._read_transaction = compile_reader(schemas.transaction)
+        self._read_writers = {id(w): compile_reader(w) for w in schemas.writers_by_id.values()}
 
     def decode_one(self, value: bytes | None) -> dict[str, Any]:
         """Decode one message value into a record dict; raise :class:`InvalidEventError` if it is bad."""
@@ -163,39 +165,25 @@ class EventDecoder:
         except InvalidEventError as exc:
             exc.schema_id = schema_id
             raise
-        except Exception as exc:  # whatever the bytes make fastavro raise: the message is malformed, never fatal
+        except Exception as exc:  # whatever hostile bytes make a decoder raise: the message is malformed, never fatal
             detail = f"{type(exc).__name__}: {exc}"[:200]
             raise InvalidEventError("malformed_avro", detail, schema_id=schema_id) from exc
         return record, schema_id
 
     def _strict_one(self, value: bytes, start: int, writer: Any) -> dict[str, Any]:
-        """Decode strictly: the body must be exactly one record in Avro's canonical encoding.
-
-        fastavro is lenient where Avro is not: it indexes enum symbols and union branches as Python lists
-        (an index of -1 reads as the last one), reads any boolean byte but 0 as true, a negative length as
-        "the rest", and overlong varints. Re-encoding the record and comparing the bytes rejects all of
-        these at once (a valid body always re-encodes to itself), as does a 32-bit ``int`` out of range.
-        """
-        stream = io.BytesIO(value)
-        stream.seek(start)
-        record = typing.cast(dict[str, Any], fastavro.schemaless_reader(stream, writer, None))
-        if stream.tell() != len(value):
-            raise InvalidEventError("trailing_bytes", f"{len(value) - stream.tell()} bytes after the record")
-        body = memoryview(value)[start:]
-        if encode(writer, record) != body:
-            raise InvalidEventError(
-                "malformed_avro",
-                "not canonical Avro: an enum or union index out of range, a boolean byte other than 0 or 1, "
-                "a negative length or an overlong number",
-            )
+        """Decode strictly (see :mod:`stream_scorer.avro_strict`): the body must be exactly one record in
+        Avro's canonical encoding; a newer writer schema is then resolved against the reader schema."""
+        read = self._read_transaction if writer is self._schemas.transaction else self._read_writers[id(writer)]
+        try:
+            record, end = read(value, start)
+        except (IndexError, struct.error) as exc:
+            raise InvalidEventError("malformed_avro", "truncated: the body ends inside a value") from exc
+        if end != len(value):
+            raise InvalidEventError("trailing_bytes", f"{len(value) - end} bytes after the record")
         if writer is not self._schemas.transaction:  # resolve against the reader schema only when it differs
-            resolved = fastavro.schemaless_reader(io.BytesIO(body), writer, self._schemas.transaction)
-            record = typing.cast(dict[str, Any], resolved)
-        for name in self._int_fields:
-            number = record[name]
-            if number is not None and not -(2**31) <= number < 2**31:
-                raise InvalidEventError("malformed_avro", f"{name}: an Avro int must fit 32 bits")
-        return record
+            body = io.BytesIO(memoryview(value)[start:])
+            record = fastavro.schemaless_reader(body, writer, self._schemas.transaction)
+        return typing.cast(dict[str, Any], record)
 
     def decode(self, messages: Sequence[KafkaMessage], consumed_at_ms: int) -> DecodeResult:
         """Decode and validate a micro-batch; bad messages are returned as errors, never raised."""
@@ -225,16 +213,6 @@ class EventDecoder:
             records = [records[i] for i in keep]
             origin = [origin[i] for i in keep]
         return DecodeResult(batch=to_batch(records, origin, consumed_at_ms), invalid=invalid, valid_flags=valid_flags)
-
-
-def _int_fields(schema: Any) -> tuple[str, ...]:
-    """The top-level fields of a record schema whose type is ``int`` (alone or in a nullable union)."""
-    out = []
-    for field in schema["fields"]:
-        kinds = field["type"] if isinstance(field["type"], list) else [field["type"]]
-        if "int" in kinds:
-            out.append(field["name"])
-    return tuple(out)
 
 
 ENTITY_FIELDS = ("event_id", "card_id", "merchant_id", "device_id")

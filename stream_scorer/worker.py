@@ -159,8 +159,13 @@ class Worker:
 
     def _back_off(self, exc: DeliveryError | BatchAborted, stop: threading.Event) -> None:
         self._failures_in_row += 1
-        bounds = self._bounds
-        delay = min(bounds.max_retry_backoff_seconds, bounds.retry_backoff_seconds * 2.0 ** (self._failures_in_row - 1))
+        bounds, aborted = self._bounds, isinstance(exc, BatchAborted)
+        waits = self._failures_in_row - aborted  # a first aborted transaction is retried at once, as before
+        delay = (
+            0.0
+            if waits == 0
+            else min(bounds.max_retry_backoff_seconds, bounds.retry_backoff_seconds * 2.0 ** (waits - 1))
+        )
         if isinstance(exc, BatchAborted):
             self._metrics.batches_aborted.inc()
         else:
@@ -168,8 +173,14 @@ class Worker:
             for output in outputs or {"predictions"}:
                 self._metrics.delivery_failures.labels(output).inc()
         self._metrics.retry_backoff.set(delay)
-        self.retrying = f"batch not delivered, read again in {delay:g} s: {exc}"
-        log.error("%s (failure %d in a row; nothing was committed)", self.retrying, self._failures_in_row)
+        what = "transaction aborted" if aborted else "batch not delivered"
+        self.retrying = f"{what}, read again in {delay:g} s: {exc}"
+        log.log(
+            logging.WARNING if waits == 0 else logging.ERROR,
+            "%s (failure %d in a row; nothing was committed)",
+            self.retrying,
+            self._failures_in_row,
+        )
         stop.wait(delay)
 
     def step(self) -> int:

@@ -4,12 +4,15 @@ fastavro reads leniently where the Avro specification does not allow it: it inde
 union branches as Python lists (an index of -1 reads as the last one), reads any boolean byte but 0 as
 true, a negative length as "the rest", overlong and wrapped varints, and ``int`` values past 32 bits.
 The decoder here refuses all of these, so that every body it accepts is the canonical encoding of the
-record it returns (a record re-encodes to the same bytes). It is also faster than a ``schemaless_reader``
+record it returns (a record re-encodes to the same bytes), with two exceptions the specification allows:
+arrays and maps in several blocks or with block sizes (fastavro writes one block), and a float32 NaN
+whose payload Python quietens. It is also faster than a ``schemaless_reader``
 call per message, because the schema is walked once, when the reader is compiled, not once per message.
 
 Supported: null, boolean, int, long, float, double, bytes, string, enum, fixed, union, record (nested,
-named references, recursion), array and map. Logical types read as their underlying type. Arrays and maps
-may come in several blocks (the specification allows it; fastavro writes one).
+named references, recursion), array and map. Logical types read as their underlying type. A block of more
+items than bytes left is refused (so an array of nulls cannot claim a billion items in ten bytes), and so is
+a map key given twice.
 
 >>> import fastavro, io
 >>> schema = fastavro.parse_schema({"type": "record", "name": "R", "fields": [
@@ -153,6 +156,7 @@ class _Compiler:
             self.schemas[name] = schema
         build = {
             "record": self._record,
+            "error": self._record,
             "enum": self._enum,
             "fixed": self._fixed,
             "array": self._blocks,
@@ -215,9 +219,15 @@ class _Compiler:
     def _blocks(self, function: str, schema: Any) -> None:
         item = self.reader(schema["items"] if schema["type"] == "array" else schema["values"])
         if schema["type"] == "array":
-            init, read = "out = []", f"        v, p = {item}(b, p)\n        out.append(v)"
+            init, read = "out = []", [f"            v, p = {item}(b, p)", "            out.append(v)"]
         else:
-            init, read = "out = {}", f"        k, p = _string(b, p)\n        v, p = {item}(b, p)\n        out[k] = v"
+            init = "out = {}"
+            read = [
+                "            k, p = _string(b, p)",
+                "            if k in out:",
+                "                raise MalformedAvro('a map key given twice')",
+                f"            out[k], p = {item}(b, p)",
+            ]
         self._emit(
             f"def {function}(b, p):",
             f"    {init}",
@@ -225,11 +235,17 @@ class _Compiler:
             "        n, p = _long(b, p)",
             "        if n == 0:",
             "            return out, p",
+            "        size = -1",
             "        if n < 0:  # a block with its size in bytes",
             "            n = -n",
-            "            _, p = _long(b, p)",
+            "            size, p = _long(b, p)",
+            "        if n > len(b) - p:  # more items than bytes left: refused even for items of no width",
+            "            raise MalformedAvro(f'a block of {n} items with {len(b) - p} bytes left')",
+            "        start = p",
             "        for _ in range(n):",
-            "    " + read.replace("\n", "\n    "),
+            *read,
+            "        if size >= 0 and p - start != size:",
+            "            raise MalformedAvro(f'a block of {size} bytes that holds {p - start}')",
         )
 
 
@@ -237,7 +253,8 @@ def compile_reader(schema: Any) -> Reader:
     """A strict reader for ``schema`` (parsed by ``fastavro.parse_schema``, logical types removed).
 
     ``read(body, start)`` returns the value and the position after it; it raises :class:`MalformedAvro`
-    for a non-canonical encoding, ``IndexError`` or ``struct.error`` for a body cut short, and
+    for a non-canonical encoding, ``IndexError`` or ``struct.error`` for a body cut short, ``RecursionError``
+    for a recursive record nested past Python's recursion limit, and
     ``UnicodeDecodeError`` for a string that is not UTF-8.
     """
     compiler = _Compiler()

@@ -26,7 +26,7 @@ import fastavro
 import numpy as np
 from fastavro.read import SchemaResolutionError
 
-from stream_scorer.avro_strict import compile_reader
+from stream_scorer.avro_strict import MalformedAvro, compile_reader
 from stream_scorer.batch import EventBatch
 from stream_scorer.errors import InvalidEventError, SchemaError
 
@@ -131,8 +131,11 @@ class EventDecoder:
         self._max_bytes = max_message_bytes
         self._max_future_ms = max_future_ms
         self._sensitive = frozenset(sensitive_fields)
-        self._read_transaction = compile_reader(schemas.transaction)
-        self._read_writers = {id(w): compile_reader(w) for w in schemas.writers_by_id.values()}
+        try:
+            self._read_transaction = compile_reader(schemas.transaction)
+            self._read_writers = {id(w): compile_reader(w) for w in schemas.writers_by_id.values()}
+        except MalformedAvro as exc:
+            raise SchemaError(f"cannot build a reader for the input schemas: {exc}") from exc
 
     def decode_one(self, value: bytes | None) -> dict[str, Any]:
         """Decode one message value into a record dict; raise :class:`InvalidEventError` if it is bad."""

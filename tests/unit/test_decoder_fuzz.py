@@ -59,6 +59,7 @@ def test_lenient_encodings_are_malformed_avro(case: str, value: bytes) -> None:
     with pytest.raises(InvalidEventError) as caught:
         decoder.decode_one(value)
     assert caught.value.reason == "malformed_avro", case
+    assert caught.value.detail.startswith(("MalformedAvro: ", "truncated", "UnicodeDecodeError: ")), caught.value.detail
     framed = EventDecoder(SCHEMAS, "confluent").decode([FakeMessage(confluent_frame(1, value))], NOW)
     assert [i.error.reason for i in framed.invalid] == ["malformed_avro"] and framed.invalid[0].error.schema_id == 1
 

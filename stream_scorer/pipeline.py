@@ -89,7 +89,8 @@ class Scorer:
         self._thresholds = np.array([c.threshold for c in self.challengers], dtype=np.float64)
         self._lookup = lookup
         self._max_future_ms = max_future_ms
-        self._bounds = feature_bounds(self.plan, self._specs, range_margin)
+        # The champion's training ranges only: a model in shadow must not change what the champion is served.
+        self._bounds = feature_bounds(self.plan, self._specs[:1], range_margin)
         self.pending_header = models_header([(m.name, m.version) for m in models])  # for the label join
 
     @property

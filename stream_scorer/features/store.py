@@ -99,14 +99,15 @@ class RedisFeatureStore:
         nil_keys = [keys[i] for i in nil]
         try:
             found = self._call(self._run_other_type, nil_keys)
-        except FeatureStoreError as exc:
-            if not isinstance(exc.__cause__, redis.exceptions.NoPermissionError):
-                raise
-            self._check_types = False
+        except FeatureStoreError as exc:  # the MGET answered: its features are served whatever happens here
+            if isinstance(exc.__cause__, redis.ConnectionError | redis.TimeoutError):
+                log.warning("feature store: could not tell keys of another type from missing ones: %s", exc)
+                return flags
+            self._check_types = False  # refused (no permission, no EVALSHA_RO before Redis 7, scripting off)
             log.warning(
-                "feature store: the Redis user may not run the read-only script that tells keys of another "
-                "type from missing keys (%s); grant +evalsha_ro: until then such records read as missing, "
-                "not malformed",
+                "feature store: Redis refuses the read-only script that tells keys of another type from "
+                "missing keys (%s); grant +evalsha_ro (Redis 7 or later): until then such records read as "
+                "missing, not malformed",
                 exc,
             )
             return flags

@@ -10,7 +10,6 @@ import pytest
 import redis
 
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS
-from stream_scorer.errors import FeatureStoreError
 from stream_scorer.features.freshness import FRESH, MISSING, STALE, assess
 from stream_scorer.features.layout import HEADER, pack, unpack_many
 from stream_scorer.features.store import RedisFeatureStore
@@ -125,16 +124,25 @@ def test_store_flags_keys_of_another_type_in_the_right_group_and_row() -> None:
     assert fake.calls == [("mget", 1), ("evalsha_ro", 1), ("mget", 1)]  # loaded: one call; nothing nil: none
 
 
-def test_a_failing_script_call_is_a_feature_store_error() -> None:
-    store, _ = fake_store(redis.exceptions.ConnectionError("reset"))
-    with pytest.raises(FeatureStoreError, match="ConnectionError"):
-        store.fetch([VELOCITY], {"card": ["c2"]})
+def test_a_script_call_that_fails_in_transit_keeps_the_mget_answer_and_checks_again_next_time() -> None:
+    store, fake = fake_store(redis.exceptions.ConnectionError("reset"))
+    for _ in range(2):
+        out = store.fetch([VELOCITY], {"card": ["c1", "c2"]})[VELOCITY.name]
+        assert out.present.tolist() == [True, False] and out.malformed.tolist() == [False, False]
+    assert fake.calls == [("mget", 2), ("evalsha_ro", 1), ("mget", 2), ("evalsha_ro", 1)]
 
 
-def test_without_permission_for_the_script_the_store_warns_once_and_stops_checking(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        redis.exceptions.NoPermissionError("NOPERM no permissions to run 'evalsha_ro'"),
+        redis.exceptions.ResponseError("ERR unknown command 'evalsha_ro'"),  # Redis 6, some proxies
+    ],
+)
+def test_when_redis_refuses_the_script_the_store_warns_once_and_stops_checking(
+    refusal: Exception, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store, fake = fake_store(redis.exceptions.NoPermissionError("NOPERM no permissions to run 'evalsha_ro'"))
+    store, fake = fake_store(refusal)
     with caplog.at_level("WARNING"):
         for _ in range(2):
             out = store.fetch([VELOCITY], {"card": ["c1", "c2"]})[VELOCITY.name]

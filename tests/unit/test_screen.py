@@ -103,3 +103,13 @@ def test_the_fitted_range_is_the_training_minimum_and_maximum() -> None:
 
     fitted = _fit_numeric(NumericFeature("g.x", "mean", True), np.array([3.0, np.nan, -1.0, 7.0]))
     assert isinstance(fitted, FittedNumeric) and (fitted.low, fitted.high) == (-1.0, 7.0)
+
+
+def test_a_challenger_in_shadow_does_not_change_what_the_champion_is_served() -> None:
+    champion = dataclasses.replace(small_model(FEATURE_NAMES), name="champion")  # trained before ranges were stored
+    challenger = dataclasses.replace(ranged_model(), name="challenger")
+    scorer = Scorer(champion, DEFAULT_FEATURE_GROUPS, OddRecords(), challengers=[challenger])
+    batch = EventDecoder(SCHEMAS, "avro").decode(messages([transaction(1, card_id="card-1")]), NOW).batch
+    scored = scorer.score(batch, NOW)
+    assert scored.freshness[GROUP.name].status.tolist() == [FRESH]  # the 3e38 is not refused for the champion
+    assert scored.implausible[GROUP.name] == (0, 0)

@@ -84,16 +84,21 @@ def record_budget(max_record_bytes: int) -> int:
 def _fit_one(
     key: bytes | None, value: bytes | None, header: list[tuple[str, bytes]], max_record_bytes: int
 ) -> tuple[bytes | None, bytes | None]:
-    """Cut the key and the value so that the record fits; say so in ``header`` (which grows)."""
+    """Cut the key and the value so that the record fits; say so in ``header`` (which grows).
+
+    The key keeps what the value leaves of the budget, and at least half of it when both are too big.
+    """
     key_size, value_size = len(key or b""), len(value or b"")
     budget = record_budget(max_record_bytes) - sum(len(k) + len(v) + _HEADER_OVERHEAD for k, v in header)
     if key_size + value_size <= budget:
         return key, value
-    budget -= 2 * (64 + 2 * _HEADER_OVERHEAD)  # room for the headers that say what was cut
-    if key is not None and key_size > budget // 2:
-        key = key[: budget // 2]
+    budget = max(0, budget - 2 * (64 + 2 * _HEADER_OVERHEAD))  # room for the headers that say what was cut
+    key_room = budget - min(value_size, budget // 2)
+    if key is not None and key_size > key_room:
+        key = key[:key_room]
         header += [("dlq.original_key_size", str(key_size).encode()), ("dlq.key_truncated", b"true")]
-    if value is not None and value_size > budget - len(key or b""):
-        value = value[: max(0, budget - len(key or b""))]
+    value_room = budget - len(key or b"")
+    if value is not None and value_size > value_room:
+        value = value[:value_room]
         header += [("dlq.original_size", str(value_size).encode()), ("dlq.value_truncated", b"true")]
     return key, value

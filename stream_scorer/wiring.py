@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ from stream_scorer.reload import ModelReloader
 from stream_scorer.worker import BatchBounds, ModelServing, Topics, Worker
 
 log = logging.getLogger(__name__)
+
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's message.max.bytes, when the topic's cannot be read
+MIN_DEAD_LETTER_BYTES = 16_384
 
 
 def redis_client(settings: RedisSettings) -> redis.Redis:
@@ -91,19 +94,31 @@ def ensure_configured_topics(settings: Settings) -> list[str]:
     )
 
 
-def dead_letter_limit(settings: Settings, producer_settings: Mapping[str, Any]) -> int:
-    """The largest dead-letter record both the producer and the dead-letter topic accept (bytes).
+def dead_letter_limit(settings: Settings, producer_settings: dict[str, Any]) -> int:
+    """The largest dead-letter record both the producer and the dead-letter topic accept (bytes); caps the
+    producer's ``batch.size`` to it, so that several dead letters batched together fit too.
 
-    The producer checks records before compression, the broker after: the topic's limit keeps room
-    for lz4's worst-case growth of incompressible bytes (0.4%)."""
+    The producer checks records before compression, the broker after: the topic's limit keeps room for
+    lz4's worst-case growth of incompressible bytes (0.4%). A topic that accepts less than
+    ``MIN_DEAD_LETTER_BYTES`` is refused at startup: dead letters that small would cut most messages.
+    """
     kafka = settings.kafka
     producer_limit = int(producer_settings.get("message.max.bytes", DEFAULT_MAX_RECORD_BYTES))
     try:
         topic_limit = max_message_bytes(kafka.bootstrap_servers, kafka.dead_letter_topic, kafka.librdkafka())
     except KafkaError as exc:
-        log.warning("%s; dead letters are cut to the producer's limit of %d bytes", exc, producer_limit)
-        return producer_limit
-    return min(producer_limit, topic_limit - topic_limit // 200)
+        limit = min(producer_limit, BROKER_DEFAULT_MAX_MESSAGE_BYTES - BROKER_DEFAULT_MAX_MESSAGE_BYTES // 200)
+        log.warning("%s; dead letters are cut to %d bytes (the producer's and the broker's default)", exc, limit)
+    else:
+        if topic_limit < MIN_DEAD_LETTER_BYTES:
+            raise ConfigError(
+                f"the dead-letter topic {kafka.dead_letter_topic} accepts messages of at most {topic_limit} bytes; "
+                f"raise its max.message.bytes to at least {MIN_DEAD_LETTER_BYTES} (the broker's default is "
+                f"{BROKER_DEFAULT_MAX_MESSAGE_BYTES})"
+            )
+        limit = min(producer_limit, topic_limit - topic_limit // 200)
+    producer_settings["batch.size"] = min(int(producer_settings.get("batch.size", 1_000_000)), limit)
+    return limit
 
 
 def transactional_id(settings: Settings) -> str:
@@ -246,6 +261,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     if exactly_once:
         consumer_settings["isolation.level"] = "read_committed"
     producer_settings = producer_config(kafka.bootstrap_servers, client)
+    max_dead_letter_bytes = dead_letter_limit(settings, producer_settings)
     timeout = settings.batch.flush_timeout_seconds
     if exactly_once:
         producer_settings["transactional.id"] = transactional_id(settings)
@@ -285,7 +301,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         topics=Topics(
             predictions=kafka.output_topic,
             dead_letters=kafka.dead_letter_topic,
-            max_dead_letter_bytes=dead_letter_limit(settings, producer_settings),
+            max_dead_letter_bytes=max_dead_letter_bytes,
         ),
         guard=InvalidInputGuard(
             max_consecutive=validation.max_consecutive_invalid,
@@ -404,8 +420,10 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
     consumer_settings = consumer_config(
         kafka.bootstrap_servers, group, kafka.librdkafka(), kafka.session_timeout_seconds
     )
+    producer_settings = producer_config(kafka.bootstrap_servers, kafka.librdkafka())
+    max_dead_letter_bytes = dead_letter_limit(settings, producer_settings)
     producer, consumer = kafka_clients(
-        producer_config(kafka.bootstrap_servers, kafka.librdkafka()),
+        producer_settings,
         consumer_settings,
         kafka.labels_topic,
         metrics.assigned_partitions.set,
@@ -418,7 +436,7 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
         quality=quality,
         metrics=metrics,
         dead_letter_topic=kafka.dead_letter_topic,
-        max_dead_letter_bytes=dead_letter_limit(settings, producer_config(kafka.bootstrap_servers, kafka.librdkafka())),
+        max_dead_letter_bytes=max_dead_letter_bytes,
         max_events=labels.max_events,
         max_wait_seconds=settings.batch.max_wait_seconds,
         retry_seconds=labels.retry_seconds,

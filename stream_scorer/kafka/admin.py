@@ -54,7 +54,7 @@ def max_message_bytes(bootstrap_servers: str, topic: str, extra: Mapping[str, st
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
         configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
         return int(configs["max.message.bytes"].value)
-    except confluent_kafka.KafkaException as exc:
-        raise KafkaError(f"cannot read the configuration of topic {topic}: {exc}") from exc
+    except (confluent_kafka.KafkaException, TimeoutError) as exc:
+        raise KafkaError(f"cannot read the configuration of topic {topic}: {exc!r}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise KafkaError(f"topic {topic} reports no usable max.message.bytes: {exc}") from exc

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from stream_scorer.codec import encode
 from stream_scorer.config import BatchSettings
+from stream_scorer.errors import ConfigError
 from stream_scorer.features.layout import pack
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.synth import io as synth_io
@@ -58,6 +59,14 @@ def readiness(worker: RunningWorker) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def set_max_message_bytes(stack: Stack, topic: str, limit: int) -> None:
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    entry = ConfigEntry("max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
 
 
 def all_committed(stack: Stack, group: str, topic: str) -> bool:
@@ -122,13 +131,9 @@ def test_a_dead_letter_the_broker_refuses_is_retried_with_readiness_false_until_
     settings = dataclasses.replace(make_settings(stack, topics, redis_prefix, model_path), batch=batch)
     synth_io.seed_features(world, store, settings.feature_groups, now_ms=int(time.time() * 1000))
     records, _ = sample_events(world, 100, start_ms=int(time.time() * 1000), rng=np.random.default_rng(6))
-    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
 
     def set_dead_letter_limit(limit: int) -> None:
-        entry = ConfigEntry("max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET)
-        resource = ConfigResource(ConfigResource.Type.TOPIC, topics.dead_letters, incremental_configs=[entry])
-        for future in admin.incremental_alter_configs([resource]).values():
-            future.result(30)
+        set_max_message_bytes(stack, topics.dead_letters, limit)
 
     worker = RunningWorker(settings)  # reads the dead-letter topic's limit (the broker default) at start
     try:
@@ -195,3 +200,32 @@ def test_absurd_and_future_feature_records_are_served_as_missing_and_counted(
     assert value(implausible, {"group": "card_velocity", "reason": "out_of_range"}) == 10
     assert value(implausible, {"group": "card_velocity", "reason": "future_time"}) == 10
     assert value("stream_scorer_feature_records_malformed_total", {"group": "card_velocity"}) == 20
+
+
+def test_many_dead_letters_fit_a_small_dead_letter_topic_and_a_tiny_one_is_refused_at_startup(
+    stack: Stack, topics: Topics, redis_prefix: str, store: RedisFeatureStore, world: World, model_path: Path, schemas
+) -> None:
+    settings = make_settings(stack, topics, redis_prefix, model_path)
+    set_max_message_bytes(stack, topics.dead_letters, 8_000)
+    with pytest.raises(ConfigError, match=r"raise its max\.message\.bytes to at least 16384"):
+        RunningWorker(settings)
+    set_max_message_bytes(stack, topics.dead_letters, 20_000)  # small, but enough for most dead letters
+    synth_io.seed_features(world, store, settings.feature_groups, now_ms=int(time.time() * 1000))
+    records, _ = sample_events(world, 40, start_ms=int(time.time() * 1000), rng=np.random.default_rng(10))
+    rng = np.random.default_rng(11)
+    bad = [b"\x02x" + rng.bytes(6000) for _ in range(12)] + [rng.bytes(60_000)]  # incompressible
+    items = [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
+    items += [(f"bad-{i}".encode(), value) for i, value in enumerate(bad)]
+    produce_large(stack.bootstrap, topics.input, items)  # one batch: 13 dead letters for one partition
+
+    worker = RunningWorker(settings)
+    try:
+        wait_for(lambda: all_committed(stack, settings.kafka.group_id, topics.input), 60, "every offset committed")
+        failures = worker.registry.get_sample_value("stream_scorer_delivery_failures_total", {"output": "dead_letters"})
+    finally:
+        worker.stop()
+    letters = read_raw(stack.bootstrap, topics.dead_letters, expect=len(bad), timeout=30)
+    assert sorted(m.key() for m in letters) == sorted(f"bad-{i}".encode() for i in range(len(bad)))
+    cut = [m for m in letters if dict(m.headers()).get("dlq.value_truncated") == b"true"]
+    assert [m.key() for m in cut] == [b"bad-12"] and len(cut[0].value()) < 20_000  # only the 60 KB one is cut
+    assert not failures  # nothing was refused: no batch of dead letters outgrew the topic's limit

@@ -152,3 +152,12 @@ def test_breaker_degrades_then_stops_calling_then_recovers() -> None:
     now[0] = 22.0
     assert breaker.fetch(groups, ids)["card_velocity"].available
     assert breaker.state == CLOSED and states == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]
+
+
+def test_a_key_too_big_keeps_what_the_value_leaves_and_a_tiny_limit_cuts_to_nothing() -> None:
+    error = InvalidEventError("oversized", "big", topic="tx", partition=0, offset=1)
+    letters = dead_letters([InvalidMessage(FakeMessage(b"", b"k" * 2_000_000, "tx", 0, 1, 5), error)], 1_000_000)
+    assert 990_000 < len(letters.keys[0] or b"") < 1_000_000 and letters.values == [b""]
+    letters = dead_letters([InvalidMessage(FakeMessage(b"v" * 900, b"k" * 900, "tx", 0, 1, 5), error)], 300)
+    assert letters.keys == [b""] and letters.values == [b""]
+    assert dict(letters.headers[0])["dlq.original_key_size"] == b"900"

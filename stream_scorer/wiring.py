@@ -310,8 +310,8 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         ),
     )
     DriftCollector(lambda: worker.drift, registry=registry)
-    consumer.before_revoke = worker.finish
-    consumer.before_lost = worker.abandon
+    consumer.before_revoke = worker.before_revoke
+    consumer.before_lost = worker.before_lost
     runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)
     runtime.metrics_server = serve_metrics(settings, registry, runtime.ready, runtime.close, "metrics")
     return runtime
@@ -325,7 +325,7 @@ def kafka_clients(
 ) -> tuple[CheckedProducer, BatchConsumer]:
     """The producer and the consumer (subscribed to ``topic``); settings librdkafka refuses are a ConfigError."""
     try:
-        producer = CheckedProducer(confluent_kafka.Producer(producer_settings))
+        producer = CheckedProducer.connect(producer_settings)
         consumer = BatchConsumer(consumer_settings, [topic], on_assignment=on_assignment)
     except confluent_kafka.KafkaException as exc:
         raise ConfigError(f"the Kafka client refused its settings (check [kafka.client]): {exc}") from exc

@@ -159,7 +159,9 @@ class Worker:
 
     def _back_off(self, exc: DeliveryError | BatchAborted, stop: threading.Event) -> None:
         self._failures_in_row += 1
-        bounds, aborted = self._bounds, isinstance(exc, BatchAborted)
+        undelivered = exc if isinstance(exc, DeliveryError) else exc.__cause__
+        aborted = not isinstance(undelivered, DeliveryError)
+        bounds = self._bounds
         waits = self._failures_in_row - aborted  # a first aborted transaction is retried at once, as before
         delay = (
             0.0
@@ -168,8 +170,8 @@ class Worker:
         )
         if isinstance(exc, BatchAborted):
             self._metrics.batches_aborted.inc()
-        else:
-            outputs = {"dead_letters" if t == self._topics.dead_letters else "predictions" for t in exc.topics}
+        if isinstance(undelivered, DeliveryError):
+            outputs = {"dead_letters" if t == self._topics.dead_letters else "predictions" for t in undelivered.topics}
             for output in outputs or {"predictions"}:
                 self._metrics.delivery_failures.labels(output).inc()
         self._metrics.retry_backoff.set(delay)
@@ -220,6 +222,12 @@ class Worker:
         if not self._window:
             self._delivery.begin()
             self._window_started = time.monotonic()
+        self._window.append(_Pending(messages, None, decoded.invalid))  # from here a failure rewinds it
+        if decoded.invalid and self._failures_in_row:
+            # Retrying: the dead letters go first and are flushed, so that while one is refused the batch's
+            # predictions are not produced again on every attempt.
+            self._produce_dead_letters(decoded.invalid)
+            self._delivery.flush()
         scored: ScoredBatch | None = None
         if len(decoded.batch):
             scored = self._scorer.score(decoded.batch, self._clock_ms())  # enrich, freshness, vectorize, score
@@ -230,10 +238,9 @@ class Worker:
             t4 = time.perf_counter()
             self._delivery.produce(self._topics.predictions, decoded.batch.key, values)  # produce
             seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4
-        if decoded.invalid:
-            letters = dead_letters(decoded.invalid, self._topics.max_dead_letter_bytes)  # dead letters
-            self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
-        self._window.append(_Pending(messages, scored, decoded.invalid))
+        if decoded.invalid and not self._failures_in_row:
+            self._produce_dead_letters(decoded.invalid)  # dead letters
+        self._window[-1] = _Pending(messages, scored, decoded.invalid)
         t5 = time.perf_counter()
         if self._interval_passed():
             self.finish()  # flush, check, commit
@@ -241,6 +248,10 @@ class Worker:
         seconds["batch"] = time.perf_counter() - t0
         self._record(len(messages), scored, seconds)
         return len(messages)
+
+    def _produce_dead_letters(self, invalid: Sequence[InvalidMessage]) -> None:
+        letters = dead_letters(invalid, self._topics.max_dead_letter_bytes)
+        self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
 
     def _write_pending(self, scored: ScoredBatch) -> None:
         if self._pending is None:
@@ -280,6 +291,26 @@ class Worker:
     def _interval_passed(self) -> bool:
         return time.monotonic() - self._window_started >= self._bounds.commit_interval_seconds
 
+    def before_revoke(self) -> None:
+        """Before partitions are given up: commit what was delivered. A batch being retried may belong to
+        the partitions that move: its new owner retries it, so this worker stops saying it is retrying."""
+        try:
+            self.finish()
+        finally:
+            self._clear_retrying()
+
+    def before_lost(self) -> None:
+        """When partitions were lost: abandon the window (never commit it); see :meth:`before_revoke`."""
+        try:
+            self.abandon()
+        finally:
+            self._clear_retrying()
+
+    def _clear_retrying(self) -> None:
+        if self._failures_in_row:
+            self._failures_in_row, self.retrying = 0, None
+            self._metrics.retry_backoff.set(0)
+
     def abandon(self) -> None:
         """Drop the uncommitted window: abort its transaction (exactly-once) and rewind the consumer to the
         committed offsets, so that its events are read again. Used after a failure and when partitions are lost."""
@@ -315,8 +346,7 @@ class Worker:
             raise
         self._window = []
         if self._failures_in_row:
-            self._failures_in_row, self.retrying = 0, None
-            self._metrics.retry_backoff.set(0)
+            self._clear_retrying()
             log.info("the retried batch was delivered and committed")
         metrics = self._metrics
         metrics.commits.inc()

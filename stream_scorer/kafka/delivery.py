@@ -43,6 +43,7 @@ class Delivery(Protocol):
         values: Sequence[bytes | None],
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
     ) -> None: ...
+    def flush(self) -> None: ...
     def complete(self, messages: Sequence[KafkaMessage]) -> int: ...
     def abort(self) -> None: ...
 
@@ -74,6 +75,10 @@ class AtLeastOnce(_Producing):
     def abort(self) -> None:
         """Nothing to undo: what was produced stays (read again, it is produced again); rewind."""
         self._consumer.rewind_to_committed()
+
+    def flush(self) -> None:
+        """Wait for what was produced so far; raise :class:`DeliveryError` unless all of it was acknowledged."""
+        self._producer.flush(self._timeout)
 
     def complete(self, messages: Sequence[KafkaMessage]) -> int:
         acked = self._producer.flush(self._timeout)  # 1-2: raises unless every record was acknowledged
@@ -122,12 +127,19 @@ class ExactlyOnce(_Producing):
         self._producer.reset()  # the aborted records' failure reports are not the next window's
         self._consumer.rewind_to_committed()
 
+    def flush(self) -> None:
+        """Wait for what the transaction produced so far; abort it unless all of it was acknowledged."""
+        try:
+            self._producer.flush(self._timeout)
+        except DeliveryError as exc:
+            self._abort(f"a record of the transaction was not delivered: {exc}", exc)
+
     def complete(self, messages: Sequence[KafkaMessage]) -> int:
         raw = self._producer.raw
         try:
             acked = self._producer.flush(self._timeout)  # 1-2
         except DeliveryError as exc:
-            self._abort(f"a record of the transaction was not delivered: {exc}")
+            self._abort(f"a record of the transaction was not delivered: {exc}", exc)
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets(messages).items()]
         self._call(
             "send_offsets_to_transaction",
@@ -163,7 +175,7 @@ class ExactlyOnce(_Producing):
             f"{what} failed fatally (fenced by a newer worker, or the producer is unusable): {exc}"
         ) from exc
 
-    def _abort(self, why: str) -> NoReturn:
+    def _abort(self, why: str, cause: BaseException | None = None) -> NoReturn:
         log.warning("aborting the batch's transaction: %s", why)
         self.abort()
-        raise BatchAborted(why)
+        raise BatchAborted(why) from cause

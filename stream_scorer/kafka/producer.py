@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import confluent_kafka
 
 from stream_scorer.errors import DeliveryError, KafkaError
+
+log = logging.getLogger(__name__)
 
 
 def producer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:
@@ -31,6 +34,7 @@ class CheckedProducer:
 
     def __init__(self, producer: confluent_kafka.Producer) -> None:
         self.raw = producer
+        self.fatal_error: str | None = None  # set by :meth:`on_error` once librdkafka reports a fatal error
         self._failed = 0
         self._first_error: str | None = None
         self._failed_topics: set[str] = set()
@@ -65,7 +69,7 @@ class CheckedProducer:
         """
         remaining = self.raw.flush(timeout)
         failed, first_error, acked, topics = self._failed, self._first_error, self._acked, self._failed_topics
-        fatal = self._fatal
+        fatal = self._fatal or self.fatal_error is not None
         self.reset()
         if remaining:
             raise DeliveryError(f"{remaining} records still unacknowledged after {timeout} s")
@@ -82,12 +86,27 @@ class CheckedProducer:
         self.raw.poll(0)
         self._failed, self._first_error, self._acked, self._failed_topics, self._fatal = 0, None, 0, set(), False
 
+    @classmethod
+    def connect(cls, settings: Mapping[str, Any]) -> CheckedProducer:
+        """A producer with these librdkafka settings, told of librdkafka's fatal errors (``error_cb``):
+        delivery reports do not say an error was fatal, so this is how :meth:`flush` knows."""
+        holder: list[CheckedProducer] = []
+        raw = confluent_kafka.Producer({**settings, "error_cb": lambda error: holder[0].on_error(error)})
+        holder.append(cls(raw))
+        return holder[0]
+
+    def on_error(self, error: Any) -> None:
+        """librdkafka's error callback: remember a fatal error (the others are transient and retried)."""
+        if error.fatal():
+            self.fatal_error = str(error)
+        log.warning("kafka producer: %s", error)
+
     def _on_delivery(self, error: Any, message: Any) -> None:
         if error is None:
             self._acked += 1
             return
         self._failed += 1
         self._failed_topics.add(message.topic())
-        self._fatal = self._fatal or bool(error.fatal())
+        self._fatal = self._fatal or bool(error.fatal()) or error.code() == confluent_kafka.KafkaError._FATAL
         if self._first_error is None:
             self._first_error = f"{message.topic()}: {error}"

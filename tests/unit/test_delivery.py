@@ -170,3 +170,17 @@ def test_after_an_abort_the_next_window_does_not_inherit_failure_reports() -> No
     delivery.begin()
     delivery.produce("out", [b"k"], [b"v"])
     assert delivery.complete(MESSAGES) == 1
+
+
+def test_a_fatal_error_reported_by_librdkafka_makes_the_delivery_error_fatal() -> None:
+    producer = CheckedProducer(FakeRawProducer(undelivered=1))
+    producer.produce("out", [b"k"], [b"v"])
+    with pytest.raises(DeliveryError) as transient:
+        producer.flush(1.0)
+    assert not transient.value.fatal and transient.value.topics == frozenset({"out"})
+    producer.on_error(RdKafkaError(RdKafkaError._ALL_BROKERS_DOWN))  # transient: retried
+    producer.on_error(RdKafkaError(RdKafkaError._FENCED, fatal=True))
+    producer.produce("out", [b"k"], [b"v"])
+    with pytest.raises(DeliveryError) as fatal:
+        producer.flush(1.0)
+    assert fatal.value.fatal

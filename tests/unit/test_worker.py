@@ -46,6 +46,7 @@ class FakeSink:
         self.pending = 0
         self.begun = 0
         self.aborts = 0
+        self.flushes = 0
 
     def begin(self) -> None:
         self.begun += 1
@@ -62,12 +63,20 @@ class FakeSink:
         self.aborts += 1
         self.pending = 0
 
-    def complete(self, messages: Sequence[FakeMessage]) -> int:
-        acked, self.pending = self.pending, 0
+    def flush(self) -> None:
+        self.flushes += 1
+        self._maybe_fail()
+
+    def _maybe_fail(self) -> None:
         if self.fail is True or (self.fail is not False and self.fail > 0):
             if self.fail is not True:
                 self.fail -= 1
+            self.pending = 0
             raise DeliveryError("1 records were not delivered", topics=frozenset({"dead-letters"}))
+
+    def complete(self, messages: Sequence[FakeMessage]) -> int:
+        self._maybe_fail()
+        acked, self.pending = self.pending, 0
         self.committed.append([m.offset() for m in messages])
         return acked
 
@@ -178,7 +187,7 @@ def test_an_undelivered_batch_is_rewound_and_retried_with_a_growing_backoff_and_
     import threading
 
     stop = threading.Event()
-    batch = messages([transaction(i) for i in range(3)])
+    batch = messages([transaction(i) for i in range(3)], bad_at=(1,))  # two events and one dead letter
     source = FakeSource([batch] * 5)  # each rewind makes the consumer return the batch again
     sink = FakeSink(fail=4)
     worker, registry = make_worker(source, sink, backoff=0.01)
@@ -201,6 +210,8 @@ def test_an_undelivered_batch_is_rewound_and_retried_with_a_growing_backoff_and_
     source.poll_batch = poll
     worker.run(stop)
     assert sink.aborts == 4 and sink.committed == [[0, 1, 2]]  # never skipped: committed once delivered
+    # While retrying, the dead letter is flushed before the predictions: the refused attempts produce none.
+    assert sink.flushes == 4 and len(sink.produced) == 2 + 2 and len(sink.dead) == 5
     assert [delay for _, delay in seen] == [0.01, 0.02, 0.04, 0.04]  # doubling, capped
     assert all(why is not None and "read again" in why for why, _ in seen)
     assert worker.retrying is None and registry.get_sample_value("stream_scorer_batch_retry_backoff_seconds") == 0
@@ -424,3 +435,20 @@ def test_a_rewound_window_does_not_count_its_invalid_messages_twice() -> None:
         worker.step()
     worker.step()  # the same four invalid messages, read again: 4 in a row, not 8
     assert guard.consecutive == 4 and sink.committed == [[0, 1, 2, 3]]
+
+
+def test_a_rebalance_clears_the_retrying_state_and_an_aborted_delivery_counts_as_one() -> None:
+    import threading
+
+    worker, registry = make_worker(FakeSource([]), FakeSink())
+    try:  # exactly-once: a record that was not delivered aborts the transaction
+        raise BatchAborted("a record of the transaction was not delivered") from DeliveryError(
+            "refused", topics=frozenset({"dead-letters"})
+        )
+    except BatchAborted as exc:
+        worker._back_off(exc, threading.Event())
+    assert registry.get_sample_value("stream_scorer_delivery_failures_total", {"output": "dead_letters"}) == 1
+    assert registry.get_sample_value("stream_scorer_batches_aborted_total") == 1
+    assert worker.retrying is not None and worker.retrying.startswith("batch not delivered, read again in 0.01 s")
+    worker.before_revoke()  # the partitions move: their new owner retries the batch
+    assert worker.retrying is None and registry.get_sample_value("stream_scorer_batch_retry_backoff_seconds") == 0

@@ -9,7 +9,7 @@ from typing import Any
 import confluent_kafka
 from confluent_kafka import TopicPartition
 
-from stream_scorer.codec import KafkaMessage
+from stream_scorer.batch import KafkaMessage
 from stream_scorer.errors import KafkaError, StreamScorerError
 from stream_scorer.kafka.offsets import next_offsets
 

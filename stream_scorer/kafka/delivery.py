@@ -23,7 +23,7 @@ from typing import Any, NoReturn, Protocol
 import confluent_kafka
 from confluent_kafka import TopicPartition
 
-from stream_scorer.codec import KafkaMessage
+from stream_scorer.batch import KafkaMessage
 from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError
 from stream_scorer.kafka.consumer import BatchConsumer
 from stream_scorer.kafka.offsets import next_offsets

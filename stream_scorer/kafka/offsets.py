@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stream_scorer.codec import KafkaMessage
+from stream_scorer.batch import KafkaMessage
 
 
 def next_offsets(messages: Sequence[KafkaMessage]) -> dict[tuple[str, int], int]:

@@ -33,7 +33,8 @@ from typing import Any, cast
 import fastavro
 import redis
 
-from stream_scorer.codec import InvalidMessage, KafkaMessage
+from stream_scorer.batch import KafkaMessage
+from stream_scorer.codec import InvalidMessage
 from stream_scorer.errors import FeatureStoreError, InvalidEventError
 from stream_scorer.labels.pending import PendingPrediction, RedisPendingStore, unpack
 

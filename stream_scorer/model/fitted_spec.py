@@ -1,4 +1,4 @@
-"""A fitted feature spec and its transform: the serving half of :mod:`~stream_scorer.model.featurespec` (pure).
+"""A fitted feature spec and its transform: the serving half of :mod:`~stream_scorer.training.featurespec` (pure).
 
 :func:`transform` builds the (n, k) matrix in :attr:`FittedSpec.feature_names` order, numeric columns first,
 then one-hot, then hashed. It imputes NaN but does not standardize: the model applies

@@ -13,7 +13,7 @@ Versions are integers given by the registry in order. ``promote`` only moves the
 going back is ``rollback``, said explicitly. Both verify the target first, with the same checks the
 workers run when the caller passes them (``verify``), so CURRENT never points at a version workers refuse.
 Workers serving a registry read ``CURRENT`` between
-batches and reload when it changes (see :mod:`stream_scorer.reload`).
+batches and reload when it changes (see :mod:`stream_scorer.model.reload`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The label flow's metrics, declared once against a registry passed in (the rolling quality metrics are
-exported by :mod:`stream_scorer.labels.collector` at scrape time)."""
+exported by :mod:`stream_scorer.monitoring.quality` at scrape time)."""
 
 from __future__ import annotations
 

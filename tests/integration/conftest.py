@@ -24,11 +24,12 @@ from prometheus_client import CollectorRegistry
 from stream_scorer.codec import Schemas, decode, load_schemas
 from stream_scorer.config import BatchSettings, KafkaSettings, MetricsSettings, RedisSettings, Settings
 from stream_scorer.features.store import RedisFeatureStore
-from stream_scorer.model import artifact, train
-from stream_scorer.model.dataset import read_table
-from stream_scorer.synth import io as synth_io
-from stream_scorer.synth.world import World, make_world
+from stream_scorer.model import artifact
+from stream_scorer.training import train
+from stream_scorer.training.dataset import read_table
 from stream_scorer.wiring import Runtime, build_runtime
+from tools.synth import io as synth_io
+from tools.synth.world import World, make_world
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -240,7 +241,7 @@ def read_all(bootstrap: str, topic: str, schema: Any, expect: int, timeout: floa
 
 def read_to_end(bootstrap: str, topic: str, schema: Any) -> list[dict[str, Any]]:
     """Every committed record of ``topic``, up to the end offsets as they are now."""
-    from stream_scorer.chaos.harness import read_topic
+    from tools.chaos.harness import read_topic
 
     return [decode(schema, m.value()) for m in read_topic(bootstrap, topic, limit_seconds=60)]
 

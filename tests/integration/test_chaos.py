@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_scorer.chaos import scenarios
 from tests.integration.conftest import Stack
+from tools.chaos import scenarios
 
 pytestmark = pytest.mark.integration
 

@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 
 from stream_scorer.codec import confluent_frame, encode
+from stream_scorer.events.features import HIGH_RISK_MCC
 from stream_scorer.features.freshness import FRESH, STATUS_NAMES
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact
-from stream_scorer.model.event_features import HIGH_RISK_MCC
 from stream_scorer.model.score import score_one
-from stream_scorer.synth import io as synth_io
-from stream_scorer.synth.world import World, sample_events
 from tests.integration.conftest import (
     RunningWorker,
     Stack,
@@ -28,6 +26,8 @@ from tests.integration.conftest import (
     read_all,
     read_raw,
 )
+from tools.synth import io as synth_io
+from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,6 @@ from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.labels.join import Label, LabelJoiner
 from stream_scorer.labels.pending import RedisPendingStore, models_header, pack_many
 from stream_scorer.model import artifact
-from stream_scorer.synth import io as synth_io
-from stream_scorer.synth.world import World
 from tests.integration.conftest import (
     RunningLabels,
     RunningWorker,
@@ -32,6 +30,8 @@ from tests.integration.conftest import (
     read_all,
     wait_for,
 )
+from tools.synth import io as synth_io
+from tools.synth.world import World
 
 pytestmark = pytest.mark.integration
 

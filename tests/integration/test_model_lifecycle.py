@@ -13,15 +13,16 @@ import pytest
 
 from stream_scorer.codec import encode
 from stream_scorer.features.store import RedisFeatureStore
-from stream_scorer.model import artifact, train
+from stream_scorer.model import artifact
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.dataset import read_table
 from stream_scorer.model.registry import Registry
 from stream_scorer.model.score import score_one
-from stream_scorer.synth import io as synth_io
-from stream_scorer.synth.world import World, sample_events
+from stream_scorer.training import train
+from stream_scorer.training.dataset import read_table
 from tests.integration.conftest import RunningWorker, Stack, Topics, make_settings, produce, read_all
 from tests.integration.test_end_to_end import reference_event_features
+from tools.synth import io as synth_io
+from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,6 @@ from stream_scorer.config import BatchSettings
 from stream_scorer.errors import ConfigError
 from stream_scorer.features.layout import pack
 from stream_scorer.features.store import RedisFeatureStore
-from stream_scorer.synth import io as synth_io
-from stream_scorer.synth.world import World, sample_events
 from tests.integration.conftest import (
     RunningWorker,
     Stack,
@@ -35,6 +33,8 @@ from tests.integration.conftest import (
     read_raw,
     wait_for,
 )
+from tools.synth import io as synth_io
+from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ import pytest
 from stream_scorer.codec import encode
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.store import RedisFeatureStore
-from stream_scorer.synth import io as synth_io
-from stream_scorer.synth.world import World, sample_events
 from tests.integration.conftest import Stack, Topics, committed_and_end, produce, read_all
 from tests.integration.test_process import worker_env
+from tools.synth import io as synth_io
+from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 

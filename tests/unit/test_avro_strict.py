@@ -9,7 +9,7 @@ import fastavro
 import numpy as np
 import pytest
 
-from stream_scorer.avro_strict import MalformedAvro, compile_reader
+from stream_scorer.codec.strict import MalformedAvro, compile_reader
 
 RICH = fastavro.parse_schema(
     {

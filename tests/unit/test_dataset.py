@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from stream_scorer.errors import TrainingError
-from stream_scorer.model.dataset import Table, class_labels_from, labels_from, read_table
+from stream_scorer.training.dataset import Table, class_labels_from, labels_from, read_table
 
 
 def write(path: Path, text: str) -> Path:

@@ -8,11 +8,11 @@ import pytest
 
 from stream_scorer.codec import InvalidMessage
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
-from stream_scorer.deadletter import dead_letters
 from stream_scorer.errors import FeatureStoreError, InvalidEventError, InvalidInputRateError
 from stream_scorer.features.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreakerLookup
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
-from stream_scorer.guard import InvalidInputGuard
+from stream_scorer.worker.deadletter import dead_letters
+from stream_scorer.worker.guard import InvalidInputGuard
 from tests.support import FakeMessage
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_scorer.avro_fast import string
-from stream_scorer.chaos.mutants import long, mutants, transaction_fields
 from stream_scorer.codec import INVALID_REASONS, EventDecoder, confluent_frame, encode, load_schemas
+from stream_scorer.codec.columns import string
 from stream_scorer.errors import InvalidEventError
 from tests.support import FakeMessage, transaction
+from tools.chaos.mutants import long, mutants, transaction_fields
 
 SCHEMAS = load_schemas(Path(__file__).resolve().parents[2] / "schemas", {"1": "transaction.avsc"})
 NOW = 1_700_000_000_000

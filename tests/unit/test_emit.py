@@ -11,12 +11,13 @@ import fastavro
 import numpy as np
 import pytest
 
-from stream_scorer.codec import encode, load_schemas, to_batch
-from stream_scorer.emit import PredictionEncoder
+from stream_scorer.codec import encode, load_schemas
 from stream_scorer.errors import SchemaError
+from stream_scorer.events.transaction import to_batch
 from stream_scorer.features.freshness import Freshness
-from stream_scorer.pipeline import ScoredBatch, prediction_records
-from tests.support import small_model, transaction
+from stream_scorer.pipeline import ScoredBatch
+from stream_scorer.pipeline.emit import PredictionEncoder
+from tests.support import prediction_records, small_model, transaction
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 SCHEMAS = load_schemas(SCHEMAS_DIR)

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from stream_scorer.errors import ModelArtifactError, TrainingError
-from stream_scorer.model.featurespec import (
+from stream_scorer.training.featurespec import (
     FeatureSpec,
     FittedHashed,
     FittedNumeric,
@@ -189,7 +189,7 @@ def test_hash_bucket_is_crc32_by_hand() -> None:
 
 def test_hash_bucket_is_stable_across_processes_with_different_hash_seeds() -> None:
     script = (
-        "from stream_scorer.model.featurespec import FittedHashed, FittedSpec, transform\n"
+        "from stream_scorer.training.featurespec import FittedHashed, FittedSpec, transform\n"
         "x = transform(FittedSpec(hashed=(FittedHashed('m', 64),)), {'m': ['m-000042', 'merchant-7']})\n"
         "print(x.argmax(axis=1).tolist())\n"
     )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_scorer.kafka.stats import ConsumerLagGauge, consumer_lag
+from stream_scorer.monitoring.lag import ConsumerLagGauge, consumer_lag
 
 
 def _partition(p: int, *, desired: bool, lag: int, committed: int, hi: int) -> dict[str, Any]:

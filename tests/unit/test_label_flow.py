@@ -8,10 +8,10 @@ from prometheus_client import CollectorRegistry
 
 from stream_scorer.codec import encode
 from stream_scorer.errors import FeatureStoreError
-from stream_scorer.label_flow import LabelFlow
 from stream_scorer.labels.join import JoinedPair, JoinOutcome, Label
 from stream_scorer.labels.pending import PendingPrediction
 from stream_scorer.monitoring.label_metrics import LabelMetrics
+from stream_scorer.worker.label_flow import LabelFlow
 from tests.support import FakeMessage
 from tests.unit.test_worker import SCHEMAS, FakeSink, FakeSource
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_scorer.codec import to_batch
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import ModelArtifactError
+from stream_scorer.events.features import EVENT_FEATURES, event_features
+from stream_scorer.events.transaction import to_batch
 from stream_scorer.features.freshness import assess
 from stream_scorer.features.layout import GroupValues
-from stream_scorer.model.event_features import EVENT_FEATURES, event_features
 from stream_scorer.model.score import ScoringWeights, score, score_one, sigmoid
-from stream_scorer.model.vectorize import plan_inputs, vectorize
-from tests.support import small_model, transaction
+from stream_scorer.pipeline.vectorize import plan_inputs
+from tests.support import small_model, transaction, vectorize
 
 VELOCITY = FeatureGroup(name="velocity", entity="card", features=("a", "b", "c"), max_age_seconds=60)
 MERCHANT = FeatureGroup(name="merchant", entity="merchant", features=("x", "y"), max_age_seconds=60)
@@ -133,9 +133,10 @@ def test_plan_refuses_inputs_read_as_a_kind_they_cannot_be() -> None:
 
 
 def test_event_categories_read_the_same_at_training_and_serving() -> None:
-    from stream_scorer.model.featurespec import FeatureSpec, HashedFeature, OneHotFeature, fit_spec
+    from stream_scorer.events.transaction import canonical_event_column
     from stream_scorer.model.fitted_spec import transform
-    from stream_scorer.model.vectorize import canonical_event_column, gather
+    from stream_scorer.pipeline.vectorize import gather
+    from stream_scorer.training.featurespec import FeatureSpec, HashedFeature, OneHotFeature, fit_spec
 
     # A training file may hold the MCC as a zero-padded string and card_present as true/false.
     training = {

@@ -11,8 +11,8 @@ import pytest
 
 from stream_scorer.errors import ModelArtifactError, TrainingError
 from stream_scorer.model import artifact
-from stream_scorer.model.dataset import read_table
-from stream_scorer.model.multinomial import (
+from stream_scorer.training.dataset import read_table
+from stream_scorer.training.multinomial import (
     fit_multinomial,
     load_multinomial,
     save_multinomial,

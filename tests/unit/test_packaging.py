@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from stream_scorer.cli import main
+from tools.chaos.__main__ import main as chaos_main
+from tools.synth.__main__ import main as synth_main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,14 +45,10 @@ def test_compose_runs_kafka_redis_and_the_worker_with_healthchecks() -> None:
         ["run"],
         ["train"],
         ["features", "put"],
-        ["synth", "history"],
-        ["synth", "features"],
-        ["synth", "publish"],
         ["watch"],
         ["topics"],
         ["model", "keygen"],
         ["model", "sign"],
-        ["chaos"],
     ],
 )
 def test_every_subcommand_explains_itself(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,6 +56,24 @@ def test_every_subcommand_explains_itself(command: list[str], capsys: pytest.Cap
         main([*command, "--help"])
     assert exited.value.code == 0
     assert "usage: stream-scorer " + " ".join(command) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("tool", "command", "usage"),
+    [
+        (synth_main, ["history"], "usage: python -m tools.synth history"),
+        (synth_main, ["features"], "usage: python -m tools.synth features"),
+        (synth_main, ["publish"], "usage: python -m tools.synth publish"),
+        (chaos_main, [], "usage: python -m tools.chaos run"),
+    ],
+)
+def test_every_tool_command_explains_itself(
+    tool: Callable[[list[str]], int], command: list[str], usage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        tool([*command, "--help"])
+    assert exited.value.code == 0
+    assert usage in capsys.readouterr().out
 
 
 def test_console_script_is_installed() -> None:

@@ -22,8 +22,8 @@ from sklearn.metrics import (
 )
 
 from stream_scorer.labels.aggregates import WindowMetrics
-from stream_scorer.labels.collector import QualityCollector
 from stream_scorer.labels.quality import RollingQuality, WindowSpec
+from stream_scorer.monitoring.quality import QualityCollector
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]

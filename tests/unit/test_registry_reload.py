@@ -8,22 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_scorer.codec import decode, to_batch
+from stream_scorer.codec import decode
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS
-from stream_scorer.emit import PredictionEncoder
 from stream_scorer.errors import ModelArtifactError
+from stream_scorer.events.transaction import to_batch
 from stream_scorer.model import artifact
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.registry import Registry, is_registry
+from stream_scorer.model.reload import ModelReloader
 from stream_scorer.model.score import ScoringWeights, golden_vectors, score
-from stream_scorer.model.vectorize import plan_inputs, vectorize
 from stream_scorer.model.verify import load_verified
 from stream_scorer.pipeline import Scorer
-from stream_scorer.reload import ModelReloader
-from stream_scorer.synth.world import FEATURE_NAMES
+from stream_scorer.pipeline.emit import PredictionEncoder
+from stream_scorer.pipeline.vectorize import plan_inputs
 from stream_scorer.worker import ModelServing
-from tests.support import small_model, transaction
+from tests.support import small_model, transaction, vectorize
 from tests.unit.test_worker import NOW, SCHEMAS, FakeLookup, FakeSink, FakeSource, make_worker, messages
+from tools.synth.world import FEATURE_NAMES
 
 
 def model_v(version: int, seed: int | None = None) -> LogisticModel:
@@ -189,8 +190,8 @@ def test_worker_swaps_models_between_batches_only() -> None:
 
 def test_train_into_a_registry_and_move_current_from_the_command_line(tmp_path: Path, capsys) -> None:
     from stream_scorer.cli import main
-    from stream_scorer.synth import io as synth_io
-    from stream_scorer.synth.world import make_world
+    from tools.synth import io as synth_io
+    from tools.synth.world import make_world
 
     world = make_world(seed=3, n_cards=100, n_merchants=20, n_devices=120)
     synth_io.write_history(world, tmp_path / "history.csv", 800, seed=1)

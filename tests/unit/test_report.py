@@ -19,8 +19,8 @@ from sklearn.metrics import (
 )
 
 from stream_scorer.errors import TrainingError
-from stream_scorer.model import report
-from stream_scorer.model.report import cut_below, format_report, quality_report, reliability, threshold_for_cost
+from stream_scorer.training import report
+from stream_scorer.training.report import cut_below, format_report, quality_report, reliability, threshold_for_cost
 
 
 def held_out(n: int, seed: int, decimals: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -10,18 +10,18 @@ from prometheus_client import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
-from stream_scorer.emit import PredictionEncoder
 from stream_scorer.features.freshness import FRESH, MISSING
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
 from stream_scorer.features.screen import screen
-from stream_scorer.guard import InvalidInputGuard
 from stream_scorer.model.fitted_spec import FittedNumeric, fitted_from_dict
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline import Scorer
-from stream_scorer.synth.world import FEATURE_NAMES
+from stream_scorer.pipeline.emit import PredictionEncoder
 from stream_scorer.worker import BatchBounds, Topics, Worker
+from stream_scorer.worker.guard import InvalidInputGuard
 from tests.support import small_model
 from tests.unit.test_worker import SCHEMAS, FakeSink, FakeSource, messages, transaction
+from tools.synth.world import FEATURE_NAMES
 
 NOW = 1_700_000_100_000
 GROUP = DEFAULT_FEATURE_GROUPS[0]
@@ -99,7 +99,7 @@ def test_absurd_and_future_records_are_imputed_flagged_and_counted_by_the_worker
 
 
 def test_the_fitted_range_is_the_training_minimum_and_maximum() -> None:
-    from stream_scorer.model.featurespec import NumericFeature, _fit_numeric
+    from stream_scorer.training.featurespec import NumericFeature, _fit_numeric
 
     fitted = _fit_numeric(NumericFeature("g.x", "mean", True), np.array([3.0, np.nan, -1.0, 7.0]))
     assert isinstance(fitted, FittedNumeric) and (fitted.low, fitted.high) == (-1.0, 7.0)

@@ -7,17 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_scorer.codec import to_batch
 from stream_scorer.errors import TrainingError
-from stream_scorer.model import calibration, solvers
+from stream_scorer.events.transaction import to_batch
+from stream_scorer.model import calibration
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.dataset import Table, labels_from
-from stream_scorer.model.dataset import read_table as read_csv
-from stream_scorer.model.featurespec import FeatureSpec, load_spec
-from stream_scorer.model.report import auc, quality_report
 from stream_scorer.model.score import sigmoid
-from stream_scorer.model.train import fit, prepare, train
 from stream_scorer.pipeline import Scorer
+from stream_scorer.training import solvers
+from stream_scorer.training.dataset import Table, labels_from
+from stream_scorer.training.dataset import read_table as read_csv
+from stream_scorer.training.featurespec import FeatureSpec, load_spec
+from stream_scorer.training.report import auc, quality_report
+from stream_scorer.training.train import fit, prepare, train
 from tests.support import transaction
 from tests.unit.test_train_lifecycle import SPEC, write_dataset
 from tests.unit.test_worker import FakeLookup

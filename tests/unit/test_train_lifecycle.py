@@ -12,15 +12,15 @@ import fastavro
 import numpy as np
 import pytest
 
-from stream_scorer.codec import to_batch
 from stream_scorer.errors import ModelArtifactError
+from stream_scorer.events.transaction import to_batch
 from stream_scorer.model import artifact
-from stream_scorer.model.dataset import read_table
-from stream_scorer.model.featurespec import load_spec
 from stream_scorer.model.fitted_spec import transform
 from stream_scorer.model.score import score_one, sigmoid, verify_golden_vectors
-from stream_scorer.model.train import train
 from stream_scorer.pipeline import Scorer
+from stream_scorer.training.dataset import read_table
+from stream_scorer.training.featurespec import load_spec
+from stream_scorer.training.train import train
 from tests.support import transaction
 from tests.unit.test_worker import FakeLookup
 

@@ -12,16 +12,16 @@ from prometheus_client import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, decode, encode, load_schemas
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
-from stream_scorer.emit import PredictionEncoder
 from stream_scorer.errors import BatchAborted, DeliveryError, FeatureStoreError, InvalidInputRateError
 from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
-from stream_scorer.guard import InvalidInputGuard
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline import Scorer
-from stream_scorer.synth.world import FEATURE_NAMES
+from stream_scorer.pipeline.emit import PredictionEncoder
 from stream_scorer.worker import BatchBounds, Topics, Worker
+from stream_scorer.worker.guard import InvalidInputGuard
 from tests.support import FakeMessage, small_model, transaction
+from tools.synth.world import FEATURE_NAMES
 
 SCHEMAS = load_schemas(Path(__file__).resolve().parents[2] / "schemas")
 NOW = 1_700_000_100_000

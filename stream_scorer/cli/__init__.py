@@ -1,0 +1,5 @@
+"""The ``stream-scorer`` command."""
+
+from stream_scorer.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,57 @@
+"""The ``stream-scorer`` command: run, labels, train, score, model, features, watch, status, topics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stream_scorer.cli.features import add_features_commands
+from stream_scorer.cli.model import add_model_commands
+from stream_scorer.cli.run import add_run_commands
+from stream_scorer.cli.train import add_batch_commands
+from stream_scorer.cli.watch import add_watch_command
+from stream_scorer.config import load_settings
+from stream_scorer.errors import InvalidInputRateError, StreamScorerError
+
+INVALID_INPUT_EXIT = 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(args.config)
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        code: int = args.handler(args, settings)
+        return code
+    except InvalidInputRateError as exc:  # its own exit code: a supervisor must not restart into the same input
+        print(f"stream-scorer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return INVALID_INPUT_EXIT
+    except StreamScorerError as exc:
+        print(f"stream-scorer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stream-scorer", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="settings TOML file; STREAM_SCORER_* environment variables override it",
+    )
+    commands = parser.add_subparsers(title="commands")
+    add_run_commands(commands, common)
+    add_batch_commands(commands, common)
+    add_model_commands(commands, common)
+    add_features_commands(commands, common)
+    add_watch_command(commands, common)
+    return parser

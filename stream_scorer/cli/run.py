@@ -1,0 +1,142 @@
+"""``run``, ``labels``, ``status`` and ``topics``: the two long-running loops and what operators look at."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from stream_scorer import wiring
+from stream_scorer.config import Settings
+
+log = logging.getLogger("stream_scorer")
+
+
+def add_run_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``run``, ``labels``, ``status`` and ``topics`` on ``commands`` (an argparse subparsers action)."""
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="score events from Kafka until SIGTERM/SIGINT",
+        description="Join the consumer group and score micro-batches: poll, decode, fetch "
+        "features from Redis, score, produce predictions, flush, commit. SIGTERM or SIGINT "
+        "finishes the current batch, commits and exits 0.",
+    )
+    run.add_argument("--max-batches", type=int, default=None, help="stop after this many non-empty batches")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="supervise this many worker processes in the consumer group (one per core, up to the partition "
+        "count), 1 included: process i serves metrics on metrics.port + i and is restarted if it dies (after "
+        "1 s, doubling to 30 s while it keeps dying within 10 s of its start; 5 such exits in a row stop "
+        "all). Without it, one worker runs in this process, unsupervised (as under Kubernetes)",
+    )
+    run.set_defaults(handler=_run)
+
+    labels = commands.add_parser(
+        "labels",
+        parents=[common],
+        help="join late labels to their predictions and export rolling quality metrics, until SIGTERM",
+        description="Consume the labels topic in its own consumer group, join each label to its pending "
+        "prediction in Redis, and serve rolling precision/recall, calibration, AUC and label-lag metrics on "
+        "the metrics endpoint (per model and window).",
+    )
+    labels.set_defaults(handler=_labels)
+
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="a live summary table of the metrics endpoints (for people without Grafana)",
+    )
+    status.add_argument(
+        "--url", action="append", default=None, help="a metrics endpoint (repeatable; default: the configured one)"
+    )
+    status.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes")
+    status.add_argument("--once", action="store_true", help="print one table (two scrapes, for the rates) and exit")
+    status.set_defaults(handler=_status)
+
+    topics = commands.add_parser("topics", parents=[common], help="create the configured topics if missing")
+    topics.set_defaults(handler=_topics)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers is not None and args.workers < 1:
+        print("run: --workers must be >= 1", file=sys.stderr)
+        return 2
+    if args.workers is not None:
+        from stream_scorer.worker.supervisor import supervise
+
+        return supervise(args.workers, settings.metrics.port, args.config)
+    runtime = wiring.build_runtime(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: finishing the current batch, then committing and exiting", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if args.max_batches is None:
+            runtime.worker.run(stop)
+        else:
+            done = 0
+            while done < args.max_batches and not stop.is_set():
+                done += runtime.worker.step() > 0
+    finally:
+        runtime.close()
+    log.info("stopped cleanly")
+    return 0
+
+
+def _labels(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = wiring.build_label_runtime(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: finishing the current label batch, then exiting", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        runtime.flow.run(stop)
+    finally:
+        runtime.close()
+    log.info("label flow stopped cleanly")
+    return 0
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_scorer.monitoring.summary import scrape, summary
+
+    urls = args.url or [f"http://{settings.metrics.host}:{settings.metrics.port}"]
+    before = scrape(urls, time.time())
+    if not before.samples:
+        print(f"status: no metrics endpoint answers at {urls}", file=sys.stderr)
+        return 1
+    try:
+        while True:
+            time.sleep(args.interval)
+            now = scrape(urls, time.time())
+            if not args.once:
+                print("\x1b[2J\x1b[H", end="")  # clear the terminal
+            print(time.strftime("%H:%M:%S"), " ".join(urls))
+            print(summary(now, before), flush=True)
+            if args.once:
+                return 0
+            before = now
+    except KeyboardInterrupt:
+        return 0
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    created = wiring.ensure_configured_topics(settings)
+    print(f"created {created}" if created else "all topics exist")
+    return 0

@@ -1,0 +1,174 @@
+"""Kafka messages to a columnar batch: framing, the strict reader, validation; rejects kept with their reason.
+
+Two input framings are accepted, chosen by configuration:
+
+* ``avro``: the message value is the plain Avro binary body of a ``Transaction``;
+* ``confluent``: magic byte ``0``, a 4-byte big-endian schema id, then the body. Only the schema ids
+  configured are accepted; each maps to its writer schema file, resolved against our reader schema.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import fastavro
+from fastavro.read import SchemaResolutionError
+
+from stream_scorer.batch import EventBatch, KafkaMessage
+from stream_scorer.codec.schemas import CONFLUENT_HEADER, CONFLUENT_MAGIC, Schemas
+from stream_scorer.codec.strict import MalformedAvro, compile_reader
+from stream_scorer.errors import InvalidEventError, SchemaError
+from stream_scorer.events.transaction import location, to_batch, validate_records
+
+# Reasons an input message is rejected; a fixed set, used as a metric label.
+INVALID_REASONS = (
+    "empty_value",
+    "oversized",
+    "bad_magic_byte",
+    "unknown_schema_id",
+    "incompatible_schema",
+    "malformed_avro",
+    "trailing_bytes",
+    "missing_entity_id",
+    "invalid_amount",
+    "event_time_in_future",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidMessage:
+    """A rejected message and why; the dead-letter topic gets both."""
+
+    message: KafkaMessage
+    error: InvalidEventError
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    """The valid events as a batch, the rejected messages, and per polled message whether it was valid."""
+
+    batch: EventBatch
+    invalid: list[InvalidMessage]
+    valid_flags: list[bool]
+
+
+class EventDecoder:
+    """Decodes and validates transaction messages in the configured framing."""
+
+    def __init__(
+        self,
+        schemas: Schemas,
+        input_format: Literal["avro", "confluent"],
+        *,
+        max_message_bytes: int = 65536,
+        max_future_ms: int = 300_000,
+        sensitive_fields: Sequence[str] = (),
+    ) -> None:
+        self._schemas = schemas
+        self._confluent = input_format == "confluent"
+        self._max_bytes = max_message_bytes
+        self._max_future_ms = max_future_ms
+        self._sensitive = frozenset(sensitive_fields)
+        try:
+            self._read_transaction = compile_reader(schemas.transaction)
+            self._read_writers = {id(w): compile_reader(w) for w in schemas.writers_by_id.values()}
+        except MalformedAvro as exc:
+            raise SchemaError(f"cannot build a reader for the input schemas: {exc}") from exc
+
+    def decode_one(self, value: bytes | None) -> dict[str, Any]:
+        """Decode one message value into a record dict; raise :class:`InvalidEventError` if it is bad."""
+        return self._decode_framed(value)[0]
+
+    def _decode_framed(self, value: bytes | None) -> tuple[dict[str, Any], int | None]:
+        if not value:
+            raise InvalidEventError("empty_value", "message has no value")
+        if len(value) > self._max_bytes:
+            raise InvalidEventError("oversized", f"{len(value)} bytes, over the {self._max_bytes}-byte limit")
+        writer = self._schemas.transaction
+        start = 0
+        schema_id = None
+        if self._confluent:
+            if value[0] == CONFLUENT_MAGIC and len(value) < CONFLUENT_HEADER.size:
+                raise InvalidEventError("malformed_avro", f"{len(value)} bytes: too short for the Confluent header")
+            if value[0] != CONFLUENT_MAGIC:
+                raise InvalidEventError("bad_magic_byte", f"expected Confluent magic byte 0, got {value[0]}")
+            _, schema_id = CONFLUENT_HEADER.unpack_from(value)
+            found = self._schemas.writers_by_id.get(schema_id)
+            if found is None:
+                raise InvalidEventError(
+                    "unknown_schema_id", f"schema id {schema_id} is not configured", schema_id=schema_id
+                )
+            writer, start = found, CONFLUENT_HEADER.size
+        try:
+            record = self._strict_one(value, start, writer)
+        except SchemaResolutionError as exc:
+            raise InvalidEventError("incompatible_schema", str(exc)[:200], schema_id=schema_id) from exc
+        except InvalidEventError as exc:
+            exc.schema_id = schema_id
+            raise
+        except Exception as exc:  # whatever hostile bytes make a decoder raise: the message is malformed, never fatal
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            raise InvalidEventError("malformed_avro", detail, schema_id=schema_id) from exc
+        return record, schema_id
+
+    def _strict_one(self, value: bytes, start: int, writer: Any) -> dict[str, Any]:
+        """Decode strictly (see :mod:`stream_scorer.codec.strict`): the body must be exactly one record in
+        Avro's canonical encoding; a newer writer schema is then resolved against the reader schema."""
+        read = self._read_transaction if writer is self._schemas.transaction else self._read_writers[id(writer)]
+        try:
+            record, end = read(value, start)
+        except (IndexError, struct.error) as exc:
+            raise InvalidEventError("malformed_avro", "truncated: the body ends inside a value") from exc
+        if end != len(value):
+            raise InvalidEventError("trailing_bytes", f"{len(value) - end} bytes after the record")
+        if writer is not self._schemas.transaction:  # resolve against the reader schema only when it differs
+            body = io.BytesIO(memoryview(value)[start:])
+            record = fastavro.schemaless_reader(body, writer, self._schemas.transaction)
+        return typing.cast(dict[str, Any], record)
+
+    def decode(self, messages: Sequence[KafkaMessage], consumed_at_ms: int) -> DecodeResult:
+        """Decode and validate a micro-batch; bad messages are returned as errors, never raised."""
+        records: list[dict[str, Any]] = []
+        origin: list[KafkaMessage] = []
+        invalid: list[InvalidMessage] = []
+        valid_flags = [True] * len(messages)
+        positions: list[int] = []
+        schema_ids: list[int | None] = []
+        for position, message in enumerate(messages):
+            try:
+                record, schema_id = self._decode_framed(message.value())
+                records.append(record)
+                schema_ids.append(schema_id)
+                origin.append(message)
+                positions.append(position)
+            except InvalidEventError as exc:
+                invalid.append(InvalidMessage(message, _located(exc, message)))
+                valid_flags[position] = False
+        problems = validate_records(records, consumed_at_ms + self._max_future_ms, self._sensitive)
+        if problems:
+            for i, err in problems.items():
+                err.schema_id = schema_ids[i]
+                invalid.append(InvalidMessage(origin[i], _located(err, origin[i])))
+                valid_flags[positions[i]] = False
+            keep = [i for i in range(len(records)) if i not in problems]
+            records = [records[i] for i in keep]
+            origin = [origin[i] for i in keep]
+        return DecodeResult(batch=to_batch(records, origin, consumed_at_ms), invalid=invalid, valid_flags=valid_flags)
+
+
+def _located(exc: InvalidEventError, message: KafkaMessage) -> InvalidEventError:
+    located = InvalidEventError(
+        exc.reason,
+        exc.detail,
+        topic=message.topic() or "",
+        partition=location(message.partition()),
+        offset=location(message.offset()),
+        schema_id=exc.schema_id,
+    )
+    located.__cause__ = exc.__cause__
+    return located

@@ -1,0 +1,81 @@
+"""The Avro schemas in ``schemas/``, parsed once; plain Avro and Confluent framing of single records.
+
+Timestamps stay integers (epoch milliseconds): the ``timestamp-millis`` logical type is not turned
+into ``datetime`` objects, which would cost time on the hot path and change nothing on the wire.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from stream_scorer.errors import SchemaError
+
+CONFLUENT_MAGIC = 0
+CONFLUENT_HEADER = struct.Struct(">bI")
+
+
+@dataclass(frozen=True, slots=True)
+class Schemas:
+    """The parsed contract: transaction (reader), prediction, label, and writer schemas by Confluent id."""
+
+    transaction: Any
+    prediction: Any
+    label: Any
+    writers_by_id: Mapping[int, Any]
+
+
+def load_schemas(schemas_dir: Path, schema_ids: Mapping[str, str] | None = None) -> Schemas:
+    """Parse ``transaction.avsc``, ``prediction.avsc`` and ``label.avsc`` (and the writer schemas by id)."""
+    writers = {int(k): _parse(schemas_dir / v) for k, v in (schema_ids or {}).items()}
+    return Schemas(
+        transaction=_parse(schemas_dir / "transaction.avsc"),
+        prediction=_parse(schemas_dir / "prediction.avsc"),
+        label=_parse(schemas_dir / "label.avsc"),
+        writers_by_id=writers,
+    )
+
+
+def _parse(path: Path) -> Any:
+    try:
+        return fastavro.parse_schema(_without_logical_types(json.loads(path.read_text())))
+    except FileNotFoundError as exc:
+        raise SchemaError(f"schema file {path} does not exist") from exc
+    except (ValueError, fastavro.schema.SchemaParseException) as exc:
+        raise SchemaError(f"schema file {path} does not parse: {exc}") from exc
+
+
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_without_logical_types(s) for s in schema]
+    return schema
+
+
+def encode(schema: Any, record: Mapping[str, Any]) -> bytes:
+    """Plain Avro binary of one record."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema, record)
+    return out.getvalue()
+
+
+def decode(schema: Any, value: bytes) -> Any:
+    """Plain Avro binary of one record back to a dict (for consumers of predictions and labels)."""
+    return fastavro.schemaless_reader(io.BytesIO(value), schema, schema)
+
+
+def confluent_frame(schema_id: int, body: bytes) -> bytes:
+    """Wrap an Avro body in the Confluent wire format: magic byte 0 and the 4-byte schema id.
+
+    >>> confluent_frame(7, b"x")
+    b'\\x00\\x00\\x00\\x00\\x07x'
+    """
+    return CONFLUENT_HEADER.pack(CONFLUENT_MAGIC, schema_id) + body

@@ -1,0 +1,34 @@
+"""The settings: one frozen, typed object; the only reader of settings files, environment variables and secrets."""
+
+from stream_scorer.config.load import ENV_PREFIX, load_settings
+from stream_scorer.config.secrets import resolve_secret
+from stream_scorer.config.settings import (
+    DEFAULT_FEATURE_GROUPS,
+    BatchSettings,
+    DriftSettings,
+    FeatureGroup,
+    KafkaSettings,
+    LabelSettings,
+    MetricsSettings,
+    RedisSettings,
+    Settings,
+    ValidationSettings,
+    window_seconds,
+)
+
+__all__ = [
+    "DEFAULT_FEATURE_GROUPS",
+    "ENV_PREFIX",
+    "BatchSettings",
+    "DriftSettings",
+    "FeatureGroup",
+    "KafkaSettings",
+    "LabelSettings",
+    "MetricsSettings",
+    "RedisSettings",
+    "Settings",
+    "ValidationSettings",
+    "load_settings",
+    "resolve_secret",
+    "window_seconds",
+]

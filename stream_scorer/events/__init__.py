@@ -1,0 +1,1 @@
+"""The event contract: the fields, entities and validation rules of the events the worker scores."""

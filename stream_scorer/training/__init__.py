@@ -1,0 +1,1 @@
+"""Training, apart from serving: datasets, feature specs, solvers, calibration fits, reports, baselines."""

@@ -1,0 +1,255 @@
+"""Read a tabular dataset file (CSV, Avro container or Parquet) into named columns, and take labels from it.
+
+Numeric columns are float64 with NaN for missing; string columns are object arrays of ``str`` with ``""``
+for missing (the feature spec treats ``""`` as missing too). In a CSV a column is numeric when every
+non-empty value parses as a float, so a column that is empty throughout is numeric (all NaN), and only an
+empty field is missing: ``NA`` or ``null`` make the column a string column. Avro and Parquet columns take
+their kind from the schema; booleans become 0/1 and timestamps epoch milliseconds. Parquet needs the
+optional ``pyarrow`` (``pip install stream-scorer[parquet]``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import fastavro
+import numpy as np
+import numpy.typing as npt
+
+from stream_scorer.batch import Float64Array
+from stream_scorer.errors import TrainingError
+from stream_scorer.training.featurespec import as_categories
+
+TableFormat = Literal["auto", "csv", "avro", "parquet"]
+_SUFFIXES: dict[str, TableFormat] = {".csv": "csv", ".avro": "avro", ".parquet": "parquet"}
+_AVRO_NUMERIC = frozenset({"boolean", "int", "long", "float", "double"})
+_AVRO_STRING = frozenset({"string", "enum"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Columns of a dataset file by name, all ``rows`` long; ``fingerprint`` is the sha256 of the file bytes."""
+
+    columns: dict[str, npt.NDArray[Any]]
+    rows: int
+    fingerprint: str
+    source: str
+
+    def kind(self, column: str) -> Literal["numeric", "string"]:
+        """Whether ``column`` holds numbers (float64) or strings."""
+        return "numeric" if self.columns[column].dtype.kind == "f" else "string"
+
+
+def read_table(path: Path, fmt: TableFormat = "auto") -> Table:
+    """Read ``path``; raise :class:`TrainingError` if it is missing, empty, ragged, not UTF-8 or unreadable."""
+    if fmt == "auto":
+        if path.suffix.lower() not in _SUFFIXES:
+            raise TrainingError(
+                f"dataset {path}: cannot tell the format from {path.suffix!r}; use .csv, .avro or .parquet"
+            )
+        fmt = _SUFFIXES[path.suffix.lower()]
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise TrainingError(f"dataset {path} does not exist") from exc
+    except OSError as exc:
+        raise TrainingError(f"dataset {path} cannot be read: {exc.strerror}") from exc
+    if fmt == "csv":
+        columns = _csv_columns(path, raw)
+    elif fmt == "avro":
+        columns = _avro_columns(path, raw)
+    elif fmt == "parquet":
+        columns = _parquet_columns(path, raw)
+    else:
+        raise TrainingError(f"dataset format must be auto, csv, avro or parquet, not {fmt!r}")
+    rows = len(next(iter(columns.values()))) if columns else 0
+    if rows == 0:
+        raise TrainingError(f"dataset {path} is empty: it needs at least one row")
+    return Table(columns, rows, hashlib.sha256(raw).hexdigest(), str(path))
+
+
+def _csv_columns(path: Path, raw: bytes) -> dict[str, npt.NDArray[Any]]:
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate the byte-order mark spreadsheets write
+    except UnicodeDecodeError as exc:
+        raise TrainingError(f"dataset {path} is not UTF-8 text (byte {exc.start})") from exc
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise TrainingError(f"dataset {path} is empty: it needs a header and at least one row")
+        if "" in header or len(set(header)) < len(header):
+            raise TrainingError(f"dataset {path}: header names must be non-empty and distinct: {header}")
+        body: list[list[str]] = []
+        for row in reader:
+            if not row:
+                continue  # blank line
+            if len(row) != len(header):
+                raise TrainingError(
+                    f"dataset {path}: line {reader.line_num} has {len(row)} values, the header {len(header)}"
+                )
+            body.append(row)
+    except csv.Error as exc:
+        raise TrainingError(f"dataset {path}: line {reader.line_num} is not valid CSV: {exc}") from exc
+    columns = list(zip(*body, strict=True)) if body else [() for _ in header]
+    return {name: _csv_column(values) for name, values in zip(header, columns, strict=True)}
+
+
+def _csv_column(values: tuple[str, ...]) -> npt.NDArray[Any]:
+    try:
+        return np.array([v if v.strip() else "nan" for v in values], dtype=np.float64)
+    except ValueError:
+        return np.array(values, dtype=object)
+
+
+def _avro_columns(path: Path, raw: bytes) -> dict[str, npt.NDArray[Any]]:
+    try:
+        reader = fastavro.reader(io.BytesIO(raw))
+        schema = reader.writer_schema
+        if not isinstance(schema, dict) or schema.get("type") != "record":
+            raise TrainingError(f"dataset {path}: the Avro schema must be a record, not {schema}")
+        kinds = _avro_fields(path, schema["fields"], ())
+        records = cast(list[dict[str, Any]], list(reader))
+    except TrainingError:
+        raise
+    except Exception as exc:  # fastavro raises ValueError, EOFError, struct.error ... on a corrupt file
+        raise TrainingError(f"dataset {path} is not a readable Avro container file: {exc}") from exc
+    return {".".join(at): _avro_column(kind, (_dig(r, at) for r in records)) for at, kind in kinds.items()}
+
+
+def _avro_fields(path: Path, fields: list[dict[str, Any]], prefix: tuple[str, ...]) -> dict[tuple[str, ...], str]:
+    """Column kinds by field path. A nested (non-null) record becomes dotted columns: record ``event`` with a
+    field ``amount`` is the column ``event.amount``, which is how the model names its inputs."""
+    kinds: dict[tuple[str, ...], str] = {}
+    for f in fields:
+        t = f["type"]
+        if isinstance(t, dict) and t.get("type") == "record":
+            kinds.update(_avro_fields(path, t["fields"], (*prefix, f["name"])))
+        else:
+            kinds[(*prefix, f["name"])] = _avro_kind(path, f)
+    return kinds
+
+
+def _dig(record: dict[str, Any], at: tuple[str, ...]) -> Any:
+    value: Any = record
+    for name in at:
+        value = value[name]
+    return value
+
+
+def _avro_kind(path: Path, field: dict[str, Any]) -> str:
+    types = field["type"] if isinstance(field["type"], list) else [field["type"]]
+    types = [t for t in types if t != "null"]
+    if len(types) != 1:
+        raise TrainingError(
+            f"dataset {path}: field {field['name']!r} is a union of {types}; only [null, T] is supported"
+        )
+    t = types[0]
+    name = t if isinstance(t, str) else t.get("type")
+    logical = None if isinstance(t, str) else t.get("logicalType")
+    if logical in ("timestamp-millis", "timestamp-micros", "local-timestamp-millis", "local-timestamp-micros"):
+        return "timestamp"
+    if logical is None and name in _AVRO_NUMERIC:
+        return "numeric"
+    if logical is None and name in _AVRO_STRING:
+        return "string"
+    what = f"{name} ({logical})" if logical else name
+    raise TrainingError(
+        f"dataset {path}: field {field['name']!r} is of type {what}; only numbers, booleans, timestamps, "
+        "strings and enums (or their nullable unions) are supported, not nested records, arrays or maps"
+    )
+
+
+def _avro_column(kind: str, values: Iterator[Any]) -> npt.NDArray[Any]:
+    if kind == "string":
+        return np.array(["" if v is None else v for v in values], dtype=object)
+    if kind == "timestamp":
+        # fastavro hands back datetimes; the trainer wants epoch milliseconds (naive ones are taken as UTC).
+        values = (None if v is None else _epoch_ms(v) for v in values)
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _epoch_ms(value: datetime) -> float:
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return (aware - _EPOCH).total_seconds() * 1000.0
+
+
+def _parquet_columns(path: Path, raw: bytes) -> dict[str, npt.NDArray[Any]]:
+    try:
+        pa = importlib.import_module("pyarrow")
+        pq = importlib.import_module("pyarrow.parquet")
+    except ImportError as exc:
+        raise TrainingError(
+            f"dataset {path}: reading Parquet needs pyarrow; install stream-scorer[parquet] (or use CSV or Avro)"
+        ) from exc
+    try:
+        table = pq.read_table(pa.BufferReader(raw))
+    except (pa.ArrowException, OSError) as exc:
+        raise TrainingError(f"dataset {path} is not a readable Parquet file: {exc}") from exc
+    columns: dict[str, npt.NDArray[Any]] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        t = column.type
+        if pa.types.is_timestamp(t):
+            column = column.cast(pa.timestamp("ms", tz=t.tz)).cast(pa.int64())
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(t):
+            values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            columns[name] = np.asarray(values, dtype=np.float64)  # nulls come back as NaN
+        elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+            columns[name] = np.array(["" if v is None else str(v) for v in column.to_pylist()], dtype=object)
+        else:
+            raise TrainingError(
+                f"dataset {path}: column {name!r} is of type {t}; "
+                "only numbers, booleans, timestamps and strings are supported"
+            )
+    return columns
+
+
+def labels_from(table: Table, column: str) -> Float64Array:
+    """The 0/1 labels in ``column`` as float64; raise :class:`TrainingError` on a missing column, NaN or other values.
+
+    >>> t = Table({"label": np.array([0.0, 1.0, 1.0])}, rows=3, fingerprint="", source="inline")
+    >>> labels_from(t, "label").tolist()
+    [0.0, 1.0, 1.0]
+    """
+    labels = _label_column(table, column)
+    if labels.dtype.kind != "f":
+        raise TrainingError(f"dataset {table.source}: label column {column!r} holds strings; binary labels are 0 or 1")
+    if n_nan := int(np.isnan(labels).sum()):
+        raise TrainingError(f"dataset {table.source}: {n_nan} labels in {column!r} are missing (NaN)")
+    if (bad := np.isin(labels, (0.0, 1.0), invert=True)).any():
+        others = np.unique(labels[bad])[:5].tolist()
+        raise TrainingError(f"dataset {table.source}: labels in {column!r} must be 0 or 1; found also {others}")
+    return np.array(labels, dtype=np.float64)
+
+
+def class_labels_from(table: Table, column: str) -> tuple[tuple[str, ...], npt.NDArray[np.int64]]:
+    """The sorted class names in ``column`` (numbers as decimal strings) and each row's class index.
+
+    Raise :class:`TrainingError` on a missing column or a missing (empty or NaN) label.
+
+    >>> t = Table({"y": np.array(["cat", "dog", "cat"], dtype=object)}, rows=3, fingerprint="", source="inline")
+    >>> class_labels_from(t, "y")
+    (('cat', 'dog'), array([0, 1, 0]))
+    """
+    values = _label_column(table, column)
+    missing = np.isnan(values) if values.dtype.kind == "f" else values == ""
+    if n_missing := int(missing.sum()):
+        raise TrainingError(f"dataset {table.source}: {n_missing} labels in {column!r} are missing (empty or NaN)")
+    # Numbers sort as numbers (2 before 10), then are named by their decimal strings.
+    classes, codes = np.unique(values if values.dtype.kind == "f" else values.astype(str), return_inverse=True)
+    return tuple(str(c) for c in as_categories(classes).tolist()), codes.reshape(-1).astype(np.int64)
+
+
+def _label_column(table: Table, column: str) -> npt.NDArray[Any]:
+    if column not in table.columns:
+        raise TrainingError(f"dataset {table.source} has no label column {column!r}; columns: {sorted(table.columns)}")
+    return table.columns[column]

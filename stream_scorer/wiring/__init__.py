@@ -1,0 +1,28 @@
+"""Builds the real clients from settings and assembles the worker and the label flow.
+
+``clients`` makes each client and runs the startup checks; ``worker`` and ``labels`` assemble the two loops.
+"""
+
+from stream_scorer.wiring.clients import (
+    ensure_configured_topics,
+    feature_store,
+    model_loader,
+    redis_client,
+    schemas,
+    served_model_path,
+)
+from stream_scorer.wiring.labels import LabelRuntime, build_label_runtime
+from stream_scorer.wiring.worker import Runtime, build_runtime
+
+__all__ = [
+    "LabelRuntime",
+    "Runtime",
+    "build_label_runtime",
+    "build_runtime",
+    "ensure_configured_topics",
+    "feature_store",
+    "model_loader",
+    "redis_client",
+    "schemas",
+    "served_model_path",
+]

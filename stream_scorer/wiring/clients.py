@@ -1,0 +1,170 @@
+"""The real clients and checks from settings: Redis, Kafka, topics, schemas, the model loader, the metrics endpoint."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import redis
+from prometheus_client.registry import CollectorRegistry
+
+from stream_scorer.codec import Schemas, load_schemas
+from stream_scorer.config import RedisSettings, Settings, resolve_secret
+from stream_scorer.errors import ConfigError, KafkaError, ModelArtifactError
+from stream_scorer.features.store import RedisFeatureStore
+from stream_scorer.kafka.admin import ensure_topics, max_message_bytes
+from stream_scorer.kafka.consumer import BatchConsumer
+from stream_scorer.kafka.producer import CheckedProducer
+from stream_scorer.labels.pending import RedisPendingStore
+from stream_scorer.model import registry as model_registry
+from stream_scorer.model.artifact import LogisticModel
+from stream_scorer.model.verify import load_verified
+from stream_scorer.monitoring.lag import ConsumerLagGauge
+from stream_scorer.monitoring.server import MetricsServer
+from stream_scorer.worker.deadletter import DEFAULT_MAX_RECORD_BYTES
+
+log = logging.getLogger(__name__)
+
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's message.max.bytes, when the topic's cannot be read
+MIN_DEAD_LETTER_BYTES = 16_384
+
+
+def redis_client(settings: RedisSettings) -> redis.Redis:
+    """A Redis client returning bytes, with connect and command timeouts, ACL user and TLS as configured."""
+    options: dict[str, object] = {}
+    if settings.username:
+        options["username"] = settings.username
+    if settings.password:
+        options["password"] = resolve_secret(settings.password, "redis.password")
+    if settings.ssl_ca_certs is not None:
+        options["ssl_ca_certs"] = str(settings.ssl_ca_certs)
+    return redis.Redis.from_url(
+        settings.url,
+        socket_timeout=settings.socket_timeout_seconds,
+        socket_connect_timeout=settings.socket_timeout_seconds,
+        decode_responses=False,
+        **options,
+    )
+
+
+def feature_store(settings: Settings, client: redis.Redis | None = None) -> RedisFeatureStore:
+    """The feature store described by ``settings``."""
+    return RedisFeatureStore(client or redis_client(settings.redis), settings.redis.key_prefix)
+
+
+def pending_store(settings: Settings, client: redis.Redis) -> RedisPendingStore:
+    """Where the worker writes pending predictions and the label flow joins them."""
+    labels = settings.labels
+    return RedisPendingStore(client, settings.redis.key_prefix, labels.horizon_seconds, labels.bucket_seconds)
+
+
+def schemas(settings: Settings) -> Schemas:
+    """The parsed schemas (and Confluent writer schemas by id)."""
+    return load_schemas(settings.schemas_dir, settings.kafka.schema_ids)
+
+
+def ensure_configured_topics(settings: Settings) -> list[str]:
+    """Create the input, output, labels and dead-letter topics if missing; returns those created."""
+    kafka = settings.kafka
+    return ensure_topics(
+        kafka.bootstrap_servers,
+        [kafka.input_topic, kafka.output_topic, kafka.labels_topic, kafka.dead_letter_topic],
+        kafka.topic_partitions,
+        kafka.librdkafka(),
+        replication_factor=kafka.topic_replication_factor,
+    )
+
+
+def dead_letter_limit(settings: Settings, producer_settings: dict[str, Any]) -> int:
+    """The largest dead-letter record both the producer and the dead-letter topic accept (bytes); caps the
+    producer's ``batch.size`` to it, so that several dead letters batched together fit too.
+
+    The producer checks records before compression, the broker after: the topic's limit keeps room for
+    lz4's worst-case growth of incompressible bytes (0.4%). A topic that accepts less than
+    ``MIN_DEAD_LETTER_BYTES`` is refused at startup: dead letters that small would cut most messages.
+    """
+    kafka = settings.kafka
+    producer_limit = int(producer_settings.get("message.max.bytes", DEFAULT_MAX_RECORD_BYTES))
+    try:
+        topic_limit = max_message_bytes(kafka.bootstrap_servers, kafka.dead_letter_topic, kafka.librdkafka())
+    except KafkaError as exc:
+        limit = min(producer_limit, BROKER_DEFAULT_MAX_MESSAGE_BYTES - BROKER_DEFAULT_MAX_MESSAGE_BYTES // 200)
+        log.warning("%s; dead letters are cut to %d bytes (the producer's and the broker's default)", exc, limit)
+    else:
+        if topic_limit < MIN_DEAD_LETTER_BYTES:
+            raise ConfigError(
+                f"the dead-letter topic {kafka.dead_letter_topic} accepts messages of at most {topic_limit} bytes; "
+                f"raise its max.message.bytes to at least {MIN_DEAD_LETTER_BYTES} (the broker's default is "
+                f"{BROKER_DEFAULT_MAX_MESSAGE_BYTES})"
+            )
+        limit = min(producer_limit, topic_limit - topic_limit // 200)
+    producer_settings["batch.size"] = min(int(producer_settings.get("batch.size", 1_000_000)), limit)
+    return limit
+
+
+def transactional_id(settings: Settings) -> str:
+    """The stable transactional.id of this worker slot (exactly-once)."""
+    return f"{settings.kafka.transactional_id_prefix}-{settings.kafka.group_id}-{settings.kafka.worker_slot}"
+
+
+def model_loader(settings: Settings) -> Callable[[Path], LogisticModel]:
+    """Loads an artifact with every check the settings ask for (checksums, signature, golden vectors)."""
+    key = resolve_secret(settings.model_public_key, "model_public_key").encode() if settings.model_public_key else None
+    return functools.partial(load_verified, public_key_pem=key, require_signature=settings.require_signature)
+
+
+def served_model_path(settings: Settings) -> tuple[Path, model_registry.Registry | None, int | None]:
+    """The artifact to serve: ``model_path`` itself, or its registry's CURRENT version (then with the registry)."""
+    if not model_registry.is_registry(settings.model_path):
+        return settings.model_path, None, None
+    models = model_registry.Registry(settings.model_path)
+    version = models.current()
+    if version is None:
+        raise ModelArtifactError(f"registry {settings.model_path} has no current version yet; run `model promote`")
+    return models.path(version), models, version
+
+
+def lag_statistics(gauge: ConsumerLagGauge) -> dict[str, object]:
+    """Consumer settings that export per-partition lag from librdkafka's statistics (every 5 s)."""
+    return {"statistics.interval.ms": 5000, "stats_cb": gauge.update_json}
+
+
+def kafka_clients(
+    producer_settings: dict[str, Any],
+    consumer_settings: dict[str, Any],
+    topic: str,
+    on_assignment: Callable[[int], None],
+) -> tuple[CheckedProducer, BatchConsumer]:
+    """The producer and the consumer (subscribed to ``topic``); settings librdkafka refuses are a ConfigError."""
+    try:
+        producer = CheckedProducer.connect(producer_settings)
+        consumer = BatchConsumer(consumer_settings, [topic], on_assignment=on_assignment)
+    except confluent_kafka.KafkaException as exc:
+        raise ConfigError(f"the Kafka client refused its settings (check [kafka.client]): {exc}") from exc
+    return producer, consumer
+
+
+def serve_metrics(
+    settings: Settings,
+    registry: CollectorRegistry,
+    ready: Callable[[], tuple[bool, str]],
+    close: Callable[[], None],
+    what: str,
+) -> MetricsServer | None:
+    """Start the metrics endpoint when enabled; if its port cannot be bound, ``close`` the runtime and say so."""
+    if not settings.metrics.enabled:
+        return None
+    try:
+        server = MetricsServer(registry, settings.metrics.host, settings.metrics.port, ready)
+    except OSError as exc:
+        close()
+        where = f"{settings.metrics.host}:{settings.metrics.port}"
+        raise ConfigError(f"cannot serve metrics on {where}: {exc.strerror}; set metrics.port") from exc
+    server.start()
+    host, port = server.address
+    log.info("%s on http://%s:%d/metrics", what, host, port)
+    return server

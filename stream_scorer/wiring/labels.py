@@ -1,0 +1,124 @@
+"""Assembles the label flow from settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+from prometheus_client.registry import CollectorRegistry
+
+from stream_scorer.config import Settings, window_seconds
+from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
+from stream_scorer.kafka.delivery import AtLeastOnce
+from stream_scorer.kafka.producer import CheckedProducer, producer_config
+from stream_scorer.labels.join import LabelJoiner
+from stream_scorer.labels.quality import RollingQuality, WindowSpec
+from stream_scorer.monitoring.label_metrics import LabelMetrics
+from stream_scorer.monitoring.quality import QualityCollector
+from stream_scorer.monitoring.server import MetricsServer
+from stream_scorer.wiring.clients import (
+    dead_letter_limit,
+    ensure_configured_topics,
+    kafka_clients,
+    pending_store,
+    redis_client,
+    schemas,
+    serve_metrics,
+)
+from stream_scorer.worker.label_flow import LabelFlow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LabelRuntime:
+    """The label flow and the clients it owns."""
+
+    flow: LabelFlow
+    consumer: BatchConsumer
+    producer: CheckedProducer
+    client: redis.Redis
+    quality: RollingQuality
+    metrics_server: MetricsServer | None
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready when label partitions are assigned and Redis answers."""
+        if not self.consumer.assigned:
+            return False, "no label partitions assigned yet"
+        try:
+            self.client.ping()
+        except redis.RedisError:
+            return False, "redis does not answer"
+        return True, "ready"
+
+    def close(self) -> None:
+        """Leave the group, stop serving metrics, close Redis."""
+        try:
+            self.consumer.close()
+            self.producer.raw.flush(10)
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
+            self.client.close()
+
+
+def quality_windows(settings: Settings) -> list[WindowSpec]:
+    """The rolling windows of ``labels.windows``: counts ("10000") and durations ("1h")."""
+    specs = []
+    for window in settings.labels.windows:
+        seconds = window_seconds(window)
+        if seconds is None:
+            specs.append(WindowSpec(window, count=int(window)))
+        else:
+            bucket = min(settings.labels.bucket_seconds, seconds)
+            specs.append(WindowSpec(window, seconds=seconds, bucket_seconds=bucket))
+    return specs
+
+
+def build_label_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> LabelRuntime:
+    """The label flow: its own consumer group on the labels topic, the join in Redis, metrics served."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = LabelMetrics(registry)
+    quality = RollingQuality(quality_windows(settings), bucket_seconds=settings.labels.bucket_seconds)
+    QualityCollector(quality, registry=registry)
+    connection = redis_client(settings.redis)
+    labels = settings.labels
+    joiner = LabelJoiner(
+        connection,
+        pending_store(settings, connection),
+        horizon_seconds=labels.horizon_seconds,
+        hold_seconds=labels.hold_seconds,
+    )
+    kafka = settings.kafka
+    if kafka.create_topics:
+        ensure_configured_topics(settings)
+    group = labels.group_id or f"{kafka.group_id}-labels"
+    consumer_settings = consumer_config(
+        kafka.bootstrap_servers, group, kafka.librdkafka(), kafka.session_timeout_seconds
+    )
+    producer_settings = producer_config(kafka.bootstrap_servers, kafka.librdkafka())
+    max_dead_letter_bytes = dead_letter_limit(settings, producer_settings)
+    producer, consumer = kafka_clients(
+        producer_settings,
+        consumer_settings,
+        kafka.labels_topic,
+        metrics.assigned_partitions.set,
+    )
+    flow = LabelFlow(
+        source=consumer,
+        delivery=AtLeastOnce(producer, consumer, settings.batch.flush_timeout_seconds),
+        schema=schemas(settings).label,
+        joiner=joiner,
+        quality=quality,
+        metrics=metrics,
+        dead_letter_topic=kafka.dead_letter_topic,
+        max_dead_letter_bytes=max_dead_letter_bytes,
+        max_events=labels.max_events,
+        max_wait_seconds=settings.batch.max_wait_seconds,
+        retry_seconds=labels.retry_seconds,
+        coverage_lookback_seconds=labels.coverage_lookback_seconds,
+    )
+    runtime = LabelRuntime(flow, consumer, producer, connection, quality, None)
+    runtime.metrics_server = serve_metrics(settings, registry, runtime.ready, runtime.close, "label flow metrics")
+    return runtime

@@ -1,0 +1,213 @@
+"""Assembles the scoring worker from settings. Tests build the same objects with fakes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.registry import CollectorRegistry
+
+from stream_scorer.codec import EventDecoder
+from stream_scorer.config import Settings, window_seconds
+from stream_scorer.errors import StreamScorerError
+from stream_scorer.features.breaker import CircuitBreakerLookup
+from stream_scorer.features.store import RedisFeatureStore
+from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
+from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
+from stream_scorer.kafka.producer import CheckedProducer, producer_config
+from stream_scorer.model.artifact import LogisticModel
+from stream_scorer.model.reload import ModelReloader
+from stream_scorer.monitoring.drift import DriftCollector, DriftMonitor
+from stream_scorer.monitoring.lag import ConsumerLagGauge
+from stream_scorer.monitoring.metrics import ScorerMetrics
+from stream_scorer.monitoring.server import MetricsServer
+from stream_scorer.pipeline import Scorer
+from stream_scorer.pipeline.emit import PredictionEncoder
+from stream_scorer.wiring.clients import (
+    dead_letter_limit,
+    ensure_configured_topics,
+    feature_store,
+    kafka_clients,
+    lag_statistics,
+    model_loader,
+    pending_store,
+    redis_client,
+    schemas,
+    serve_metrics,
+    served_model_path,
+    transactional_id,
+)
+from stream_scorer.worker import BatchBounds, ModelServing, Topics, Worker
+from stream_scorer.worker.guard import InvalidInputGuard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """A worker and the clients it owns; :meth:`close` releases them in order."""
+
+    worker: Worker
+    consumer: BatchConsumer
+    producer: CheckedProducer
+    store: RedisFeatureStore
+    metrics_server: MetricsServer | None
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready when partitions are assigned, Redis answers and no batch is being retried (the model was
+        verified at startup)."""
+        if self.worker.retrying is not None:
+            return False, self.worker.retrying
+        if not self.consumer.assigned:
+            return False, "no partitions assigned yet"
+        if not self.store.ping():
+            return False, "redis does not answer"
+        return True, "ready"
+
+    def close(self) -> None:
+        """Commit what is pending, leave the group, stop serving metrics, close Redis."""
+        try:
+            try:
+                self.worker.finish()
+            except StreamScorerError as exc:  # nothing more is committed; a restart re-reads from the last commit
+                log.warning("pending batches not committed at close: %s", exc)
+            self.worker.close()
+            self.consumer.close()
+            self.producer.raw.flush(10)
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
+            self.store.close()
+
+
+def drift_monitor(settings: Settings, model: LogisticModel) -> DriftMonitor | None:
+    """PSI against the model's training baselines (None when disabled or the artifact has none)."""
+    if not settings.drift.enabled or not model.baselines:
+        return None
+    windows = tuple(window_seconds(w) or 0.0 for w in settings.drift.windows)
+    return DriftMonitor(
+        model.baselines, model.feature_names, windows=windows, bucket_seconds=settings.drift.bucket_seconds
+    )
+
+
+def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
+    """Validate everything once (schemas, model checksum, model features vs. feature groups), then connect."""
+    parsed = schemas(settings)
+    load = model_loader(settings)
+    path, models, version = served_model_path(settings)
+    model = load(path)
+    challengers = [load(Path(p)) for p in settings.challengers]
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = ScorerMetrics(registry)
+    connection = redis_client(settings.redis)  # one pool for features and pending predictions
+    store = feature_store(settings, connection)
+    lookup = CircuitBreakerLookup(
+        store,
+        failures=settings.redis.breaker_failures,
+        reset_seconds=settings.redis.breaker_reset_seconds,
+        on_state=metrics.feature_store_circuit.set,
+        on_error=metrics.feature_store_errors.inc,
+    )
+
+    def serve(champion: LogisticModel) -> ModelServing:
+        shadow = [c for c in challengers if c.checksum != champion.checksum]  # a promoted challenger is champion
+        return ModelServing(
+            scorer=Scorer(
+                champion,
+                settings.feature_groups,
+                lookup,
+                settings.reason_codes,
+                shadow,
+                max_future_ms=int(settings.validation.feature_max_future_seconds * 1000),
+                range_margin=settings.validation.feature_range_margin,
+            ),
+            encoder=PredictionEncoder(parsed.prediction, champion, shadow),
+            drift=drift_monitor(settings, champion),
+        )
+
+    serving = serve(model)
+    log.info(
+        "model %s %s (sha256 %s) reads %d features; %d challenger(s) in shadow",
+        model.name,
+        model.version,
+        model.checksum[:12],
+        len(model.feature_names),
+        len(serving.scorer.challengers),
+    )
+    reloader = None
+    if models is not None:
+        reloader = ModelReloader(
+            models,
+            load,
+            serve,
+            on_refused=lambda reason: metrics.model_reload_failures.labels(reason).inc(),
+            serving_version=version,
+            interval_seconds=settings.model_reload_seconds,
+        )
+    kafka = settings.kafka
+    client = kafka.librdkafka()
+    if kafka.create_topics:
+        created = ensure_configured_topics(settings)
+        if created:
+            log.info("created topics %s", created)
+    exactly_once = kafka.delivery == "exactly_once"
+    consumer_settings = consumer_config(kafka.bootstrap_servers, kafka.group_id, client, kafka.session_timeout_seconds)
+    consumer_settings.update(lag_statistics(ConsumerLagGauge(registry)))
+    if exactly_once:
+        consumer_settings["isolation.level"] = "read_committed"
+    producer_settings = producer_config(kafka.bootstrap_servers, client)
+    max_dead_letter_bytes = dead_letter_limit(settings, producer_settings)
+    timeout = settings.batch.flush_timeout_seconds
+    if exactly_once:
+        producer_settings["transactional.id"] = transactional_id(settings)
+        # A transaction spans one batch: poll wait + scoring + flush. Give it room, but not much more.
+        window = settings.batch.max_wait_seconds + settings.batch.commit_interval_seconds
+        producer_settings["transaction.timeout.ms"] = int(1000 * (2 * timeout + window))
+    producer, consumer = kafka_clients(
+        producer_settings, consumer_settings, kafka.input_topic, metrics.assigned_partitions.set
+    )
+    delivery: Delivery = (
+        ExactlyOnce(producer, consumer, timeout) if exactly_once else AtLeastOnce(producer, consumer, timeout)
+    )
+    validation = settings.validation
+    worker = Worker(
+        source=consumer,
+        delivery=delivery,
+        decoder=EventDecoder(
+            parsed,
+            kafka.input_format,
+            max_message_bytes=validation.max_message_bytes,
+            max_future_ms=int(validation.max_future_seconds * 1000),
+            sensitive_fields=validation.sensitive_fields,
+        ),
+        scorer=serving.scorer,
+        encoder=serving.encoder,
+        models=reloader,
+        drift=serving.drift,
+        pending=pending_store(settings, connection) if settings.labels.enabled else None,
+        metrics=metrics,
+        bounds=BatchBounds(
+            max_events=settings.batch.max_events,
+            max_wait_seconds=settings.batch.max_wait_seconds,
+            commit_interval_seconds=settings.batch.commit_interval_seconds,
+            retry_backoff_seconds=settings.batch.retry_backoff_seconds,
+            max_retry_backoff_seconds=settings.batch.max_retry_backoff_seconds,
+        ),
+        topics=Topics(
+            predictions=kafka.output_topic,
+            dead_letters=kafka.dead_letter_topic,
+            max_dead_letter_bytes=max_dead_letter_bytes,
+        ),
+        guard=InvalidInputGuard(
+            max_consecutive=validation.max_consecutive_invalid,
+            max_ratio=validation.max_invalid_ratio,
+            window=validation.window_messages,
+        ),
+    )
+    DriftCollector(lambda: worker.drift, registry=registry)
+    consumer.before_revoke = worker.before_revoke
+    consumer.before_lost = worker.before_lost
+    runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)
+    runtime.metrics_server = serve_metrics(settings, registry, runtime.ready, runtime.close, "metrics")
+    return runtime

@@ -1,0 +1,404 @@
+"""The run loop: poll -> decode -> score (enrich, freshness, vectorize) -> encode -> produce -> complete.
+
+Each batch is finished by a :class:`~stream_scorer.kafka.delivery.Delivery`: at-least-once flushes,
+checks every delivery and then commits ``offset + 1``; exactly-once does the same inside one Kafka
+transaction. If anything fails before that, nothing is committed. Invalid messages go to the
+dead-letter topic with their reason (in the same batch, so they are committed with it), are counted,
+and the worker moves on, unless so many are invalid that the guard stops it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from stream_scorer.batch import KafkaMessage
+from stream_scorer.codec import EventDecoder, InvalidMessage
+from stream_scorer.errors import BatchAborted, DeliveryError, FeatureStoreError, InvalidInputRateError
+from stream_scorer.kafka.delivery import Delivery
+from stream_scorer.labels.pending import models_header, pack_many
+from stream_scorer.monitoring.drift import DriftMonitor
+from stream_scorer.monitoring.metrics import ScorerMetrics
+from stream_scorer.pipeline import ScoredBatch, Scorer, status_counts
+from stream_scorer.pipeline.emit import PredictionEncoder
+from stream_scorer.worker.deadletter import DEFAULT_MAX_RECORD_BYTES, dead_letters
+from stream_scorer.worker.guard import InvalidInputGuard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelServing:
+    """What scores and encodes batches: swapped as a whole, between batches, on a reload."""
+
+    scorer: Scorer
+    encoder: PredictionEncoder
+    drift: DriftMonitor | None = None  # the model's training baselines vs what it sees now
+
+
+class ModelSource(Protocol):
+    """Offers a new :class:`ModelServing` when the served model changes (see :mod:`stream_scorer.model.reload`)."""
+
+    def poll(self) -> ModelServing | None: ...
+
+
+class PendingSink(Protocol):
+    """Where pending predictions go for the label join (Redis)."""
+
+    def write(self, event_ids: Sequence[str], records: Sequence[bytes], scored_at_ms: int) -> None: ...
+
+
+class MessageSource(Protocol):
+    """Where events come from (a consumer-group member)."""
+
+    def poll_batch(self, max_events: int, timeout: float) -> list[KafkaMessage]: ...
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchBounds:
+    """How much to poll and how long to wait for it."""
+
+    max_events: int
+    max_wait_seconds: float
+    # 0: commit after every batch; more: flush and commit at most this often (fewer blocking flushes).
+    commit_interval_seconds: float = 0.0
+    # A batch that was not delivered is read again after this, doubling up to the maximum while it fails.
+    retry_backoff_seconds: float = 1.0
+    max_retry_backoff_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Topics:
+    """Where predictions and dead letters go."""
+
+    predictions: str
+    dead_letters: str
+    max_dead_letter_bytes: int = DEFAULT_MAX_RECORD_BYTES  # the producer's (or the topic's) message size limit
+
+
+class Worker:
+    """Scores micro-batches from ``source`` through ``delivery`` until stopped."""
+
+    def __init__(
+        self,
+        *,
+        source: MessageSource,
+        delivery: Delivery,
+        decoder: EventDecoder,
+        scorer: Scorer,
+        encoder: PredictionEncoder,
+        metrics: ScorerMetrics,
+        bounds: BatchBounds,
+        topics: Topics,
+        guard: InvalidInputGuard,
+        models: ModelSource | None = None,
+        pending: PendingSink | None = None,
+        drift: DriftMonitor | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._source = source
+        self._delivery = delivery
+        self._decoder = decoder
+        self._scorer = scorer
+        self._encoder = encoder
+        self._metrics = metrics
+        self._bounds = bounds
+        self._topics = topics
+        self._guard = guard
+        self._models = models
+        self._pending = pending
+        # The pending-prediction writes run on one background thread, overlapping encode and produce.
+        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pending-writer")
+        self._pending_writes: list[concurrent.futures.Future[None]] = []
+        self.drift = drift
+        self._clock_ms = clock_ms
+        self._window: list[_Pending] = []
+        self._window_started = 0.0
+        self._guard_at_begin = guard.snapshot()
+        self._failures_in_row = 0
+        self.retrying: str | None = None  # why the last batch is being retried; None when all is well
+        self._announce()
+
+    def _announce(self) -> None:
+        model = self._scorer.model
+        self._metrics.model.info({"name": model.name, "version": model.version, "checksum": model.checksum})
+        self._metrics.challengers.set(len(self._scorer.challengers))
+        served = (model, *self._scorer.challengers)
+        self._metrics.announce_models([(m.name, m.version, m.metrics.get("validation", {})) for m in served])
+
+    @property
+    def scorer(self) -> Scorer:
+        """The scorer in use (it changes on a reload)."""
+        return self._scorer
+
+    def run(self, stop: threading.Event) -> None:
+        """Process batches until ``stop`` is set; the batch in hand is finished and committed first.
+
+        A batch that could not be delivered (or whose transaction was aborted) was rewound, never committed:
+        it is read again after a backoff that doubles (``BatchBounds``: 1 s to 30 s) while failures follow each other.
+        Meanwhile :attr:`retrying` says why (readiness is false), and the worker never skips the batch.
+        """
+        while not stop.is_set():
+            try:
+                self.step()
+            except (DeliveryError, BatchAborted) as exc:
+                if isinstance(exc, DeliveryError) and exc.fatal:
+                    raise
+                self._back_off(exc, stop)
+        self.finish()
+
+    def _back_off(self, exc: DeliveryError | BatchAborted, stop: threading.Event) -> None:
+        self._failures_in_row += 1
+        undelivered = exc if isinstance(exc, DeliveryError) else exc.__cause__
+        aborted = not isinstance(undelivered, DeliveryError)
+        bounds = self._bounds
+        waits = self._failures_in_row - aborted  # a first aborted transaction is retried at once, as before
+        delay = (
+            0.0
+            if waits == 0
+            else min(bounds.max_retry_backoff_seconds, bounds.retry_backoff_seconds * 2.0 ** (waits - 1))
+        )
+        if isinstance(exc, BatchAborted):
+            self._metrics.batches_aborted.inc()
+        if isinstance(undelivered, DeliveryError):
+            outputs = {"dead_letters" if t == self._topics.dead_letters else "predictions" for t in undelivered.topics}
+            for output in outputs or {"predictions"}:
+                self._metrics.delivery_failures.labels(output).inc()
+        self._metrics.retry_backoff.set(delay)
+        what = "transaction aborted" if aborted else "batch not delivered"
+        self.retrying = f"{what}, read again in {delay:g} s: {exc}"
+        log.log(
+            logging.WARNING if waits == 0 else logging.ERROR,
+            "%s (failure %d in a row; nothing was committed)",
+            self.retrying,
+            self._failures_in_row,
+        )
+        stop.wait(delay)
+
+    def step(self) -> int:
+        """Poll and process one micro-batch. Returns the number of messages polled.
+
+        If anything fails, the uncommitted window is abandoned (aborted and rewound), never committed.
+        """
+        try:
+            return self._step()
+        except BatchAborted:
+            self._forget_window()  # the delivery already aborted and rewound (no-op if finish forgot it)
+            raise
+        except BaseException:
+            try:
+                self.abandon()
+            except Exception as exc:  # keep the original error; a restart re-reads from the last commit
+                log.warning("could not abandon the window cleanly: %s", exc)
+            raise
+
+    def _step(self) -> int:
+        self._reload()  # between batches: this batch is scored by one model from start to end
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        messages = self._source.poll_batch(self._bounds.max_events, self._bounds.max_wait_seconds)  # poll
+        t1 = time.perf_counter()
+        if not messages:
+            if self._window and self._interval_passed():
+                self.finish()  # traffic stopped: do not leave a window (or a transaction) open
+            return 0
+        seconds["poll"] = t1 - t0
+        decoded = self._decoder.decode(messages, self._clock_ms())  # decode
+        t2 = time.perf_counter()
+        seconds["decode"] = t2 - t1
+        if not self._window:
+            self._guard_at_begin = self._guard.snapshot()
+        self._check_invalid(decoded.invalid, decoded.valid_flags)
+        if not self._window:
+            self._delivery.begin()
+            self._window_started = time.monotonic()
+        self._window.append(_Pending(messages, None, decoded.invalid))  # from here a failure rewinds it
+        if decoded.invalid and self._failures_in_row:
+            # Retrying: the dead letters go first and are flushed, so that while one is refused the batch's
+            # predictions are not produced again on every attempt.
+            self._produce_dead_letters(decoded.invalid)
+            self._delivery.flush()
+        scored: ScoredBatch | None = None
+        if len(decoded.batch):
+            scored = self._scorer.score(decoded.batch, self._clock_ms())  # enrich, freshness, vectorize, score
+            seconds.update(scored.stage_seconds)
+            self._write_pending(scored)  # for the label join: in the background while we encode and produce
+            t3 = time.perf_counter()
+            values = self._encoder.encode(scored)  # encode
+            t4 = time.perf_counter()
+            self._delivery.produce(self._topics.predictions, decoded.batch.key, values)  # produce
+            seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4
+        if decoded.invalid and not self._failures_in_row:
+            self._produce_dead_letters(decoded.invalid)  # dead letters
+        self._window[-1] = _Pending(messages, scored, decoded.invalid)
+        t5 = time.perf_counter()
+        if self._interval_passed():
+            self.finish()  # flush, check, commit
+            seconds["commit"] = time.perf_counter() - t5
+        seconds["batch"] = time.perf_counter() - t0
+        self._record(len(messages), scored, seconds)
+        return len(messages)
+
+    def _produce_dead_letters(self, invalid: Sequence[InvalidMessage]) -> None:
+        letters = dead_letters(invalid, self._topics.max_dead_letter_bytes)
+        self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
+
+    def _write_pending(self, scored: ScoredBatch) -> None:
+        if self._pending is None:
+            return
+        header = models_header([(m.name, m.version) for m in self._scorer.models])
+        batch, scores, decisions = scored.batch, scored.all_scores(), scored.all_decisions()
+        records = pack_many(header, batch.event_time_ms, scored.scored_at_ms, scores, decisions)
+        write = self._pending.write
+        self._pending_writes.append(self._writer.submit(write, scored.batch.event_id, records, scored.scored_at_ms))
+
+    def _await_pending(self) -> None:
+        """Wait for the window's pending-prediction writes: they are durable before its offsets are committed.
+        A failed write is counted, not fatal: predictions keep flowing, those labels will count as unknown."""
+        started = time.perf_counter()
+        writes, self._pending_writes = self._pending_writes, []
+        for future in writes:
+            try:
+                future.result()
+            except FeatureStoreError as exc:
+                self._metrics.pending_write_errors.inc()
+                log.warning("%s", exc)
+        if writes:
+            self._metrics.stage_duration.labels("pending").observe(time.perf_counter() - started)
+
+    def close(self) -> None:
+        """Stop the background writer (after :meth:`finish`)."""
+        self._await_pending()
+        self._writer.shutdown(wait=True)
+
+    def _reload(self) -> None:
+        if self._models is None or self._window:
+            return  # only with nothing uncommitted: a transaction (or commit window) holds one model's output
+        serving = self._models.poll()
+        if serving is not None:
+            self._scorer, self._encoder, self.drift = serving.scorer, serving.encoder, serving.drift
+            self._metrics.model_reloads.inc()
+            self._announce()
+
+    def _interval_passed(self) -> bool:
+        return time.monotonic() - self._window_started >= self._bounds.commit_interval_seconds
+
+    def before_revoke(self) -> None:
+        """Before partitions are given up: commit what was delivered. A batch being retried may belong to
+        the partitions that move: its new owner retries it, so this worker stops saying it is retrying."""
+        try:
+            self.finish()
+        finally:
+            self._clear_retrying()
+
+    def before_lost(self) -> None:
+        """When partitions were lost: abandon the window (never commit it); see :meth:`before_revoke`."""
+        try:
+            self.abandon()
+        finally:
+            self._clear_retrying()
+
+    def _clear_retrying(self) -> None:
+        if self._failures_in_row:
+            self._failures_in_row, self.retrying = 0, None
+            self._metrics.retry_backoff.set(0)
+
+    def abandon(self) -> None:
+        """Drop the uncommitted window: abort its transaction (exactly-once) and rewind the consumer to the
+        committed offsets, so that its events are read again. Used after a failure and when partitions are lost."""
+        if not self._window:
+            return
+        self._forget_window()  # also waits for its pending writes: re-read and scored again, the first are kept
+        self._delivery.abort()
+
+    def _forget_window(self) -> None:
+        self._await_pending()
+        if self._window:
+            self._window = []
+            self._guard.restore(self._guard_at_begin)  # the re-read messages will be counted again
+
+    def finish(self) -> None:
+        """Make every batch since the last commit durable: flush, check and commit (or commit the transaction).
+
+        Called after each batch (or once per ``commit_interval_seconds``), on shutdown, and before the
+        consumer gives partitions up in a rebalance.
+        """
+        if not self._window:
+            return
+        window = self._window
+        self._await_pending()
+        try:
+            self._delivery.complete([m for pending in window for m in pending.messages])
+        except BatchAborted:
+            self._forget_window()  # the delivery aborted and rewound already
+            raise
+        except BaseException:
+            self._forget_window()  # never retried as is: a failed window is read again, not committed later
+            self._delivery.abort()  # rewind; if even that fails, its KafkaError stops the worker
+            raise
+        self._window = []
+        if self._failures_in_row:
+            self._clear_retrying()
+            log.info("the retried batch was delivered and committed")
+        metrics = self._metrics
+        metrics.commits.inc()
+        metrics.last_batch.set(time.time())
+        acked_at = self._clock_ms()
+        for pending in window:
+            for item in pending.invalid:
+                metrics.dead_letters.labels(item.error.reason).inc()
+            if pending.scored is not None:
+                metrics.predictions_produced.inc(len(pending.scored.batch))
+                # A publisher clock ahead of ours would give negative latencies: count those as 0.
+                latency = np.maximum(acked_at - pending.scored.batch.event_time_ms, 0) / 1000.0
+                metrics.event_latency.observe_many(latency)
+
+    def _check_invalid(self, invalid: Sequence[InvalidMessage], valid_flags: Sequence[bool]) -> None:
+        for item in invalid:
+            self._metrics.decode_errors.labels(item.error.reason).inc()
+            log.warning("invalid event, to the dead-letter topic: %s", item.error)  # location, never the payload
+        try:
+            self._guard.observe(valid_flags)
+        except InvalidInputRateError as exc:
+            self._metrics.invalid_input_stops.inc()
+            log.error("%s", exc)
+            raise
+
+    def _record(self, polled: int, scored: ScoredBatch | None, seconds: dict[str, float]) -> None:
+        metrics = self._metrics
+        metrics.events_consumed.inc(polled)
+        metrics.batch_size.observe(polled)
+        metrics.observe_stages(seconds)
+        if scored is None:
+            return
+        for name, counts in status_counts(scored).items():
+            malformed = int(np.count_nonzero(scored.group_values[name].malformed))
+            metrics.observe_freshness(name, counts, scored.freshness[name].age_ms, malformed)
+        for name, (future, out_of_range) in scored.implausible.items():
+            if future or out_of_range:
+                metrics.feature_implausible.labels(name, "future_time").inc(future)
+                metrics.feature_implausible.labels(name, "out_of_range").inc(out_of_range)
+        metrics.predictions_imputed.inc(int(np.count_nonzero(scored.imputed)))
+        if self.drift is not None:
+            self.drift.observe(scored.features, scored.scores)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A batch that was produced but is not committed yet."""
+
+    messages: list[KafkaMessage]
+    scored: ScoredBatch | None
+    invalid: list[InvalidMessage]

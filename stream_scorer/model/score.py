@@ -14,7 +14,7 @@ from stream_scorer.batch import Float64Array
 from stream_scorer.errors import ModelArtifactError
 from stream_scorer.model import calibration
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.calibration import Calibration
+from stream_scorer.model.calibration import Calibration, sigmoid
 from stream_scorer.model.fitted_spec import transform
 
 
@@ -68,15 +68,6 @@ def score_stacked(matrix: Float64Array, stacked: StackedWeights) -> Float64Array
     for j, cal in enumerate(stacked.calibrations):
         logits[:, j] = calibration.apply(cal, logits[:, j])
     return logits
-
-
-def sigmoid(z: Float64Array) -> Float64Array:
-    """The logistic function, without overflow for large ``|z|``.
-
-    >>> sigmoid(np.array([-800.0, 0.0, 800.0])).tolist()
-    [0.0, 0.5, 1.0]
-    """
-    return np.exp(-np.logaddexp(0.0, -z))
 
 
 def score(matrix: Float64Array, weights: ScoringWeights, calibrated: Calibration | None = None) -> Float64Array:

@@ -26,7 +26,7 @@ import numpy as np
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import TrainingError
-from stream_scorer.model.score import sigmoid
+from stream_scorer.model.calibration import sigmoid
 
 ClassWeight: TypeAlias = Literal["balanced"] | Mapping[int, float] | None
 

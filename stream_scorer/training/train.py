@@ -30,11 +30,12 @@ from stream_scorer.errors import ModelArtifactError, TrainingError
 from stream_scorer.events.transaction import canonical_event_column
 from stream_scorer.model import calibration
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.baseline import baselines
-from stream_scorer.model.calibration import Calibration, Method, fit_isotonic, fit_platt
+from stream_scorer.model.calibration import Calibration, Method, sigmoid
 from stream_scorer.model.fitted_spec import FittedSpec, transform
-from stream_scorer.model.score import golden_vectors, sigmoid
+from stream_scorer.model.score import golden_vectors
 from stream_scorer.training import solvers
+from stream_scorer.training.baselines import baselines
+from stream_scorer.training.calibration import fit_isotonic, fit_platt
 from stream_scorer.training.dataset import Table, labels_from
 from stream_scorer.training.featurespec import FeatureSpec, default_spec, fit_spec
 from stream_scorer.training.report import auc, cut_below, quality_report, threshold_for_cost

@@ -14,7 +14,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
 from stream_scorer.errors import TrainingError
-from stream_scorer.model.score import sigmoid
+from stream_scorer.model.calibration import sigmoid
 from stream_scorer.training.train import fit
 
 

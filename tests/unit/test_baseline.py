@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 
 from stream_scorer.errors import ModelArtifactError, TrainingError
-from stream_scorer.model.baseline import (
-    FeatureHistogram,
-    baseline_histogram,
-    baselines,
-    baselines_from_dict,
-    bin_counts,
-    psi,
-)
+from stream_scorer.model.baseline import FeatureHistogram, baselines_from_dict, bin_counts, psi
+from stream_scorer.training.baselines import baseline_histogram, baselines
 
 
 @pytest.mark.parametrize("share_of_ones", [0.02, 0.3, 0.5, 0.95, 0.999])

@@ -11,8 +11,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from stream_scorer.errors import ModelArtifactError, TrainingError
-from stream_scorer.model.calibration import Calibration, apply, fit_isotonic, fit_platt
-from stream_scorer.model.score import sigmoid
+from stream_scorer.model.calibration import Calibration, apply, sigmoid
+from stream_scorer.training.calibration import fit_isotonic, fit_platt
 
 
 def miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_scorer.errors import ModelArtifactError
-from stream_scorer.model.baseline import FeatureHistogram, baselines, bin_counts, psi
+from stream_scorer.model.baseline import FeatureHistogram, bin_counts, psi
 from stream_scorer.monitoring.drift import DriftCollector, DriftMonitor, WindowDrift, binned_ks
+from stream_scorer.training.baselines import baselines
 
 NAMES = ["amount", "hour", "is_foreign", "velocity"]
 

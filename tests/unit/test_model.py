@@ -11,7 +11,8 @@ from stream_scorer.events.features import EVENT_FEATURES, event_features
 from stream_scorer.events.transaction import to_batch
 from stream_scorer.features.freshness import assess
 from stream_scorer.features.layout import GroupValues
-from stream_scorer.model.score import ScoringWeights, score, score_one, sigmoid
+from stream_scorer.model.calibration import sigmoid
+from stream_scorer.model.score import ScoringWeights, score, score_one
 from stream_scorer.pipeline.vectorize import plan_inputs
 from tests.support import small_model, transaction, vectorize
 

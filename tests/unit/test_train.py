@@ -11,7 +11,7 @@ from stream_scorer.errors import TrainingError
 from stream_scorer.events.transaction import to_batch
 from stream_scorer.model import calibration
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.score import sigmoid
+from stream_scorer.model.calibration import sigmoid
 from stream_scorer.pipeline import Scorer
 from stream_scorer.training import solvers
 from stream_scorer.training.dataset import Table, labels_from

@@ -15,8 +15,9 @@ import pytest
 from stream_scorer.errors import ModelArtifactError
 from stream_scorer.events.transaction import to_batch
 from stream_scorer.model import artifact
+from stream_scorer.model.calibration import sigmoid
 from stream_scorer.model.fitted_spec import transform
-from stream_scorer.model.score import score_one, sigmoid, verify_golden_vectors
+from stream_scorer.model.score import score_one, verify_golden_vectors
 from stream_scorer.pipeline import Scorer
 from stream_scorer.training.dataset import read_table
 from stream_scorer.training.featurespec import load_spec

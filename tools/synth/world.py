@@ -19,7 +19,7 @@ from stream_scorer.batch import Float64Array
 from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
 from stream_scorer.events.features import EVENT_FEATURES, event_features
 from stream_scorer.events.transaction import to_batch
-from stream_scorer.model.score import sigmoid
+from stream_scorer.model.calibration import sigmoid
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f"event.{f}" for f in EVENT_FEATURES) + tuple(
     f"{g.name}.{f}" for g in DEFAULT_FEATURE_GROUPS for f in g.features

@@ -224,7 +224,7 @@ class Bench:
     ) -> subprocess.Popen[str]:
         command = [
             self.args.python,
-            str(REPO / "scripts" / "bench_contenders.py"),
+            str(REPO / "benchmarks" / "contenders.py"),
             name,
             "--events",
             str(events),

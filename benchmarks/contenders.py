@@ -1,8 +1,8 @@
-"""The three workers that scripts/bench.py runs side by side, each in its own process.
+"""The three workers that benchmarks/bench.py runs side by side, each in its own process.
 
-    python scripts/bench_contenders.py ours  --events N --batch B  ...
-    python scripts/bench_contenders.py naive --events N ...
-    python scripts/bench_contenders.py quix  --events N ...   (needs quixstreams: the bench's own venv)
+    python benchmarks/contenders.py ours  --events N --batch B  ...
+    python benchmarks/contenders.py naive --events N ...
+    python benchmarks/contenders.py quix  --events N ...   (needs quixstreams: the bench's own venv)
 
 Each reads the input topic in its own consumer group, writes Prediction records (the same schema) to
 its output topic, stops after N events, and prints one JSON line: events, seconds (first event consumed
@@ -113,7 +113,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
             if polled:
                 span.start()  # the first batch's time counts from here; its poll wait is not included
                 done += polled
-        runtime.worker.finish()
+        runtime.worker.commit_window()
         result = span.result(done)
     finally:
         runtime.close()

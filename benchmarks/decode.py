@@ -4,7 +4,7 @@ Loads the lenient decoder from an earlier commit (``--before``, default: the com
 beside today's strict one, decodes the same batches of synthetic Transaction messages with each, in
 interleaved rounds, and prints the medians in µs per event and their ratio.
 
-    .venv/bin/python scripts/bench_decode.py [--batch 4000] [--rounds 15] [--before 0f064f1~6]
+    .venv/bin/python -m benchmarks.decode [--batch 4000] [--rounds 15] [--before cee7e77~1]
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from types import ModuleType
 import numpy as np
 
 from stream_scorer import codec
-from tools.synth.world import make_world, sample_events
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, when run as a script
 from tests.support import FakeMessage
+from tools.synth.world import make_world, sample_events
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@ plus one read-only script call when some keys are missing, to tell missing keys 
 stream_scorer.features.store.RedisFeatureStore.fetch). Batches of --batch events x the 4 default feature groups
 (16k keys at 4000 events), with 0% and 20% of the keys missing; interleaved rounds, medians, us per event.
 
-Needs the local Redis (scripts/stack up). Run: .venv/bin/python scripts/bench_fetch.py
+Needs the local Redis (scripts/stack up). Run: .venv/bin/python -m benchmarks.fetch
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Writing a batch of pending predictions to Redis: a pipeline of one SET per event vs the one-script write
 (stream_scorer.labels.pending.RedisPendingStore), side by side, interleaved, medians.
 
-Needs the local Redis (scripts/stack up). Run: .venv/bin/python scripts/bench_pending.py
+Needs the local Redis (scripts/stack up). Run: .venv/bin/python -m benchmarks.pending
 """
 
 from __future__ import annotations

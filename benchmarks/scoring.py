@@ -2,7 +2,7 @@
 
 No Kafka and no Redis: a fixed feature lookup stands in for the store, so only vectorize, score, reason
 codes and encode are timed (the stages challengers add work to). Configurations run interleaved, round
-after round; the report gives medians. Run: .venv/bin/python scripts/bench_scoring.py
+after round; the report gives medians. Run: .venv/bin/python -m benchmarks.scoring
 """
 
 from __future__ import annotations

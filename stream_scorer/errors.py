@@ -12,9 +12,13 @@
      │                           worker moves on.
      ├── InvalidInputRateError   fatal: too many invalid messages in a row or in a window (a schema
      │                           change upstream?). Policy: stop without committing the batch.
-     ├── FeatureStoreError       transient: Redis unreachable or too slow. Policy: retried once, then
-     │                           the batch is scored with imputed features (status UNAVAILABLE) and a
-     │                           circuit breaker stops calling Redis for a while.
+     ├── FeatureStoreError       transient: the feature store (Redis) unreachable or too slow. Policy:
+     │                           retried once, then the batch is scored with imputed features (status
+     │                           UNAVAILABLE) and a circuit breaker stops calling Redis for a while.
+     ├── PendingWriteError       the worker could not write its pending predictions for the label join.
+     │                           Policy: counted; predictions keep flowing (those labels count as unknown).
+     ├── LabelStoreError         the label flow's Redis calls failed (join, held labels). Policy: the
+     │                           batch is rewound, nothing is committed, and it is read again after a pause.
      └── KafkaError              a Kafka client call failed (consume, produce, commit, admin): fatal
           ├── DeliveryError      transient: a produced record (prediction or dead letter) was not
           │                      acknowledged: topic missing, access denied, broker refusing or away.
@@ -83,6 +87,14 @@ class InvalidInputRateError(StreamScorerError):
 
 class FeatureStoreError(StreamScorerError):
     """The feature store could not answer (connection refused, timeout, protocol error)."""
+
+
+class PendingWriteError(StreamScorerError):
+    """The pending predictions of a batch were not written for the label join."""
+
+
+class LabelStoreError(StreamScorerError):
+    """The label join's store (Redis) could not answer."""
 
 
 class KafkaError(StreamScorerError):

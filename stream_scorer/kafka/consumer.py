@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import confluent_kafka
 from confluent_kafka import TopicPartition
@@ -37,6 +37,13 @@ def consumer_config(
     }
 
 
+class RebalanceListener(Protocol):
+    """Who is told before partitions are given up (commit what was produced for them) or lost (never commit)."""
+
+    def before_revoke(self) -> None: ...
+    def before_lost(self) -> None: ...
+
+
 class BatchConsumer:
     """Polls batches from subscribed topics; commits processed offsets, also when partitions are revoked."""
 
@@ -44,15 +51,17 @@ class BatchConsumer:
         self, config: Mapping[str, Any], topics: Sequence[str], on_assignment: Callable[[int], None] | None = None
     ) -> None:
         self._consumer = confluent_kafka.Consumer(dict(config))
+        self._topics = list(topics)
         self._on_assignment = on_assignment
-        # Called before partitions are given up, so that whatever was produced for them is committed first.
-        self.before_revoke: Callable[[], None] | None = None
-        # Called when partitions are lost (no commit possible): the worker abandons its uncommitted window.
-        self.before_lost: Callable[[], None] | None = None
-        self._pending: dict[tuple[str, int], int] = {}
+        self._listener: RebalanceListener | None = None
+        self._to_commit: dict[tuple[str, int], int] = {}  # offsets committed at the next commit (or revoke)
         self.assigned: set[tuple[str, int]] = set()
+
+    def subscribe(self, listener: RebalanceListener) -> None:
+        """Join the group; ``listener`` is called before partitions are revoked or lost."""
+        self._listener = listener
         self._consumer.subscribe(
-            list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
 
     def poll_batch(self, max_events: int, timeout: float) -> list[KafkaMessage]:
@@ -75,14 +84,14 @@ class BatchConsumer:
     def commit(self, messages: Sequence[KafkaMessage]) -> None:
         """Commit ``offset + 1`` of each partition in ``messages`` synchronously.
 
-        If the commit fails because the group is rebalancing, the offsets stay pending: they are
-        tried again at the next commit or when the partition is revoked (at-least-once either way).
+        If the commit fails because the group is rebalancing, the offsets are kept: they are tried
+        again at the next commit or when the partition is revoked (at-least-once either way).
         """
-        self._pending.update(next_offsets(messages))
-        self._commit_pending(None)
+        self._to_commit.update(next_offsets(messages))
+        self._commit_stored(None)
 
-    def _commit_pending(self, only: set[tuple[str, int]] | None) -> None:
-        todo = {k: v for k, v in self._pending.items() if only is None or k in only}
+    def _commit_stored(self, only: set[tuple[str, int]] | None) -> None:
+        todo = {k: v for k, v in self._to_commit.items() if only is None or k in only}
         if not todo:
             return
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in todo.items()]
@@ -94,11 +103,11 @@ class BatchConsumer:
                 log.warning("commit deferred: %s", error)
                 return
             raise KafkaError(f"commit of {len(offsets)} partition offsets failed: {exc}") from exc
-        # A synchronous commit reports failures per partition: those stay pending (or stop us).
+        # A synchronous commit reports failures per partition: those are kept for the next commit (or stop us).
         failed = {(tp.topic, tp.partition): tp.error for tp in results if tp.error is not None}
         for key, offset in todo.items():
-            if key not in failed and self._pending.get(key) == offset:
-                del self._pending[key]
+            if key not in failed and self._to_commit.get(key) == offset:
+                del self._to_commit[key]
         for (topic, partition), error in failed.items():
             if not (error.retriable() or _rebalancing(error)):
                 raise KafkaError(f"commit of {topic}[{partition}] failed: {error}")
@@ -112,31 +121,31 @@ class BatchConsumer:
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
         try:
-            if self.before_revoke is not None and revoked:
-                self.before_revoke()
+            if self._listener is not None and revoked:
+                self._listener.before_revoke()
             try:
-                self._commit_pending(revoked)
+                self._commit_stored(revoked)
             except KafkaError as exc:
                 log.warning("commit on revoke failed: %s", exc)
         finally:  # the bookkeeping happens whatever the hook raised (librdkafka unassigns anyway)
-            dropped = [key for key in revoked if key in self._pending]
+            dropped = [key for key in revoked if key in self._to_commit]
             if dropped:  # the new owner re-reads from the last commit: duplicates, never loss
                 log.warning("offsets of %s could not be committed before the revoke", dropped)
             for key in revoked:
-                self._pending.pop(key, None)
+                self._to_commit.pop(key, None)
             self.assigned -= revoked
             self._assignment_changed()
             log.info("revoked %s", sorted(revoked))
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in partitions}
-        if self.before_lost is not None and lost:
+        if self._listener is not None and lost:
             try:
-                self.before_lost()  # the uncommitted window must not be committed now
+                self._listener.before_lost()  # the uncommitted window must not be committed now
             except StreamScorerError as exc:
                 log.warning("abandoning the window when partitions were lost: %s", exc)
         for key in lost:  # another member owns them now: committing would be wrong
-            self._pending.pop(key, None)
+            self._to_commit.pop(key, None)
         self.assigned -= lost
         self._assignment_changed()
         log.warning("lost %s", sorted(lost))
@@ -166,7 +175,7 @@ class BatchConsumer:
             self._on_assignment(len(self.assigned))
 
     def close(self) -> None:
-        """Leave the group (revoking, hence committing, what is pending)."""
+        """Leave the group (revoking, hence committing, what is to be committed)."""
         self._consumer.close()
 
 

@@ -35,7 +35,7 @@ import redis
 
 from stream_scorer.batch import KafkaMessage
 from stream_scorer.codec import InvalidMessage
-from stream_scorer.errors import FeatureStoreError, InvalidEventError
+from stream_scorer.errors import InvalidEventError, LabelStoreError
 from stream_scorer.labels.pending import PendingPrediction, RedisPendingStore, unpack
 
 
@@ -263,7 +263,7 @@ class LabelJoiner:
         try:
             reply = self._client.zrangebyscore(self._held_set, low, high, start=start, num=limit)
         except Exception as exc:
-            raise FeatureStoreError(f"redis: held labels not read: {type(exc).__name__}") from exc
+            raise LabelStoreError(f"redis: held labels not read: {type(exc).__name__}") from exc
         return [bytes(m).decode() for m in cast(list[bytes], reply)]
 
     def _run(self, items: Sequence[_Item], outcome: JoinOutcome, pipe: Any) -> list[Any]:
@@ -309,11 +309,11 @@ def _mget(client: redis.Redis, keys: Sequence[str]) -> list[bytes | None]:
     try:
         return cast(list[bytes | None], client.mget(keys)) if keys else []
     except Exception as exc:
-        raise FeatureStoreError(f"redis: label join read failed: {type(exc).__name__}: {exc}") from exc
+        raise LabelStoreError(f"redis: label join read failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _execute(pipe: Any) -> list[Any]:
     try:
         return list(pipe.execute())
     except Exception as exc:
-        raise FeatureStoreError(f"redis: label join write failed: {type(exc).__name__}: {exc}") from exc
+        raise LabelStoreError(f"redis: label join write failed: {type(exc).__name__}: {exc}") from exc

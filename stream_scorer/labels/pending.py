@@ -23,7 +23,7 @@ import numpy as np
 import redis
 
 from stream_scorer.batch import BoolArray, Float64Array, Int64Array
-from stream_scorer.errors import FeatureStoreError
+from stream_scorer.errors import PendingWriteError
 
 FORMAT = 1
 _TIMES = struct.Struct("<qq")
@@ -155,4 +155,4 @@ class RedisPendingStore:
                 end = start + MAX_PER_CALL
                 self._write_all(keys=[*keys[start:end], counter], args=[*records[start:end], *ttl])
         except Exception as exc:  # redis.RedisError and socket errors: the caller counts and goes on
-            raise FeatureStoreError(f"redis: pending predictions not written: {type(exc).__name__}: {exc}") from exc
+            raise PendingWriteError(f"redis: pending predictions not written: {type(exc).__name__}: {exc}") from exc

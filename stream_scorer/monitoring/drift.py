@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -249,20 +250,26 @@ class DriftMonitor:
         self._head = bucket
 
 
+class DriftSource(Protocol):
+    """What serves a model (the worker): its current drift monitor, ``None`` when it has no baselines."""
+
+    def current_drift(self) -> DriftMonitor | None: ...
+
+
 class DriftCollector(Collector):
-    """Exports the current monitor's drift at scrape time; ``source`` returns ``None`` before a model is served.
+    """Exports the served model's drift at scrape time.
 
     The worker swaps monitors on a model reload, so each scrape asks ``source`` for the current one:
     series of features the new model does not have disappear with it.
     """
 
-    def __init__(self, source: Callable[[], DriftMonitor | None], *, registry: CollectorRegistry) -> None:
+    def __init__(self, source: DriftSource, *, registry: CollectorRegistry) -> None:
         self._source = source
         registry.register(self)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         feature_psi, prediction_psi, events, feature_ks = self._families()
-        monitor = self._source()
+        monitor = self._source.current_drift()
         for window in monitor.psi() if monitor is not None else ():
             events.add_metric([window.label], window.events)
             for name, value in window.psi.items():

@@ -35,6 +35,11 @@ class LabelMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._declare_outcomes(registry)
+        self._declare_progress(registry)
+
+    def _declare_outcomes(self, registry: CollectorRegistry) -> None:
+        """What became of each label."""
         self.consumed = Counter("stream_scorer_labels_consumed", "Label messages polled.", registry=registry)
         self.joined = Counter(
             "stream_scorer_labels_joined",
@@ -73,6 +78,9 @@ class LabelMetrics:
             "Pending-prediction records that could not be read.",
             registry=registry,
         )
+
+    def _declare_progress(self, registry: CollectorRegistry) -> None:
+        """Held labels, label lag, coverage and liveness."""
         self.held = Gauge("stream_scorer_labels_held", "Labels held, waiting for their prediction.", registry=registry)
         self.lag = BatchHistogram(
             "stream_scorer_label_lag_seconds",

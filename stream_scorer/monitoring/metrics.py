@@ -62,6 +62,13 @@ class ScorerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._declare_flow(registry)
+        self._declare_features(registry)
+        self._declare_delivery(registry)
+        self._declare_model(registry)
+
+    def _declare_flow(self, registry: CollectorRegistry) -> None:
+        """Input, output and time per stage."""
         self.events_consumed = Counter(
             "stream_scorer_events_consumed", "Input messages polled from Kafka.", registry=registry
         )
@@ -93,6 +100,9 @@ class ScorerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+
+    def _declare_features(self, registry: CollectorRegistry) -> None:
+        """Feature lookups by group."""
         self.feature_age = BatchHistogram(
             "stream_scorer_feature_age_seconds",
             "Age of served feature groups at scoring time (present ones).",
@@ -124,6 +134,9 @@ class ScorerMetrics:
             "Predictions served with at least one imputed feature group.",
             registry=registry,
         )
+
+    def _declare_delivery(self, registry: CollectorRegistry) -> None:
+        """Commits, dead letters, aborts, retries."""
         self.commits = Counter(
             "stream_scorer_commits",
             "Batches finished after full delivery (offsets committed, or deferred to the next commit in a rebalance).",
@@ -157,6 +170,9 @@ class ScorerMetrics:
             "The backoff before the failed batch is read again; 0 when the last batch was committed.",
             registry=registry,
         )
+
+    def _declare_model(self, registry: CollectorRegistry) -> None:
+        """The served models, reloads and liveness."""
         self.feature_store_errors = Counter(
             "stream_scorer_feature_store_errors", "Failed feature-store calls (timeouts, refused).", registry=registry
         )

@@ -165,17 +165,7 @@ def train(
 ) -> LogisticModel:
     """Train on ``table`` (see the module docstring); ``overrides`` set :class:`TrainOptions` fields by name."""
     o = dataclasses.replace(options, **overrides) if overrides else options
-    if not 0.0 < o.holdout < 1.0:
-        raise TrainingError(f"holdout must be a share between 0 and 1 (exclusive), not {o.holdout}")
-    if (o.cost_fp is None) != (o.cost_fn is None):
-        raise TrainingError("give both costs (false positive and false negative) or neither")
-    if o.threshold is not None and not 0.0 <= o.threshold <= 1.0:
-        raise TrainingError(f"threshold must be in [0, 1], not {o.threshold}")
-    labels = labels_from(table, o.label)
-    if len(labels) < 10:
-        raise TrainingError(f"dataset has {len(labels)} rows; at least 10 are needed")
-    if len(np.unique(labels)) < 2:
-        raise TrainingError("the label column has one class only; a classifier needs both 0 and 1")
+    labels = _checked_labels(table, o)
     data = prepare(
         table, spec, label=o.label, time_column=o.time_column, holdout=o.holdout, seed=o.seed, progress=progress
     )
@@ -217,20 +207,7 @@ def train(
             "calibration_rows": len(calibration_rows),
             "train": {"auc": auc(scores[train_rows], labels[train_rows])},
         },
-        training={
-            "C": o.C,
-            "penalty": o.penalty,
-            "l1_ratio": o.l1_ratio,
-            "class_weight": o.class_weight if not isinstance(o.class_weight, Mapping) else dict(o.class_weight),
-            "holdout": o.holdout,
-            "seed": o.seed,
-            "rows": len(labels),
-            "data_sha256": table.fingerprint,
-            "split": "time" if timed else "random",
-            "threshold_rule": "given" if o.threshold is not None else "cost" if o.cost_fp is not None else "best_f1",
-            "cost_fp": o.cost_fp,
-            "cost_fn": o.cost_fn,
-        },
+        training=_provenance(o, table, len(labels), timed),
         spec=fitted,
         calibration=calibrated,
         baselines=baselines(fitted.feature_names, matrix[train_rows], scores[train_rows]),
@@ -238,6 +215,40 @@ def train(
     golden = test_rows[:8] if len(test_rows) else train_rows[:8]
     stored = {c: _json_values(values[golden]) for c, values in inputs.items()}
     return dataclasses.replace(model, golden_vectors=golden_vectors(model, matrix[golden], stored))
+
+
+def _checked_labels(table: Table, o: TrainOptions) -> Float64Array:
+    """The label column, once the options and the dataset are known to make a model."""
+    if not 0.0 < o.holdout < 1.0:
+        raise TrainingError(f"holdout must be a share between 0 and 1 (exclusive), not {o.holdout}")
+    if (o.cost_fp is None) != (o.cost_fn is None):
+        raise TrainingError("give both costs (false positive and false negative) or neither")
+    if o.threshold is not None and not 0.0 <= o.threshold <= 1.0:
+        raise TrainingError(f"threshold must be in [0, 1], not {o.threshold}")
+    labels = labels_from(table, o.label)
+    if len(labels) < 10:
+        raise TrainingError(f"dataset has {len(labels)} rows; at least 10 are needed")
+    if len(np.unique(labels)) < 2:
+        raise TrainingError("the label column has one class only; a classifier needs both 0 and 1")
+    return labels
+
+
+def _provenance(o: TrainOptions, table: Table, rows: int, timed: bool) -> dict[str, Any]:
+    """How the model was trained, for the manifest."""
+    return {
+        "C": o.C,
+        "penalty": o.penalty,
+        "l1_ratio": o.l1_ratio,
+        "class_weight": o.class_weight if not isinstance(o.class_weight, Mapping) else dict(o.class_weight),
+        "holdout": o.holdout,
+        "seed": o.seed,
+        "rows": rows,
+        "data_sha256": table.fingerprint,
+        "split": "time" if timed else "random",
+        "threshold_rule": "given" if o.threshold is not None else "cost" if o.cost_fp is not None else "best_f1",
+        "cost_fp": o.cost_fp,
+        "cost_fn": o.cost_fn,
+    }
 
 
 def input_columns(table: Table, names: Sequence[str]) -> dict[str, npt.NDArray[Any]]:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.registry import CollectorRegistry
 
-from stream_scorer.codec import EventDecoder
+from stream_scorer.codec import EventDecoder, Schemas
 from stream_scorer.config import Settings, window_seconds
 from stream_scorer.errors import StreamScorerError
 from stream_scorer.features.breaker import CircuitBreakerLookup
-from stream_scorer.features.store import RedisFeatureStore
+from stream_scorer.features.store import FeatureLookup, RedisFeatureStore
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
@@ -69,7 +71,7 @@ class Runtime:
         """Commit what is pending, leave the group, stop serving metrics, close Redis."""
         try:
             try:
-                self.worker.finish()
+                self.worker.commit_window()
             except StreamScorerError as exc:  # nothing more is committed; a restart re-reads from the last commit
                 log.warning("pending batches not committed at close: %s", exc)
             self.worker.close()
@@ -109,23 +111,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         on_state=metrics.feature_store_circuit.set,
         on_error=metrics.feature_store_errors.inc,
     )
-
-    def serve(champion: LogisticModel) -> ModelServing:
-        shadow = [c for c in challengers if c.checksum != champion.checksum]  # a promoted challenger is champion
-        return ModelServing(
-            scorer=Scorer(
-                champion,
-                settings.feature_groups,
-                lookup,
-                settings.reason_codes,
-                shadow,
-                max_future_ms=int(settings.validation.feature_max_future_seconds * 1000),
-                range_margin=settings.validation.feature_range_margin,
-            ),
-            encoder=PredictionEncoder(parsed.prediction, champion, shadow),
-            drift=drift_monitor(settings, champion),
-        )
-
+    serve = functools.partial(model_serving, settings, parsed, lookup, challengers)
     serving = serve(model)
     log.info(
         "model %s %s (sha256 %s) reads %d features; %d challenger(s) in shadow",
@@ -145,6 +131,61 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
             serving_version=version,
             interval_seconds=settings.model_reload_seconds,
         )
+    producer, consumer, delivery, max_dead_letter_bytes = kafka_side(settings, metrics, registry)
+    worker = Worker(
+        source=consumer,
+        delivery=delivery,
+        decoder=event_decoder(settings, parsed),
+        serving=serving,
+        models=reloader,
+        pending_predictions=pending_store(settings, connection) if settings.labels.enabled else None,
+        metrics=metrics,
+        bounds=batch_bounds(settings),
+        topics=Topics(
+            predictions=settings.kafka.output_topic,
+            dead_letters=settings.kafka.dead_letter_topic,
+            max_dead_letter_bytes=max_dead_letter_bytes,
+        ),
+        guard=InvalidInputGuard(
+            max_consecutive=settings.validation.max_consecutive_invalid,
+            max_ratio=settings.validation.max_invalid_ratio,
+            window=settings.validation.window_messages,
+        ),
+    )
+    DriftCollector(worker, registry=registry)
+    runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)
+    runtime.metrics_server = serve_metrics(settings, registry, runtime.ready, runtime.close, "metrics")
+    return runtime
+
+
+def model_serving(
+    settings: Settings,
+    parsed: Schemas,
+    lookup: FeatureLookup,
+    challengers: Sequence[LogisticModel],
+    champion: LogisticModel,
+) -> ModelServing:
+    """What scores and encodes batches for ``champion`` (and the challengers that are not it) in shadow."""
+    shadow = [c for c in challengers if c.checksum != champion.checksum]  # a promoted challenger is champion
+    return ModelServing(
+        scorer=Scorer(
+            champion,
+            settings.feature_groups,
+            lookup,
+            settings.reason_codes,
+            shadow,
+            max_future_ms=int(settings.validation.feature_max_future_seconds * 1000),
+            range_margin=settings.validation.feature_range_margin,
+        ),
+        encoder=PredictionEncoder(parsed.prediction, champion, shadow),
+        drift=drift_monitor(settings, champion),
+    )
+
+
+def kafka_side(
+    settings: Settings, metrics: ScorerMetrics, registry: CollectorRegistry
+) -> tuple[CheckedProducer, BatchConsumer, Delivery, int]:
+    """The producer, the consumer, how batches are finished, and the dead-letter size limit."""
     kafka = settings.kafka
     client = kafka.librdkafka()
     if kafka.create_topics:
@@ -170,44 +211,28 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     delivery: Delivery = (
         ExactlyOnce(producer, consumer, timeout) if exactly_once else AtLeastOnce(producer, consumer, timeout)
     )
+    return producer, consumer, delivery, max_dead_letter_bytes
+
+
+def event_decoder(settings: Settings, parsed: Schemas) -> EventDecoder:
+    """The decoder in the configured framing, with the validation settings."""
     validation = settings.validation
-    worker = Worker(
-        source=consumer,
-        delivery=delivery,
-        decoder=EventDecoder(
-            parsed,
-            kafka.input_format,
-            max_message_bytes=validation.max_message_bytes,
-            max_future_ms=int(validation.max_future_seconds * 1000),
-            sensitive_fields=validation.sensitive_fields,
-        ),
-        scorer=serving.scorer,
-        encoder=serving.encoder,
-        models=reloader,
-        drift=serving.drift,
-        pending=pending_store(settings, connection) if settings.labels.enabled else None,
-        metrics=metrics,
-        bounds=BatchBounds(
-            max_events=settings.batch.max_events,
-            max_wait_seconds=settings.batch.max_wait_seconds,
-            commit_interval_seconds=settings.batch.commit_interval_seconds,
-            retry_backoff_seconds=settings.batch.retry_backoff_seconds,
-            max_retry_backoff_seconds=settings.batch.max_retry_backoff_seconds,
-        ),
-        topics=Topics(
-            predictions=kafka.output_topic,
-            dead_letters=kafka.dead_letter_topic,
-            max_dead_letter_bytes=max_dead_letter_bytes,
-        ),
-        guard=InvalidInputGuard(
-            max_consecutive=validation.max_consecutive_invalid,
-            max_ratio=validation.max_invalid_ratio,
-            window=validation.window_messages,
-        ),
+    return EventDecoder(
+        parsed,
+        settings.kafka.input_format,
+        max_message_bytes=validation.max_message_bytes,
+        max_future_ms=int(validation.max_future_seconds * 1000),
+        sensitive_fields=validation.sensitive_fields,
     )
-    DriftCollector(lambda: worker.drift, registry=registry)
-    consumer.before_revoke = worker.before_revoke
-    consumer.before_lost = worker.before_lost
-    runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)
-    runtime.metrics_server = serve_metrics(settings, registry, runtime.ready, runtime.close, "metrics")
-    return runtime
+
+
+def batch_bounds(settings: Settings) -> BatchBounds:
+    """How much each batch polls, how often it commits, and how a failed one is retried."""
+    batch = settings.batch
+    return BatchBounds(
+        max_events=batch.max_events,
+        max_wait_seconds=batch.max_wait_seconds,
+        commit_interval_seconds=batch.commit_interval_seconds,
+        retry_backoff_seconds=batch.retry_backoff_seconds,
+        max_retry_backoff_seconds=batch.max_retry_backoff_seconds,
+    )

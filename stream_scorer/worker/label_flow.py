@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream_scorer.errors import DeliveryError, FeatureStoreError
+from stream_scorer.errors import DeliveryError, LabelStoreError
 from stream_scorer.kafka.delivery import Delivery
 from stream_scorer.labels.join import JoinOutcome, LabelJoiner, decode_labels
 from stream_scorer.monitoring.label_metrics import LabelMetrics
@@ -57,6 +57,7 @@ class LabelFlow:
         max_dead_letter_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         self._source = source
+        source.subscribe(self)
         self._delivery = delivery
         self._schema = schema
         self._joiner = joiner
@@ -71,13 +72,19 @@ class LabelFlow:
         self._clock = clock
         self._timers_at = 0.0
 
+    def before_revoke(self) -> None:
+        """Nothing to commit before a revoke: every label batch is committed before the next is polled."""
+
+    def before_lost(self) -> None:
+        """Nothing to abandon when partitions are lost, for the same reason."""
+
     def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set. A Redis failure, or a dead letter that was not delivered,
         rewinds the batch and retries it after a pause (nothing is committed past it)."""
         while not stop.is_set():
             try:
                 self.step()
-            except FeatureStoreError as exc:
+            except LabelStoreError as exc:
                 self._metrics.store_errors.inc()
                 log.warning("label join paused, the batch will be read again: %s", exc)
                 self._delivery.abort()

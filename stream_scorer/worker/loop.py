@@ -9,83 +9,27 @@ and the worker moves on, unless so many are invalid that the guard stops it.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from stream_scorer.batch import KafkaMessage
 from stream_scorer.codec import EventDecoder, InvalidMessage
-from stream_scorer.errors import BatchAborted, DeliveryError, FeatureStoreError, InvalidInputRateError
+from stream_scorer.errors import BatchAborted, DeliveryError, InvalidInputRateError
 from stream_scorer.kafka.delivery import Delivery
-from stream_scorer.labels.pending import models_header, pack_many
 from stream_scorer.monitoring.drift import DriftMonitor
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline import ScoredBatch, Scorer, status_counts
-from stream_scorer.pipeline.emit import PredictionEncoder
-from stream_scorer.worker.deadletter import DEFAULT_MAX_RECORD_BYTES, dead_letters
+from stream_scorer.worker.deadletter import dead_letters
 from stream_scorer.worker.guard import InvalidInputGuard
+from stream_scorer.worker.join_records import JoinRecords, PendingPredictionStore
+from stream_scorer.worker.parts import BatchBounds, MessageSource, ModelServing, ModelSource, Topics, wall_clock_ms
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ModelServing:
-    """What scores and encodes batches: swapped as a whole, between batches, on a reload."""
-
-    scorer: Scorer
-    encoder: PredictionEncoder
-    drift: DriftMonitor | None = None  # the model's training baselines vs what it sees now
-
-
-class ModelSource(Protocol):
-    """Offers a new :class:`ModelServing` when the served model changes (see :mod:`stream_scorer.model.reload`)."""
-
-    def poll(self) -> ModelServing | None: ...
-
-
-class PendingSink(Protocol):
-    """Where pending predictions go for the label join (Redis)."""
-
-    def write(self, event_ids: Sequence[str], records: Sequence[bytes], scored_at_ms: int) -> None: ...
-
-
-class MessageSource(Protocol):
-    """Where events come from (a consumer-group member)."""
-
-    def poll_batch(self, max_events: int, timeout: float) -> list[KafkaMessage]: ...
-
-
-def wall_clock_ms() -> int:
-    """Milliseconds since the Unix epoch."""
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchBounds:
-    """How much to poll and how long to wait for it."""
-
-    max_events: int
-    max_wait_seconds: float
-    # 0: commit after every batch; more: flush and commit at most this often (fewer blocking flushes).
-    commit_interval_seconds: float = 0.0
-    # A batch that was not delivered is read again after this, doubling up to the maximum while it fails.
-    retry_backoff_seconds: float = 1.0
-    max_retry_backoff_seconds: float = 30.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Topics:
-    """Where predictions and dead letters go."""
-
-    predictions: str
-    dead_letters: str
-    max_dead_letter_bytes: int = DEFAULT_MAX_RECORD_BYTES  # the producer's (or the topic's) message size limit
 
 
 class Worker:
@@ -97,51 +41,50 @@ class Worker:
         source: MessageSource,
         delivery: Delivery,
         decoder: EventDecoder,
-        scorer: Scorer,
-        encoder: PredictionEncoder,
+        serving: ModelServing,
         metrics: ScorerMetrics,
         bounds: BatchBounds,
         topics: Topics,
         guard: InvalidInputGuard,
         models: ModelSource | None = None,
-        pending: PendingSink | None = None,
-        drift: DriftMonitor | None = None,
+        pending_predictions: PendingPredictionStore | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._source = source
         self._delivery = delivery
         self._decoder = decoder
-        self._scorer = scorer
-        self._encoder = encoder
+        self._serving = serving
         self._metrics = metrics
         self._bounds = bounds
         self._topics = topics
         self._guard = guard
         self._models = models
-        self._pending = pending
-        # The pending-prediction writes run on one background thread, overlapping encode and produce.
-        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pending-writer")
-        self._pending_writes: list[concurrent.futures.Future[None]] = []
-        self.drift = drift
+        self._join = None if pending_predictions is None else JoinRecords(pending_predictions, metrics)
         self._clock_ms = clock_ms
-        self._window: list[_Pending] = []
+        self._window: list[_Uncommitted] = []
         self._window_started = 0.0
         self._guard_at_begin = guard.snapshot()
         self._failures_in_row = 0
         self.retrying: str | None = None  # why the last batch is being retried; None when all is well
         self._announce()
+        source.subscribe(self)  # commit before a revoke, abandon on a loss: whoever builds a worker gets both
 
     def _announce(self) -> None:
-        model = self._scorer.model
+        scorer = self._serving.scorer
+        model = scorer.model
         self._metrics.model.info({"name": model.name, "version": model.version, "checksum": model.checksum})
-        self._metrics.challengers.set(len(self._scorer.challengers))
-        served = (model, *self._scorer.challengers)
+        self._metrics.challengers.set(len(scorer.challengers))
+        served = scorer.models
         self._metrics.announce_models([(m.name, m.version, m.metrics.get("validation", {})) for m in served])
 
     @property
     def scorer(self) -> Scorer:
         """The scorer in use (it changes on a reload)."""
-        return self._scorer
+        return self._serving.scorer
+
+    def current_drift(self) -> DriftMonitor | None:
+        """The served model's drift monitor (it changes on a reload); read by the drift collector at scrape time."""
+        return self._serving.drift
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set; the batch in hand is finished and committed first.
@@ -157,7 +100,7 @@ class Worker:
                 if isinstance(exc, DeliveryError) and exc.fatal:
                     raise
                 self._back_off(exc, stop)
-        self.finish()
+        self.commit_window()
 
     def _back_off(self, exc: DeliveryError | BatchAborted, stop: threading.Event) -> None:
         self._failures_in_row += 1
@@ -195,11 +138,11 @@ class Worker:
         try:
             return self._step()
         except BatchAborted:
-            self._forget_window()  # the delivery already aborted and rewound (no-op if finish forgot it)
+            self._drop_window()  # the delivery already aborted and rewound (no-op if commit_window dropped it)
             raise
         except BaseException:
             try:
-                self.abandon()
+                self.abandon_window()
             except Exception as exc:  # keep the original error; a restart re-reads from the last commit
                 log.warning("could not abandon the window cleanly: %s", exc)
             raise
@@ -212,7 +155,7 @@ class Worker:
         t1 = time.perf_counter()
         if not messages:
             if self._window and self._interval_passed():
-                self.finish()  # traffic stopped: do not leave a window (or a transaction) open
+                self.commit_window()  # traffic stopped: do not leave a window (or a transaction) open
             return 0
         seconds["poll"] = t1 - t0
         decoded = self._decoder.decode(messages, self._clock_ms())  # decode
@@ -224,7 +167,7 @@ class Worker:
         if not self._window:
             self._delivery.begin()
             self._window_started = time.monotonic()
-        self._window.append(_Pending(messages, None, decoded.invalid))  # from here a failure rewinds it
+        self._window.append(_Uncommitted(messages, None, decoded.invalid))  # from here a failure rewinds it
         if decoded.invalid and self._failures_in_row:
             # Retrying: the dead letters go first and are flushed, so that while one is refused the batch's
             # predictions are not produced again on every attempt.
@@ -232,20 +175,21 @@ class Worker:
             self._delivery.flush()
         scored: ScoredBatch | None = None
         if len(decoded.batch):
-            scored = self._scorer.score(decoded.batch, self._clock_ms())  # enrich, freshness, vectorize, score
+            scored = self._serving.scorer.score(decoded.batch, self._clock_ms())  # enrich, freshness, vectorize, score
             seconds.update(scored.stage_seconds)
-            self._write_pending(scored)  # for the label join: in the background while we encode and produce
+            if self._join is not None:  # for the label join: in the background while we encode and produce
+                self._join.submit(scored, self._serving.scorer)
             t3 = time.perf_counter()
-            values = self._encoder.encode(scored)  # encode
+            values = self._serving.encoder.encode(scored)  # encode
             t4 = time.perf_counter()
             self._delivery.produce(self._topics.predictions, decoded.batch.key, values)  # produce
             seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4
         if decoded.invalid and not self._failures_in_row:
             self._produce_dead_letters(decoded.invalid)  # dead letters
-        self._window[-1] = _Pending(messages, scored, decoded.invalid)
+        self._window[-1] = _Uncommitted(messages, scored, decoded.invalid)
         t5 = time.perf_counter()
         if self._interval_passed():
-            self.finish()  # flush, check, commit
+            self.commit_window()  # flush, check, commit
             seconds["commit"] = time.perf_counter() - t5
         seconds["batch"] = time.perf_counter() - t0
         self._record(len(messages), scored, seconds)
@@ -255,40 +199,21 @@ class Worker:
         letters = dead_letters(invalid, self._topics.max_dead_letter_bytes)
         self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
 
-    def _write_pending(self, scored: ScoredBatch) -> None:
-        if self._pending is None:
-            return
-        header = models_header([(m.name, m.version) for m in self._scorer.models])
-        batch, scores, decisions = scored.batch, scored.all_scores(), scored.all_decisions()
-        records = pack_many(header, batch.event_time_ms, scored.scored_at_ms, scores, decisions)
-        write = self._pending.write
-        self._pending_writes.append(self._writer.submit(write, scored.batch.event_id, records, scored.scored_at_ms))
-
-    def _await_pending(self) -> None:
-        """Wait for the window's pending-prediction writes: they are durable before its offsets are committed.
-        A failed write is counted, not fatal: predictions keep flowing, those labels will count as unknown."""
-        started = time.perf_counter()
-        writes, self._pending_writes = self._pending_writes, []
-        for future in writes:
-            try:
-                future.result()
-            except FeatureStoreError as exc:
-                self._metrics.pending_write_errors.inc()
-                log.warning("%s", exc)
-        if writes:
-            self._metrics.stage_duration.labels("pending").observe(time.perf_counter() - started)
-
     def close(self) -> None:
-        """Stop the background writer (after :meth:`finish`)."""
-        self._await_pending()
-        self._writer.shutdown(wait=True)
+        """Stop the background writer (after :meth:`commit_window`)."""
+        if self._join is not None:
+            self._join.close()
+
+    def _await_join(self) -> None:
+        if self._join is not None:
+            self._join.wait()  # durable before the offsets are committed
 
     def _reload(self) -> None:
         if self._models is None or self._window:
             return  # only with nothing uncommitted: a transaction (or commit window) holds one model's output
         serving = self._models.poll()
         if serving is not None:
-            self._scorer, self._encoder, self.drift = serving.scorer, serving.encoder, serving.drift
+            self._serving = serving
             self._metrics.model_reloads.inc()
             self._announce()
 
@@ -299,14 +224,14 @@ class Worker:
         """Before partitions are given up: commit what was delivered. A batch being retried may belong to
         the partitions that move: its new owner retries it, so this worker stops saying it is retrying."""
         try:
-            self.finish()
+            self.commit_window()
         finally:
             self._clear_retrying()
 
     def before_lost(self) -> None:
         """When partitions were lost: abandon the window (never commit it); see :meth:`before_revoke`."""
         try:
-            self.abandon()
+            self.abandon_window()
         finally:
             self._clear_retrying()
 
@@ -315,21 +240,21 @@ class Worker:
             self._failures_in_row, self.retrying = 0, None
             self._metrics.retry_backoff.set(0)
 
-    def abandon(self) -> None:
+    def abandon_window(self) -> None:
         """Drop the uncommitted window: abort its transaction (exactly-once) and rewind the consumer to the
         committed offsets, so that its events are read again. Used after a failure and when partitions are lost."""
         if not self._window:
             return
-        self._forget_window()  # also waits for its pending writes: re-read and scored again, the first are kept
+        self._drop_window()  # also waits for its pending writes: re-read and scored again, the first are kept
         self._delivery.abort()
 
-    def _forget_window(self) -> None:
-        self._await_pending()
+    def _drop_window(self) -> None:
+        self._await_join()
         if self._window:
             self._window = []
             self._guard.restore(self._guard_at_begin)  # the re-read messages will be counted again
 
-    def finish(self) -> None:
+    def commit_window(self) -> None:
         """Make every batch since the last commit durable: flush, check and commit (or commit the transaction).
 
         Called after each batch (or once per ``commit_interval_seconds``), on shutdown, and before the
@@ -338,14 +263,14 @@ class Worker:
         if not self._window:
             return
         window = self._window
-        self._await_pending()
+        self._await_join()
         try:
-            self._delivery.complete([m for pending in window for m in pending.messages])
+            self._delivery.complete([m for batch in window for m in batch.messages])
         except BatchAborted:
-            self._forget_window()  # the delivery aborted and rewound already
+            self._drop_window()  # the delivery aborted and rewound already
             raise
         except BaseException:
-            self._forget_window()  # never retried as is: a failed window is read again, not committed later
+            self._drop_window()  # never retried as is: a failed window is read again, not committed later
             self._delivery.abort()  # rewind; if even that fails, its KafkaError stops the worker
             raise
         self._window = []
@@ -356,13 +281,13 @@ class Worker:
         metrics.commits.inc()
         metrics.last_batch.set(time.time())
         acked_at = self._clock_ms()
-        for pending in window:
-            for item in pending.invalid:
+        for batch in window:
+            for item in batch.invalid:
                 metrics.dead_letters.labels(item.error.reason).inc()
-            if pending.scored is not None:
-                metrics.predictions_produced.inc(len(pending.scored.batch))
+            if batch.scored is not None:
+                metrics.predictions_produced.inc(len(batch.scored.batch))
                 # A publisher clock ahead of ours would give negative latencies: count those as 0.
-                latency = np.maximum(acked_at - pending.scored.batch.event_time_ms, 0) / 1000.0
+                latency = np.maximum(acked_at - batch.scored.batch.event_time_ms, 0) / 1000.0
                 metrics.event_latency.observe_many(latency)
 
     def _check_invalid(self, invalid: Sequence[InvalidMessage], valid_flags: Sequence[bool]) -> None:
@@ -391,13 +316,14 @@ class Worker:
                 metrics.feature_implausible.labels(name, "future_time").inc(future)
                 metrics.feature_implausible.labels(name, "out_of_range").inc(out_of_range)
         metrics.predictions_imputed.inc(int(np.count_nonzero(scored.imputed)))
-        if self.drift is not None:
-            self.drift.observe(scored.features, scored.scores)
+        drift = self._serving.drift
+        if drift is not None:
+            drift.observe(scored.features, scored.scores)
 
 
 @dataclass(frozen=True, slots=True)
-class _Pending:
-    """A batch that was produced but is not committed yet."""
+class _Uncommitted:
+    """A batch of the uncommitted window: polled, scored and produced, its offsets not committed yet."""
 
     messages: list[KafkaMessage]
     scored: ScoredBatch | None

@@ -209,13 +209,20 @@ def _scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str
 
 def test_collector_exports_the_current_monitor_at_scrape_time() -> None:
     clock = FakeClock()
-    current: dict[str, DriftMonitor | None] = {"monitor": None}
+
+    class Served:  # stands in for the worker, whose monitor changes on a reload
+        monitor: DriftMonitor | None = None
+
+        def current_drift(self) -> DriftMonitor | None:
+            return self.monitor
+
+    current = Served()
     registry = CollectorRegistry()
-    DriftCollector(lambda: current["monitor"], registry=registry)
+    DriftCollector(current, registry=registry)
     assert _scrape(registry) == {}
 
     monitor = DriftMonitor(_trained(), NAMES, clock=clock)
-    current["monitor"] = monitor
+    current.monitor = monitor
     matrix, scores = _draw(np.random.default_rng(6), 4000)
     matrix[:, 0] *= 3
     monitor.observe(matrix, scores)
@@ -241,7 +248,7 @@ def test_collector_exports_the_current_monitor_at_scrape_time() -> None:
 
     # A reload swaps in a monitor for a model with fewer features: their series go with the old model.
     b = _trained()
-    current["monitor"] = DriftMonitor({"hour": b["hour"]}, ["hour"], windows=(60,), clock=clock)
+    current.monitor = DriftMonitor({"hour": b["hour"]}, ["hour"], windows=(60,), clock=clock)
     assert {(name, labels) for name, labels in _scrape(registry)} == {
         ("stream_scorer_feature_psi", (("feature", "hour"), ("window", "1m"))),
         ("stream_scorer_feature_ks", (("feature", "hour"), ("window", "1m"))),

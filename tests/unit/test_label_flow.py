@@ -7,7 +7,7 @@ import threading
 from prometheus_client import CollectorRegistry
 
 from stream_scorer.codec import encode
-from stream_scorer.errors import FeatureStoreError
+from stream_scorer.errors import LabelStoreError
 from stream_scorer.labels.join import JoinedPair, JoinOutcome, Label
 from stream_scorer.labels.pending import PendingPrediction
 from stream_scorer.monitoring.label_metrics import LabelMetrics
@@ -24,7 +24,7 @@ class FakeJoiner:
     def join(self, labels: list[Label]) -> JoinOutcome:
         if self.fail_first:
             self.fail_first = False
-            raise FeatureStoreError("redis: TimeoutError")
+            raise LabelStoreError("redis: TimeoutError")
         self.batches.append(labels)
         prediction = PendingPrediction(1_000, 1_500, (("fraud", "3"),), (0.9,), (True,))
         return JoinOutcome(joined=[JoinedPair(label, prediction) for label in labels])

@@ -313,7 +313,7 @@ def test_no_swap_while_a_commit_window_is_open() -> None:
     worker.step()
     worker.step()
     assert swap.polls == 1  # with the window open, the reloader is not even asked
-    worker.finish()
+    worker.commit_window()
     versions = {decode(SCHEMAS.prediction, v)["model_version"] for _, v in sink.produced}
     assert versions == {"2"} and sink.committed == [list(range(30))]
 

@@ -17,7 +17,7 @@ from stream_scorer.model.fitted_spec import FittedNumeric, fitted_from_dict
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline import Scorer
 from stream_scorer.pipeline.emit import PredictionEncoder
-from stream_scorer.worker import BatchBounds, Topics, Worker
+from stream_scorer.worker import BatchBounds, ModelServing, Topics, Worker
 from stream_scorer.worker.guard import InvalidInputGuard
 from tests.support import small_model
 from tests.unit.test_worker import SCHEMAS, FakeSink, FakeSource, messages, transaction
@@ -76,8 +76,7 @@ def test_absurd_and_future_records_are_imputed_flagged_and_counted_by_the_worker
         source=FakeSource([messages(records)]),
         delivery=FakeSink(),
         decoder=EventDecoder(SCHEMAS, "avro"),
-        scorer=scorer,
-        encoder=PredictionEncoder(SCHEMAS.prediction, scorer.model),
+        serving=ModelServing(scorer, PredictionEncoder(SCHEMAS.prediction, scorer.model)),
         metrics=ScorerMetrics(registry),
         bounds=BatchBounds(max_events=100, max_wait_seconds=0.01),
         topics=Topics(predictions="predictions", dead_letters="dead-letters"),

@@ -18,7 +18,7 @@ from stream_scorer.features.layout import GroupValues, pack, unpack_many
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline import Scorer
 from stream_scorer.pipeline.emit import PredictionEncoder
-from stream_scorer.worker import BatchBounds, Topics, Worker
+from stream_scorer.worker import BatchBounds, ModelServing, Topics, Worker
 from stream_scorer.worker.guard import InvalidInputGuard
 from tests.support import FakeMessage, small_model, transaction
 from tools.synth.world import FEATURE_NAMES
@@ -30,6 +30,9 @@ NOW = 1_700_000_100_000
 class FakeSource:
     def __init__(self, batches: list[list[FakeMessage]]) -> None:
         self.batches = batches
+
+    def subscribe(self, listener) -> None:
+        self.listener = listener
 
     def poll_batch(self, max_events: int, timeout: float) -> list[FakeMessage]:
         return self.batches.pop(0) if self.batches else []
@@ -111,8 +114,7 @@ def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_int
         source=source,
         delivery=sink,
         decoder=EventDecoder(SCHEMAS, "avro"),
-        scorer=scorer,
-        encoder=PredictionEncoder(SCHEMAS.prediction, scorer.model),
+        serving=ModelServing(scorer, PredictionEncoder(SCHEMAS.prediction, scorer.model)),
         metrics=ScorerMetrics(registry),
         bounds=BatchBounds(
             max_events=100,
@@ -381,11 +383,11 @@ def test_a_commit_interval_commits_several_batches_at_once_and_everything_on_fin
     worker.step()
     assert sink.committed == [] and sink.begun == 1 and len(sink.produced) == 2
     assert registry.get_sample_value("stream_scorer_predictions_produced_total") == 0  # not durable yet
-    worker.finish()
+    worker.commit_window()
     assert sink.committed == [[0, 1]] and registry.get_sample_value("stream_scorer_predictions_produced_total") == 2
     worker.step()
-    worker.finish()
-    worker.finish()  # nothing pending: no empty commit
+    worker.commit_window()
+    worker.commit_window()  # nothing pending: no empty commit
     assert sink.committed == [[0, 1], [2]] and sink.begun == 2
 
 
@@ -412,7 +414,7 @@ def test_a_failure_abandons_the_window_instead_of_committing_it_later() -> None:
     with pytest.raises(FeatureStoreError):
         worker.step()
     assert sink.aborts == 1
-    worker.finish()  # e.g. at close: nothing is left to commit
+    worker.commit_window()  # e.g. at close: nothing is left to commit
     assert sink.committed == []
 
 

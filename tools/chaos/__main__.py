@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stream_scorer.config import Settings, load_settings
-from tools.chaos import scenarios
+from tools.chaos import context, inputs, scenarios
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +51,7 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         print(f"chaos: unknown scenarios {sorted(unknown)}", file=sys.stderr)
         return 2
-    ctx = scenarios.Context.prepare(settings.kafka.bootstrap_servers, settings.redis.url, args.workdir)
+    ctx = context.Context.prepare(settings.kafka.bootstrap_servers, settings.redis.url, args.workdir)
     rows = []
     for name in wanted:
         print(f"chaos: running {name} ...", flush=True)
@@ -66,12 +66,12 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
             events = min(args.events, 40_000)
             rows.append(scenarios.broker_restart(ctx, events, events / 20, args.broker_stop, args.broker_start))
         elif name == "fuzz":
-            rows.append(scenarios.fuzz(ctx, args.events, args.fuzz_mutants))
+            rows.append(inputs.fuzz(ctx, args.events, args.fuzz_mutants))
         else:
-            rows.append(scenarios.malformed(ctx, args.events, args.malformed_per_class))
-        print(scenarios.table(rows[-1:]), flush=True)
+            rows.append(inputs.malformed(ctx, args.events, args.malformed_per_class))
+        print(context.table(rows[-1:]), flush=True)
     print()
-    print(scenarios.table(rows))
+    print(context.table(rows))
     return 0
 
 

@@ -111,20 +111,7 @@ def publish(
         for record in records[shift_after:]:
             record["amount"] = round(record["amount"] * amount_factor, 2)
     due: collections.deque[tuple[float, dict[str, Any]]] = collections.deque()
-    failures: list[str] = []
-
-    def on_delivery(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
-    def send(topic: str, value: bytes, key: bytes | None) -> None:
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=on_delivery)
-                return
-            except BufferError:
-                producer.poll(0.05)
-
+    send, failures = _sender(producer)
     started = time.monotonic()
     chunk = 200
     for start in range(0, count, chunk):
@@ -161,6 +148,25 @@ def publish(
         "seconds": time.monotonic() - started,
         "event_ids": [r["event_id"] for r in records],
     }
+
+
+def _sender(producer: confluent_kafka.Producer) -> tuple[Callable[[str, bytes, bytes | None], None], list[str]]:
+    """A produce call that waits for room in the queue, and the list its failed deliveries go to."""
+    failures: list[str] = []
+
+    def on_delivery(error: Any, _message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    def send(topic: str, value: bytes, key: bytes | None) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    return send, failures
 
 
 def _send_due_labels(

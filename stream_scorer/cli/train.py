@@ -17,10 +17,11 @@ from stream_scorer import wiring
 from stream_scorer.config import Settings
 from stream_scorer.errors import ConfigError
 from stream_scorer.model import artifact
+from stream_scorer.model import multinomial as served_multinomial
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.fitted_spec import transform
 from stream_scorer.model.registry import Registry
-from stream_scorer.model.score import ScoringWeights, score, top_contributions
+from stream_scorer.model.score import score_columns
 from stream_scorer.training import multinomial, train
 from stream_scorer.training.dataset import Table, read_table
 from stream_scorer.training.featurespec import FeatureSpec, load_spec
@@ -181,7 +182,7 @@ def _train_multinomial(
     out = args.out
     if out is None:
         raise ConfigError("--multinomial needs --out DIR")
-    checksum = multinomial.save_multinomial(model, out)
+    checksum = served_multinomial.save_multinomial(model, out)
     progress(f"wrote {out}")
     print(
         json.dumps(
@@ -200,16 +201,14 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     model = wiring.model_loader(configured)(path)
     progress(f"model {model.name} {model.version} from {path}; read {args.data}")
     table = read_table(args.data, args.format)
-    spec = model.serving_spec
-    inputs = train.input_columns(table, list(spec.input_columns))
-    weights = ScoringWeights.of(model)
+    inputs = train.input_columns(table, list(model.serving_spec.input_columns))
     ids = table.columns.get(args.id_column)
     records: list[dict[str, Any]] = []
     for start in range(0, table.rows, SCORE_CHUNK):  # the worker's path: spec transform, one product, reasons
         rows = slice(start, min(start + SCORE_CHUNK, table.rows))
-        matrix = transform(spec, {c: values[rows] for c, values in inputs.items()})
-        scores = score(matrix, weights, model.calibration)
-        index, value = top_contributions(matrix, model, settings.reason_codes)
+        scores, index, value = score_columns(
+            model, {c: values[rows] for c, values in inputs.items()}, settings.reason_codes
+        )
         for i, p in enumerate(scores.tolist()):
             row = start + i
             records.append(
@@ -234,7 +233,7 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
 
 def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> int:
     """Batch scoring of a multinomial model: the probability of every class and the most probable one."""
-    model = multinomial.load_multinomial(path)
+    model = served_multinomial.load_multinomial(path)
     progress(f"multinomial model {model.name} {model.version} ({len(model.classes)} classes); read {args.data}")
     table = read_table(args.data, args.format)
     spec = model.serving_spec
@@ -250,7 +249,7 @@ def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> 
         for start in range(0, table.rows, SCORE_CHUNK):
             rows = slice(start, min(start + SCORE_CHUNK, table.rows))
             matrix = transform(spec, {c: values[rows] for c, values in inputs.items()})
-            probabilities = multinomial.score_classes(model, matrix)
+            probabilities = served_multinomial.score_classes(model, matrix)
             for i, (p, best) in enumerate(
                 zip(probabilities.tolist(), probabilities.argmax(axis=1).tolist(), strict=True)
             ):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,20 @@ def score(matrix: Float64Array, weights: ScoringWeights, calibrated: Calibration
     """
     logits = matrix @ weights.weights + weights.bias
     return sigmoid(logits) if calibrated is None else calibration.apply(calibrated, logits)
+
+
+def score_columns(
+    model: LogisticModel, columns: Mapping[str, npt.NDArray[Any] | Sequence[Any]], reason_codes: int
+) -> tuple[Float64Array, npt.NDArray[np.intp], Float64Array]:
+    """One model over raw input columns, as the worker scores it: the fitted spec builds the rows, one
+    product scores them (calibrated), and the top ``reason_codes`` contributions explain each score.
+
+    Returns the scores and the reason codes' feature indices and contributions, row by row.
+    """
+    matrix = transform(model.serving_spec, columns)
+    scores = score(matrix, ScoringWeights.of(model), model.calibration)
+    index, value = top_contributions(matrix, model, reason_codes)
+    return scores, index, value
 
 
 def top_contributions(matrix: Float64Array, model: LogisticModel, k: int) -> tuple[npt.NDArray[np.intp], Float64Array]:

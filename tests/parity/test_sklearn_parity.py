@@ -105,7 +105,8 @@ def test_no_penalty_refuses_the_separable_classes_where_sklearn_returns_huge_wei
 def test_multinomial_matches_sklearn(loader: str, C: float) -> None:
     from sklearn.datasets import load_iris, load_wine
 
-    from stream_scorer.training.multinomial import fit_multinomial, softmax
+    from stream_scorer.model.multinomial import softmax
+    from stream_scorer.training.multinomial import fit_multinomial
 
     x, y = (load_iris if loader == "iris" else load_wine)(return_X_y=True)
     x = (x - x.mean(axis=0)) / x.std(axis=0)

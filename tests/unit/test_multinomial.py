@@ -11,15 +11,9 @@ import pytest
 
 from stream_scorer.errors import ModelArtifactError, TrainingError
 from stream_scorer.model import artifact
+from stream_scorer.model.multinomial import load_multinomial, save_multinomial, score_classes, softmax
 from stream_scorer.training.dataset import read_table
-from stream_scorer.training.multinomial import (
-    fit_multinomial,
-    load_multinomial,
-    save_multinomial,
-    score_classes,
-    softmax,
-    train_multinomial,
-)
+from stream_scorer.training.multinomial import fit_multinomial, train_multinomial
 
 
 def write_three_classes(path: Path, n: int = 3000, seed: int = 0) -> Path:

@@ -21,7 +21,15 @@ INVALID_INPUT_EXIT = 3
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    parser = _parser()
+    return dispatch(_parser(), argv, "stream-scorer")
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str) -> int:
+    """Parse ``argv``, read the settings (``--config`` and the environment) and run the chosen command.
+
+    Our errors become one line on stderr and an exit code, never a traceback: 3 when too much input was
+    invalid (a supervisor must not restart into the same input), 1 for the others.
+    """
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
         parser.print_help()
@@ -31,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         code: int = args.handler(args, settings)
         return code
-    except InvalidInputRateError as exc:  # its own exit code: a supervisor must not restart into the same input
-        print(f"stream-scorer: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except InvalidInputRateError as exc:
+        print(f"{prog}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return INVALID_INPUT_EXIT
     except StreamScorerError as exc:
-        print(f"stream-scorer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{prog}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 

@@ -6,7 +6,6 @@ Run from the repository root; ``--config`` and ``STREAM_SCORER_*`` variables are
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -15,8 +14,8 @@ from pathlib import Path
 import confluent_kafka
 
 from stream_scorer import wiring
-from stream_scorer.config import Settings, load_settings
-from stream_scorer.errors import StreamScorerError
+from stream_scorer.cli.main import dispatch
+from stream_scorer.config import Settings
 from stream_scorer.features.freshness import FRESH, MISSING, STALE
 from stream_scorer.kafka.producer import producer_config
 from tools.synth import io as synth_io
@@ -56,18 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     publish.add_argument("--amount-factor", type=float, default=3.0, help="with --shift-after: multiply amounts")
     publish.set_defaults(handler=_synth_publish)
 
-    args = parser.parse_args(argv)
-    if not hasattr(args, "handler"):
-        parser.print_help()
-        return 2
-    try:
-        settings = load_settings(args.config)
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        code: int = args.handler(args, settings)
-        return code
-    except StreamScorerError as exc:
-        print(f"synth: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    return dispatch(parser, argv, "synth")
 
 
 def _world(args: argparse.Namespace) -> World:

@@ -77,7 +77,7 @@ class ScorerMetrics:
         )
         self.decode_errors = Counter(
             "stream_scorer_decode_errors",
-            "Input messages rejected (skipped), by reason.",
+            "Input messages rejected (to the dead-letter topic), by reason; counted when their batch is committed.",
             ["reason"],
             registry=registry,
         )

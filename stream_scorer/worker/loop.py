@@ -283,6 +283,7 @@ class Worker:
         acked_at = self._clock_ms()
         for batch in window:
             for item in batch.invalid:
+                metrics.decode_errors.labels(item.error.reason).inc()
                 metrics.dead_letters.labels(item.error.reason).inc()
             if batch.scored is not None:
                 metrics.predictions_produced.inc(len(batch.scored.batch))
@@ -291,8 +292,7 @@ class Worker:
                 metrics.event_latency.observe_many(latency)
 
     def _check_invalid(self, invalid: Sequence[InvalidMessage], valid_flags: Sequence[bool]) -> None:
-        for item in invalid:
-            self._metrics.decode_errors.labels(item.error.reason).inc()
+        for item in invalid:  # counted once committed, so that a retried batch is not counted twice
             log.warning("invalid event, to the dead-letter topic: %s", item.error)  # location, never the payload
         try:
             self._guard.observe(valid_flags)

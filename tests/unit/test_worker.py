@@ -214,6 +214,8 @@ def test_an_undelivered_batch_is_rewound_and_retried_with_a_growing_backoff_and_
     assert sink.aborts == 4 and sink.committed == [[0, 1, 2]]  # never skipped: committed once delivered
     # While retrying, the dead letter is flushed before the predictions: the refused attempts produce none.
     assert sink.flushes == 4 and len(sink.produced) == 2 + 2 and len(sink.dead) == 5
+    for name in ("stream_scorer_decode_errors_total", "stream_scorer_dead_letters_total"):  # once, not per attempt
+        assert registry.get_sample_value(name, {"reason": "malformed_avro"}) == 1
     assert [delay for _, delay in seen] == [0.01, 0.02, 0.04, 0.04]  # doubling, capped
     assert all(why is not None and "read again" in why for why, _ in seen)
     assert worker.retrying is None and registry.get_sample_value("stream_scorer_batch_retry_backoff_seconds") == 0

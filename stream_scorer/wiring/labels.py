@@ -43,7 +43,9 @@ class LabelRuntime:
     metrics_server: MetricsServer | None
 
     def ready(self) -> tuple[bool, str]:
-        """Ready when label partitions are assigned and Redis answers."""
+        """Ready when label partitions are assigned, Redis answers and no batch is being retried."""
+        if self.flow.retrying is not None:
+            return False, self.flow.retrying
         if not self.consumer.assigned:
             return False, "no label partitions assigned yet"
         try:

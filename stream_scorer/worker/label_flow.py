@@ -57,6 +57,7 @@ class LabelFlow:
         max_dead_letter_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         self._source = source
+        self.retrying: str | None = None  # why the last batch is being retried; None when all is well
         source.subscribe(self)
         self._delivery = delivery
         self._schema = schema
@@ -80,21 +81,25 @@ class LabelFlow:
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set. A Redis failure, or a dead letter that was not delivered,
-        rewinds the batch and retries it after a pause (nothing is committed past it)."""
+        rewinds the batch and retries it after a pause (nothing is committed past it); meanwhile
+        :attr:`retrying` says why, and readiness is false."""
         while not stop.is_set():
             try:
                 self.step()
+                self.retrying = None
             except LabelStoreError as exc:
                 self._metrics.store_errors.inc()
-                log.warning("label join paused, the batch will be read again: %s", exc)
-                self._delivery.abort()
-                stop.wait(1.0)
+                self._pause(stop, 1.0, f"label join paused, the batch will be read again: {exc}")
             except DeliveryError as exc:
                 if exc.fatal:
                     raise
-                log.error("dead letters not delivered, the batch will be read again in 5 s: %s", exc)
-                self._delivery.abort()
-                stop.wait(5.0)
+                self._pause(stop, 5.0, f"dead letters not delivered, the batch will be read again in 5 s: {exc}")
+
+    def _pause(self, stop: threading.Event, seconds: float, why: str) -> None:
+        self.retrying = why
+        log.warning("%s", why)
+        self._delivery.abort()
+        stop.wait(seconds)
 
     def step(self) -> int:
         """Poll and join one batch of labels (and run the timers when due). Returns the messages polled."""

@@ -98,14 +98,19 @@ def test_a_redis_failure_commits_nothing_and_reads_the_batch_again() -> None:
     calls = {"n": 0}
     real_step = flow.step
 
+    seen: list[str | None] = []
+
     def step() -> int:
         calls["n"] += 1
+        seen.append(flow.retrying)
         if calls["n"] >= 3:
             stop.set()
         return real_step()
 
     flow.step = step  # type: ignore[method-assign]
     flow.run(stop)
+    assert seen[0] is None and seen[1] is not None and "read again" in seen[1]  # not ready while retrying
+    assert flow.retrying is None  # ready again once the re-read batch was committed
     assert sink.aborts == 1 and sink.committed == [[0]]
     assert metrics.registry.get_sample_value("stream_scorer_labels_store_errors_total") == 1
     assert [[label.event_id for label in batch] for batch in joiner.batches] == [["e1"]]

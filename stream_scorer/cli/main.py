@@ -15,13 +15,12 @@ from stream_scorer.cli.train import add_batch_commands
 from stream_scorer.cli.watch import add_watch_command
 from stream_scorer.config import load_settings
 from stream_scorer.errors import InvalidInputRateError, StreamScorerError
-
-INVALID_INPUT_EXIT = 3
+from stream_scorer.worker.supervisor import INVALID_INPUT_EXIT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    return dispatch(_parser(), argv, "stream-scorer")
+    return dispatch(build_parser(), argv, "stream-scorer")
 
 
 def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str) -> int:
@@ -47,7 +46,8 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: 
         return 1
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``stream-scorer``: one subcommand per command, each with ``--help``."""
     parser = argparse.ArgumentParser(prog="stream-scorer", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

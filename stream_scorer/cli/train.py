@@ -23,7 +23,7 @@ from stream_scorer.model.fitted_spec import transform
 from stream_scorer.model.registry import Registry
 from stream_scorer.model.score import score_columns
 from stream_scorer.training import multinomial, train
-from stream_scorer.training.dataset import Table, read_table
+from stream_scorer.training.dataset import Table, input_columns, read_table
 from stream_scorer.training.featurespec import FeatureSpec, load_spec
 from stream_scorer.training.report import format_report
 
@@ -201,7 +201,7 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     model = wiring.model_loader(configured)(path)
     progress(f"model {model.name} {model.version} from {path}; read {args.data}")
     table = read_table(args.data, args.format)
-    inputs = train.input_columns(table, list(model.serving_spec.input_columns))
+    inputs = input_columns(table, list(model.serving_spec.input_columns))
     ids = table.columns.get(args.id_column)
     records: list[dict[str, Any]] = []
     for start in range(0, table.rows, SCORE_CHUNK):  # the worker's path: spec transform, one product, reasons
@@ -237,7 +237,7 @@ def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> 
     progress(f"multinomial model {model.name} {model.version} ({len(model.classes)} classes); read {args.data}")
     table = read_table(args.data, args.format)
     spec = model.serving_spec
-    inputs = train.input_columns(table, list(spec.input_columns))
+    inputs = input_columns(table, list(spec.input_columns))
     ids = table.columns.get(args.id_column)
     if args.out.suffix != ".csv":
         raise ConfigError("multinomial scores are written as CSV (--out FILE.csv)")

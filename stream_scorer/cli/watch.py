@@ -151,8 +151,6 @@ def add_watch_command(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _watch(args: argparse.Namespace, settings: Settings) -> int:
-    from stream_scorer.cli.watch import watch
-
     since = args.since_ms if args.since_ms is not None else int(time.time() * 1000)
     stats = watch(
         settings.kafka.bootstrap_servers,

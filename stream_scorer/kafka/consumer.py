@@ -66,6 +66,8 @@ class BatchConsumer:
 
     def poll_batch(self, max_events: int, timeout: float) -> list[KafkaMessage]:
         """Up to ``max_events`` messages, waiting at most ``timeout`` seconds. Error events are logged, not returned."""
+        if self._listener is None:
+            raise KafkaError("poll before subscribe: the loop that reads this consumer must subscribe it first")
         try:
             messages = self._consumer.consume(num_messages=max_events, timeout=timeout)
         except confluent_kafka.KafkaException as exc:

@@ -234,7 +234,10 @@ class LabelJoiner:
 
     def held_count(self) -> int:
         """How many labels are held, waiting for their prediction."""
-        return int(self._client.zcard(self._held_set))
+        try:
+            return int(self._client.zcard(self._held_set))
+        except redis.RedisError as exc:
+            raise LabelStoreError(f"redis: held labels not counted: {type(exc).__name__}") from exc
 
     def coverage(self, now_ms: int, lookback_seconds: float) -> tuple[float, int]:
         """Share of the predictions scored in ``lookback_seconds`` before the horizon that got a label, and how

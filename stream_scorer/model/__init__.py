@@ -1,1 +1,1 @@
-"""The logistic-regression model: artifact, event features, vectorize, score and train."""
+"""The served model: artifact, fitted spec, score, calibration, verify, signing, registry and hot reload."""

@@ -103,6 +103,14 @@ class ScorerMetrics:
 
     def _declare_features(self, registry: CollectorRegistry) -> None:
         """Feature lookups by group."""
+        self.feature_store_errors = Counter(
+            "stream_scorer_feature_store_errors", "Failed feature-store calls (timeouts, refused).", registry=registry
+        )
+        self.feature_store_circuit = Gauge(
+            "stream_scorer_feature_store_circuit_state",
+            "Feature-store circuit breaker: 0 closed, 1 half-open, 2 open (serving imputed features).",
+            registry=registry,
+        )
         self.feature_age = BatchHistogram(
             "stream_scorer_feature_age_seconds",
             "Age of served feature groups at scoring time (present ones).",
@@ -173,14 +181,6 @@ class ScorerMetrics:
 
     def _declare_model(self, registry: CollectorRegistry) -> None:
         """The served models, reloads and liveness."""
-        self.feature_store_errors = Counter(
-            "stream_scorer_feature_store_errors", "Failed feature-store calls (timeouts, refused).", registry=registry
-        )
-        self.feature_store_circuit = Gauge(
-            "stream_scorer_feature_store_circuit_state",
-            "Feature-store circuit breaker: 0 closed, 1 half-open, 2 open (serving imputed features).",
-            registry=registry,
-        )
         self.model = Info("stream_scorer_model", "The model being served.", registry=registry)
         self.challengers = Gauge(
             "stream_scorer_challenger_models", "Challenger models scored in shadow.", registry=registry

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_scorer.codec import columns as avro_fast
+from stream_scorer.codec import columns as avro
 from stream_scorer.errors import SchemaError
 from stream_scorer.features.freshness import STATUS_NAMES
 from stream_scorer.model.artifact import LogisticModel
@@ -68,11 +68,11 @@ class PredictionEncoder:
             or union != ["null", "long"]
         ):
             raise SchemaError("prediction.avsc no longer has the shape the prediction encoder writes; update emit.py")
-        self._head = avro_fast.string(model.name) + avro_fast.string(model.version)
-        self._threshold = avro_fast.doubles(np.array([model.threshold]))[0]
+        self._head = avro.string(model.name) + avro.string(model.version)
+        self._threshold = avro.doubles(np.array([model.threshold]))[0]
         self._status = [bytes((2 * i,)) for i in range(len(STATUS_NAMES))]  # enum index as a zigzag varint
-        self._feature = [avro_fast.string(name) for name in model.feature_names]
-        self._challengers = [avro_fast.string(c.name) + avro_fast.string(c.version) for c in challengers]
+        self._feature = [avro.string(name) for name in model.feature_names]
+        self._challengers = [avro.string(c.name) + avro.string(c.version) for c in challengers]
 
     def encode(self, scored: ScoredBatch) -> list[bytes]:
         """One Avro-encoded ``Prediction`` per event of the batch."""
@@ -85,10 +85,10 @@ class PredictionEncoder:
         group_parts: list[list[bytes]] = []
         for name in names:
             freshness = scored.freshness[name]
-            label = avro_fast.string(name)
+            label = avro.string(name)
             ages = freshness.age_ms
             present = ages >= 0
-            encoded_ages = avro_fast.varints(ages[present])
+            encoded_ages = avro.varints(ages[present])
             age_parts: list[bytes] = [b"\x00"] * n  # union branch 0: null
             for row, encoded in zip(np.flatnonzero(present).tolist(), encoded_ages, strict=True):
                 age_parts[row] = b"\x02" + encoded  # union branch 1: long
@@ -96,13 +96,13 @@ class PredictionEncoder:
             group_parts.append(
                 [label + status[s] + a for s, a in zip(freshness.status.tolist(), age_parts, strict=True)]
             )
-        block = avro_fast.varints(np.array([len(names)]))[0] if names else b""
+        block = avro.varints(np.array([len(names)]))[0] if names else b""
         freshness_bytes = (
             [block + b"".join(parts) + b"\x00" for parts in zip(*group_parts, strict=True)] if names else [b"\x00"] * n
         )
-        scores = avro_fast.doubles(scored.scores)
+        scores = avro.doubles(scored.scores)
         flags = [_BOOL[d] + _BOOL[i] for d, i in zip(scored.decisions.tolist(), scored.imputed.tolist(), strict=True)]
-        times = avro_fast.varints(
+        times = avro.varints(
             np.column_stack(
                 [batch.event_time_ms, batch.consumed_at_ms, np.full(n, scored.scored_at_ms, np.int64)]
             ).ravel()
@@ -113,7 +113,7 @@ class PredictionEncoder:
         return [
             b"".join(
                 (
-                    avro_fast.string(event_id),
+                    avro.string(event_id),
                     head,
                     scores[i],
                     threshold,
@@ -134,8 +134,8 @@ class PredictionEncoder:
         k = scored.reason_index.shape[1] if scored.reason_index.ndim == 2 else 0
         if k == 0 or scored.reason_index.shape[0] != n:
             return [b"\x00"] * n
-        block = avro_fast.varints(np.array([k]))[0]
-        values = avro_fast.doubles(scored.reason_value.ravel())
+        block = avro.varints(np.array([k]))[0]
+        values = avro.doubles(scored.reason_value.ravel())
         feature = self._feature
         return [
             block + b"".join(feature[f] + values[row * k + j] for j, f in enumerate(index)) + b"\x00"
@@ -148,8 +148,8 @@ class PredictionEncoder:
         if not heads or scored.shadow_scores.shape != (n, len(heads)):
             return [b"\x00"] * n
         m = len(heads)
-        block = avro_fast.varints(np.array([m]))[0]
-        values = avro_fast.doubles(scored.shadow_scores.ravel())  # row-major: challenger j of row i at i * m + j
+        block = avro.varints(np.array([m]))[0]
+        values = avro.doubles(scored.shadow_scores.ravel())  # row-major: challenger j of row i at i * m + j
         decisions = scored.shadow_decisions.ravel().tolist()
         columns = [
             [heads[j] + v + _BOOL[d] for v, d in zip(values[j::m], decisions[j::m], strict=True)] for j in range(m)

@@ -14,7 +14,7 @@ import csv
 import hashlib
 import importlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
-from stream_scorer.errors import TrainingError
+from stream_scorer.errors import ModelArtifactError, TrainingError
+from stream_scorer.events.transaction import canonical_event_column
 from stream_scorer.training.featurespec import as_categories
 
 TableFormat = Literal["auto", "csv", "avro", "parquet"]
@@ -253,3 +254,14 @@ def _label_column(table: Table, column: str) -> npt.NDArray[Any]:
     if column not in table.columns:
         raise TrainingError(f"dataset {table.source} has no label column {column!r}; columns: {sorted(table.columns)}")
     return table.columns[column]
+
+
+def input_columns(table: Table, names: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
+    """The dataset columns a spec reads, with event fields read as the worker reads them (MCC, card_present)."""
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise TrainingError(f"dataset {table.source} lacks the columns {missing}; it has {sorted(table.columns)}")
+    try:
+        return {n: canonical_event_column(n, table.columns[n]) for n in names}
+    except ModelArtifactError as exc:
+        raise TrainingError(f"dataset {table.source}: {exc}") from exc

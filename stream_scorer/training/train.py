@@ -26,8 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
-from stream_scorer.errors import ModelArtifactError, TrainingError
-from stream_scorer.events.transaction import canonical_event_column
+from stream_scorer.errors import TrainingError
 from stream_scorer.model import calibration
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.calibration import Calibration, Method, sigmoid
@@ -36,7 +35,7 @@ from stream_scorer.model.score import golden_vectors
 from stream_scorer.training import solvers
 from stream_scorer.training.baselines import baselines
 from stream_scorer.training.calibration import fit_isotonic, fit_platt
-from stream_scorer.training.dataset import Table, labels_from
+from stream_scorer.training.dataset import Table, input_columns, labels_from
 from stream_scorer.training.featurespec import FeatureSpec, default_spec, fit_spec
 from stream_scorer.training.report import auc, cut_below, quality_report, threshold_for_cost
 
@@ -249,17 +248,6 @@ def _provenance(o: TrainOptions, table: Table, rows: int, timed: bool) -> dict[s
         "cost_fp": o.cost_fp,
         "cost_fn": o.cost_fn,
     }
-
-
-def input_columns(table: Table, names: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
-    """The dataset columns a spec reads, with event fields read as the worker reads them (MCC, card_present)."""
-    missing = [n for n in names if n not in table.columns]
-    if missing:
-        raise TrainingError(f"dataset {table.source} lacks the columns {missing}; it has {sorted(table.columns)}")
-    try:
-        return {n: canonical_event_column(n, table.columns[n]) for n in names}
-    except ModelArtifactError as exc:
-        raise TrainingError(f"dataset {table.source}: {exc}") from exc
 
 
 def calibrate(method: Method, logits: Float64Array, labels: Float64Array) -> Calibration:

@@ -139,7 +139,8 @@ def kafka_clients(
     topic: str,
     on_assignment: Callable[[int], None],
 ) -> tuple[CheckedProducer, BatchConsumer]:
-    """The producer and the consumer (subscribed to ``topic``); settings librdkafka refuses are a ConfigError."""
+    """The producer and the consumer of ``topic`` (the loop that uses it subscribes it); settings librdkafka
+    refuses are a ConfigError."""
     try:
         producer = CheckedProducer.connect(producer_settings)
         consumer = BatchConsumer(consumer_settings, [topic], on_assignment=on_assignment)

@@ -18,6 +18,7 @@ from stream_scorer.features.store import FeatureLookup, RedisFeatureStore
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
+from stream_scorer.labels.pending import models_header
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.reload import ModelReloader
 from stream_scorer.monitoring.drift import DriftCollector, DriftMonitor
@@ -179,6 +180,7 @@ def model_serving(
         ),
         encoder=PredictionEncoder(parsed.prediction, champion, shadow),
         drift=drift_monitor(settings, champion),
+        join_header=models_header([(m.name, m.version) for m in (champion, *shadow)]),
     )
 
 

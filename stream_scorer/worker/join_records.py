@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from stream_scorer.errors import PendingWriteError
-from stream_scorer.labels.pending import models_header, pack_many
+from stream_scorer.labels.pending import pack_many
 from stream_scorer.monitoring.metrics import ScorerMetrics
-from stream_scorer.pipeline import ScoredBatch, Scorer
+from stream_scorer.pipeline import ScoredBatch
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ class JoinRecords:
         self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="join-records")
         self._writes: list[concurrent.futures.Future[None]] = []
 
-    def submit(self, scored: ScoredBatch, scorer: Scorer) -> None:
-        """Start writing the batch's records (champion, then challengers, as ``scorer`` scored them)."""
-        header = models_header([(m.name, m.version) for m in scorer.models])
+    def submit(self, scored: ScoredBatch, header: bytes) -> None:
+        """Start writing the batch's records (champion, then challengers), prefixed by ``header``
+        (:func:`~stream_scorer.labels.pending.models_header` of the models that scored them)."""
         batch, scores, decisions = scored.batch, scored.all_scores(), scored.all_decisions()
         records = pack_many(header, batch.event_time_ms, scored.scored_at_ms, scores, decisions)
         self._writes.append(self._writer.submit(self._store.write, batch.event_id, records, scored.scored_at_ms))

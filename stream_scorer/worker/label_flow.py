@@ -58,7 +58,6 @@ class LabelFlow:
     ) -> None:
         self._source = source
         self.retrying: str | None = None  # why the last batch is being retried; None when all is well
-        source.subscribe(self)
         self._delivery = delivery
         self._schema = schema
         self._joiner = joiner
@@ -72,6 +71,7 @@ class LabelFlow:
         self._lookback = coverage_lookback_seconds
         self._clock = clock
         self._timers_at = 0.0
+        source.subscribe(self)  # last: the listener is complete when the first rebalance calls it
 
     def before_revoke(self) -> None:
         """Nothing to commit before a revoke: every label batch is committed before the next is polled."""
@@ -85,8 +85,8 @@ class LabelFlow:
         :attr:`retrying` says why, and readiness is false."""
         while not stop.is_set():
             try:
-                self.step()
-                self.retrying = None
+                if self.step():
+                    self.retrying = None  # the re-read batch was committed
             except LabelStoreError as exc:
                 self._metrics.store_errors.inc()
                 self._pause(stop, 1.0, f"label join paused, the batch will be read again: {exc}")

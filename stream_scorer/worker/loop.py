@@ -23,7 +23,8 @@ from stream_scorer.errors import BatchAborted, DeliveryError, InvalidInputRateEr
 from stream_scorer.kafka.delivery import Delivery
 from stream_scorer.monitoring.drift import DriftMonitor
 from stream_scorer.monitoring.metrics import ScorerMetrics
-from stream_scorer.pipeline import ScoredBatch, Scorer, status_counts
+from stream_scorer.pipeline import ScoredBatch, Scorer
+from stream_scorer.pipeline.observe import observe_scored
 from stream_scorer.worker.deadletter import dead_letters
 from stream_scorer.worker.guard import InvalidInputGuard
 from stream_scorer.worker.join_records import JoinRecords, PendingPredictionStore
@@ -178,7 +179,7 @@ class Worker:
             scored = self._serving.scorer.score(decoded.batch, self._clock_ms())  # enrich, freshness, vectorize, score
             seconds.update(scored.stage_seconds)
             if self._join is not None:  # for the label join: in the background while we encode and produce
-                self._join.submit(scored, self._serving.scorer)
+                self._join.submit(scored, self._serving.join_header)
             t3 = time.perf_counter()
             values = self._serving.encoder.encode(scored)  # encode
             t4 = time.perf_counter()
@@ -297,6 +298,8 @@ class Worker:
         try:
             self._guard.observe(valid_flags)
         except InvalidInputRateError as exc:
+            for item in invalid:  # never committed, but the burst that stopped the worker is what to look at
+                self._metrics.decode_errors.labels(item.error.reason).inc()
             self._metrics.invalid_input_stops.inc()
             log.error("%s", exc)
             raise
@@ -308,14 +311,7 @@ class Worker:
         metrics.observe_stages(seconds)
         if scored is None:
             return
-        for name, counts in status_counts(scored).items():
-            malformed = int(np.count_nonzero(scored.group_values[name].malformed))
-            metrics.observe_freshness(name, counts, scored.freshness[name].age_ms, malformed)
-        for name, (future, out_of_range) in scored.implausible.items():
-            if future or out_of_range:
-                metrics.feature_implausible.labels(name, "future_time").inc(future)
-                metrics.feature_implausible.labels(name, "out_of_range").inc(out_of_range)
-        metrics.predictions_imputed.inc(int(np.count_nonzero(scored.imputed)))
+        observe_scored(metrics, scored)
         drift = self._serving.drift
         if drift is not None:
             drift.observe(scored.features, scored.scores)

@@ -21,6 +21,8 @@ class ModelServing:
     scorer: Scorer
     encoder: PredictionEncoder
     drift: DriftMonitor | None = None  # the model's training baselines vs what it sees now
+    # The label join's record prefix naming the models, checked when the serving is built (not per batch).
+    join_header: bytes = b""
 
 
 class ModelSource(Protocol):

@@ -24,7 +24,7 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 
-INVALID_INPUT_EXIT = 3  # the exit code of a worker stopped by the invalid-input guard (see cli.main)
+INVALID_INPUT_EXIT = 3  # the exit code of a worker stopped by the invalid-input guard (cli.main.dispatch)
 QUICK_EXIT_SECONDS = 10.0  # a process that dies this soon after starting counts as failing to start
 MAX_QUICK_EXITS = 5
 

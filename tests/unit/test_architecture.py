@@ -8,7 +8,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "stream_scorer"
-NEVER = {"training": {"features", "kafka"}}  # training uses the served model, never the feature store or Kafka
+# A served model never depends on how it was trained (the import order keeps training from Kafka and features).
+NEVER = {name: {"training"} for name in ("kafka", "features", "labels", "monitoring", "pipeline", "worker")}
 
 
 def import_order() -> list[str]:
@@ -21,8 +22,16 @@ def import_order() -> list[str]:
 def imported_packages(path: Path) -> set[str]:
     """The top-level stream_scorer packages ``path`` imports (``stream_scorer.model.score`` -> ``model``)."""
     out = set()
+    here = path.relative_to(REPO).with_suffix("").parts  # for relative imports: ("stream_scorer", "worker", "loop")
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+        if isinstance(node, ast.ImportFrom) and node.level > 0:  # from . import x / from ..model import y
+            base = here[: len(here) - node.level]
+            target = [*base, *(node.module.split(".") if node.module else [])]
+            if len(target) > 1:
+                out.add(target[1])
+            else:
+                out |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
             if node.module == "stream_scorer":
                 out |= {alias.name for alias in node.names}
             elif node.module.startswith("stream_scorer."):

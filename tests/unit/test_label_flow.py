@@ -78,7 +78,9 @@ def make_flow(joiner: FakeJoiner, source: FakeSource, sink: FakeSink) -> tuple[L
 
 def test_bad_labels_go_to_the_dead_letter_topic_and_good_ones_are_observed() -> None:
     sink = FakeSink()
-    flow, metrics, quality = make_flow(FakeJoiner(), FakeSource([label_messages()]), sink)
+    source = FakeSource([label_messages()])
+    flow, metrics, quality = make_flow(FakeJoiner(), source, sink)
+    assert source.listener is flow  # the label flow subscribed itself
     assert flow.step() == 3
     assert sink.committed == [[0, 1, 2]]
     assert sorted(h["dlq.error.class"] for _, _, h in sink.dead) == [b"invalid_label", b"malformed_avro"]

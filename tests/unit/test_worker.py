@@ -143,6 +143,7 @@ def test_each_batch_is_produced_then_committed() -> None:
     source = FakeSource([messages([transaction(i) for i in range(10)]), messages([transaction(10)], 10)])
     sink = FakeSink()
     worker, registry = make_worker(source, sink)
+    assert source.listener is worker  # the worker subscribed itself: it commits before any revoke
     assert worker.step() == 10 and worker.step() == 1 and worker.step() == 0
     assert sink.committed == [list(range(10)), [10]]
     predictions = [decode(SCHEMAS.prediction, v) for _, v in sink.produced]

@@ -16,14 +16,15 @@ from tools.chaos import context, inputs, scenarios
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m tools.chaos")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=None, help="settings TOML file")
-    commands = parser.add_subparsers(title="commands")
-    chaos = commands.add_parser(
-        "run",
-        parents=[common],
-        help="fault scenarios on the local stack, with a verifier",
+    args = build_parser().parse_args(argv)
+    code: int = _chaos(args, load_settings(args.config))
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m tools.chaos``."""
+    chaos = argparse.ArgumentParser(
+        prog="python -m tools.chaos",
         description="Run bounded fault scenarios against the local Kafka and Redis (127.0.0.1) and print a "
         "table: expected / unique / missing / duplicates, order violations per partition, dead letters by "
         "class, crashes and recovery time. Scenarios: kill (SIGKILL every few seconds, both delivery modes), "
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "and start the broker), malformed (every invalid class mixed into valid events), fuzz (seeded mutants "
         "of every kind, 0 bytes to the broker's maximum message size, mixed into valid events).",
     )
+    chaos.add_argument("--config", type=Path, default=None, help="settings TOML file")
     chaos.add_argument("--scenarios", default="kill,zombie,redis,broker,malformed,fuzz")
     chaos.add_argument("--events", type=int, default=100_000, help="events per streaming scenario")
     chaos.add_argument("--rate", type=float, default=5_000, help="events per second while streaming")
@@ -39,10 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chaos.add_argument("--workdir", type=Path, default=Path(".demo/chaos"))
     chaos.add_argument("--broker-stop", default="scripts/stack down kafka", help="shell command that stops the broker")
     chaos.add_argument("--broker-start", default="scripts/stack up kafka", help="shell command that starts it")
-    chaos.set_defaults(handler=_chaos)
-    args = parser.parse_args(["run", *(argv if argv is not None else sys.argv[1:])])
-    code: int = args.handler(args, load_settings(args.config))
-    return code
+    return chaos
 
 
 def _chaos(args: argparse.Namespace, settings: Settings) -> int:

@@ -24,6 +24,11 @@ from tools.synth.world import World, make_world
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    return dispatch(build_parser(), argv, "synth")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m tools.synth``."""
     parser = argparse.ArgumentParser(prog="python -m tools.synth", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=None, help="settings TOML file")
@@ -55,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     publish.add_argument("--amount-factor", type=float, default=3.0, help="with --shift-after: multiply amounts")
     publish.set_defaults(handler=_synth_publish)
 
-    return dispatch(parser, argv, "synth")
+    return parser
 
 
 def _world(args: argparse.Namespace) -> World:

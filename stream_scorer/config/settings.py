@@ -121,7 +121,7 @@ class BatchSettings:
     max_events: int = 1000
     max_wait_seconds: float = 0.02
     # 0: flush and commit after every batch; more: at most this often (fewer blocking flushes, more
-    # duplicates after a crash). Whatever is pending is committed on shutdown and before a rebalance.
+    # duplicates after a crash). Whatever is uncommitted is committed on shutdown and before a rebalance.
     commit_interval_seconds: float = 0.0
     # How long a batch may wait for its acknowledgements; it should cover a broker restart.
     flush_timeout_seconds: float = 120.0

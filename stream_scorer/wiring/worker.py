@@ -69,12 +69,12 @@ class Runtime:
         return True, "ready"
 
     def close(self) -> None:
-        """Commit what is pending, leave the group, stop serving metrics, close Redis."""
+        """Commit the uncommitted window, leave the group, stop serving metrics, close Redis."""
         try:
             try:
                 self.worker.commit_window()
             except StreamScorerError as exc:  # nothing more is committed; a restart re-reads from the last commit
-                log.warning("pending batches not committed at close: %s", exc)
+                log.warning("batches not committed at close: %s", exc)
             self.worker.close()
             self.consumer.close()
             self.producer.raw.flush(10)

@@ -87,3 +87,11 @@ def test_modules_stay_under_about_300_lines_and_functions_under_about_60() -> No
                 if length > 66:
                     long_functions.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {length} lines")
     assert not long_modules and not long_functions, "\n".join(long_modules + long_functions)
+
+
+def test_every_benchmark_still_imports() -> None:
+    """The benchmarks are run by hand, not by CI: at least they must not rot into import errors."""
+    import importlib
+
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        importlib.import_module(f"benchmarks.{path.stem}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from stream_scorer.config import Settings, resolve_secret
 from stream_scorer.errors import ConfigError
 from stream_scorer.model import artifact, signing
+from stream_scorer.model.multinomial import load_multinomial
 from stream_scorer.model.registry import Registry, is_registry
 
 
@@ -107,7 +108,8 @@ def _keygen(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sign(args: argparse.Namespace, settings: Settings) -> int:
-    artifact.load(args.artifact)  # only a complete, consistent artifact is signed
+    load = load_multinomial if artifact.kind_of(args.artifact) == artifact.MULTINOMIAL else artifact.load
+    load(args.artifact)  # only a complete, consistent artifact is signed, of either kind
     signing.sign(args.artifact, resolve_secret(args.key, "--key").encode())
     print(f"signed {args.artifact}")
     return 0

@@ -197,7 +197,7 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     configured = settings if args.model is None else _with_model(settings, args.model)
     path, _, _ = wiring.served_model_path(configured)
     if artifact.kind_of(path) == artifact.MULTINOMIAL:
-        return _score_classes(args, path, progress)
+        return _score_classes(args, wiring.multinomial_loader(configured)(path), progress)
     model = wiring.model_loader(configured)(path)
     progress(f"model {model.name} {model.version} from {path}; read {args.data}")
     table = read_table(args.data, args.format)
@@ -231,9 +231,8 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _score_classes(args: argparse.Namespace, path: Path, progress: Progress) -> int:
+def _score_classes(args: argparse.Namespace, model: served_multinomial.MultinomialModel, progress: Progress) -> int:
     """Batch scoring of a multinomial model: the probability of every class and the most probable one."""
-    model = served_multinomial.load_multinomial(path)
     progress(f"multinomial model {model.name} {model.version} ({len(model.classes)} classes); read {args.data}")
     table = read_table(args.data, args.format)
     spec = model.serving_spec

@@ -22,7 +22,8 @@ from stream_scorer.kafka.producer import CheckedProducer
 from stream_scorer.labels.pending import RedisPendingStore
 from stream_scorer.model import registry as model_registry
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.verify import load_verified
+from stream_scorer.model.multinomial import MultinomialModel
+from stream_scorer.model.verify import load_verified, load_verified_multinomial
 from stream_scorer.monitoring.lag import ConsumerLagGauge
 from stream_scorer.monitoring.server import MetricsServer
 from stream_scorer.worker.deadletter import DEFAULT_MAX_RECORD_BYTES
@@ -113,8 +114,20 @@ def transactional_id(settings: Settings) -> str:
 
 def model_loader(settings: Settings) -> Callable[[Path], LogisticModel]:
     """Loads an artifact with every check the settings ask for (checksums, signature, golden vectors)."""
-    key = resolve_secret(settings.model_public_key, "model_public_key").encode() if settings.model_public_key else None
-    return functools.partial(load_verified, public_key_pem=key, require_signature=settings.require_signature)
+    return functools.partial(
+        load_verified, public_key_pem=_public_key(settings), require_signature=settings.require_signature
+    )
+
+
+def multinomial_loader(settings: Settings) -> Callable[[Path], MultinomialModel]:
+    """The same for a multinomial artifact (scored in batch only)."""
+    return functools.partial(
+        load_verified_multinomial, public_key_pem=_public_key(settings), require_signature=settings.require_signature
+    )
+
+
+def _public_key(settings: Settings) -> bytes | None:
+    return resolve_secret(settings.model_public_key, "model_public_key").encode() if settings.model_public_key else None
 
 
 def served_model_path(settings: Settings) -> tuple[Path, model_registry.Registry | None, int | None]:

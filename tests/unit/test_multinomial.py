@@ -87,3 +87,22 @@ def test_train_and_score_from_the_command_line(tmp_path: Path, capsys) -> None:
     got = np.array([[float(r[f"p_{c}"]) for c in model.classes] for r in rows])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
     assert [r["predicted_class"] for r in rows] == [model.classes[j] for j in expected.argmax(axis=1)]
+
+
+def test_batch_scoring_a_multinomial_model_applies_the_signature_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from stream_scorer.cli import main
+
+    data = write_three_classes(tmp_path / "d.csv", n=400)
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(data), "--multinomial", "--out", str(out)]) == 0
+    assert main(["model", "keygen", "--out", str(tmp_path / "keys")]) == 0
+    monkeypatch.setenv("STREAM_SCORER_REQUIRE_SIGNATURE", "true")
+    monkeypatch.setenv("STREAM_SCORER_MODEL_PUBLIC_KEY", f"file:{tmp_path / 'keys' / 'public.pem'}")
+    scores = tmp_path / "scores.csv"
+    capsys.readouterr()
+    assert main(["score", "--data", str(data), "--model", str(out), "--out", str(scores)]) == 1
+    assert "not signed" in capsys.readouterr().err and not scores.exists()
+    assert main(["model", "sign", str(out), "--key", f"file:{tmp_path / 'keys' / 'private.pem'}"]) == 0
+    assert main(["score", "--data", str(data), "--model", str(out), "--out", str(scores)]) == 0

@@ -65,6 +65,19 @@ def add_run_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     topics.set_defaults(handler=_topics)
 
 
+def stop_on_signals(what: str) -> threading.Event:
+    """An event that SIGTERM and SIGINT set (after logging ``what`` the loop does next)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: %s", signal.Signals(signum).name, what)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers is not None and args.workers < 1:
         print("run: --workers must be >= 1", file=sys.stderr)
@@ -74,14 +87,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return supervise(args.workers, settings.metrics.port, args.config)
     runtime = wiring.build_runtime(settings)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s: finishing the current batch, then committing and exiting", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals("finishing the current batch, then committing and exiting")
     try:
         if args.max_batches is None:
             runtime.worker.run(stop)
@@ -97,14 +103,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _labels(args: argparse.Namespace, settings: Settings) -> int:
     runtime = wiring.build_label_runtime(settings)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s: finishing the current label batch, then exiting", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals("finishing the current label batch, then exiting")
     try:
         runtime.flow.run(stop)
     finally:

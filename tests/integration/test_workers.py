@@ -57,6 +57,28 @@ def consumed(port: int) -> float:
     return float(line.split()[1])
 
 
+def start_supervised(
+    stack: Stack,
+    topics: Topics,
+    redis_prefix: str,
+    store: RedisFeatureStore,
+    world: World,
+    model_path: Path,
+    group: str,
+    log: Path,
+    workers: int,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Seed the features and start ``stream-scorer run --workers N``; returns it and its first metrics port."""
+    synth_io.seed_features(world, store, DEFAULT_FEATURE_GROUPS, now_ms=int(time.time() * 1000))
+    port = free_port_pair()
+    env = worker_env(stack, topics, redis_prefix, model_path, group, {"STREAM_SCORER_METRICS__PORT": str(port)})
+    if workers > 1:
+        del env["STREAM_SCORER_BATCH__MAX_EVENTS"]
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "stream_scorer", "run", "--workers", str(workers)]
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT), port
+
+
 def test_two_worker_processes_share_the_partitions(
     stack: Stack,
     topics: Topics,
@@ -67,19 +89,8 @@ def test_two_worker_processes_share_the_partitions(
     schemas,
     tmp_path: Path,
 ) -> None:
-    synth_io.seed_features(world, store, DEFAULT_FEATURE_GROUPS, now_ms=int(time.time() * 1000))
-    port = free_port_pair()
-    group = "it-workers"
-    env = worker_env(stack, topics, redis_prefix, model_path, group, {"STREAM_SCORER_METRICS__PORT": str(port)})
-    del env["STREAM_SCORER_BATCH__MAX_EVENTS"]
-    log = tmp_path / "workers.log"
-    with log.open("wb") as out:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "stream_scorer", "run", "--workers", "2"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    group, log = "it-workers", tmp_path / "workers.log"
+    supervisor, port = start_supervised(stack, topics, redis_prefix, store, world, model_path, group, log, workers=2)
     try:
         # Wait until both members are up (each serves /readyz once it has partitions).
         deadline = time.monotonic() + 60
@@ -127,18 +138,8 @@ def test_one_supervised_worker_is_restarted_when_it_dies(
     schemas,
     tmp_path: Path,
 ) -> None:
-    synth_io.seed_features(world, store, DEFAULT_FEATURE_GROUPS, now_ms=int(time.time() * 1000))
-    port = free_port_pair()
-    group = "it-one-worker"
-    env = worker_env(stack, topics, redis_prefix, model_path, group, {"STREAM_SCORER_METRICS__PORT": str(port)})
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "stream_scorer", "run", "--workers", "1"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    group, log = "it-one-worker", tmp_path / "worker.log"
+    supervisor, port = start_supervised(stack, topics, redis_prefix, store, world, model_path, group, log, workers=1)
     try:
         assert wait_ready(port, 60), log.read_text()[-3000:]
         children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()

@@ -30,14 +30,14 @@ import numpy as np
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import make_world, sample_events
+from stream_scorer import wiring
 from stream_scorer.codec import encode, load_schemas
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact
-from stream_scorer.training import train
-from stream_scorer.training.dataset import read_table
 from tools.synth import io as synth_io
-from tools.synth.world import make_world, sample_events
+from tools.synth.examples import example_history, example_settings, train_example
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,8 +75,8 @@ def main() -> None:
     world = make_world(
         seed=41, n_cards=args.cards, n_merchants=max(2_000, args.cards // 10), n_devices=int(args.cards * 1.2)
     )
-    synth_io.write_history(world, workdir / "history.csv", 30_000)
-    artifact.save(train.train(read_table(workdir / "history.csv"), name="fraud", version="bench"), workdir / "model")
+    example_history("fraud", world, workdir / "history.csv", 30_000)
+    artifact.save(train_example("fraud", workdir / "history.csv", version="bench"), workdir / "model")
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     client = redis.Redis.from_url(args.redis)
     synth_io.seed_features(
@@ -87,7 +87,7 @@ def main() -> None:
         stale_fraction=0.03,
         missing_fraction=0.02,
     )
-    schema = load_schemas(REPO / "schemas").transaction
+    schema = wiring.schemas(example_settings("fraud")).events
     records, _ = sample_events(
         world, args.events, start_ms=int(time.time() * 1000), rng=np.random.default_rng(1), spacing_ms=0.001
     )
@@ -99,11 +99,11 @@ def main() -> None:
             client.delete(*keys)
         return
     if args.shadow:
-        history = read_table(workdir / "history.csv")
         challengers = []
         for j, C in enumerate((0.3, 0.1, 0.03, 0.01)):
             path = workdir / f"challenger-{j}"
-            artifact.save(train.train(history, name=f"challenger-{j}", version="bench", C=C), path)
+            model = train_example("fraud", workdir / "history.csv", model=f"challenger-{j}", version="bench", C=C)
+            artifact.save(model, path)
             challengers.append(str(path))
         shadow_study(bench, args, challengers)
         keys = client.keys(f"{prefix}:*")
@@ -323,6 +323,7 @@ class Bench:
                 "STREAM_SCORER_KAFKA__CREATE_TOPICS": "false",
                 "STREAM_SCORER_REDIS__URL": self.args.redis,
                 "STREAM_SCORER_REDIS__KEY_PREFIX": self.prefix,
+                "STREAM_SCORER_CONFIG": str(REPO / "examples" / "fraud" / "settings.toml"),
                 "STREAM_SCORER_MODEL_PATH": str(self.model),
                 "STREAM_SCORER_METRICS__ENABLED": "false",
                 "STREAM_SCORER_LOG_LEVEL": "WARNING",

@@ -74,6 +74,8 @@ class Span:
 
 
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
+    import dataclasses
+
     from prometheus_client import CollectorRegistry
 
     from stream_scorer import wiring
@@ -83,10 +85,12 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         LabelSettings,
         MetricsSettings,
         RedisSettings,
-        Settings,
     )
+    from tools.synth.examples import example_settings
 
-    settings = Settings(
+    fraud = example_settings("fraud")
+    settings = dataclasses.replace(
+        fraud,
         kafka=KafkaSettings(
             bootstrap_servers=args.bootstrap,
             input_topic=args.input,
@@ -95,6 +99,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
             dead_letter_topic=args.output,
             group_id=args.group,
             create_topics=False,
+            schema_ids=fraud.kafka.schema_ids,
         ),
         batch=BatchSettings(max_events=args.batch, commit_interval_seconds=args.commit_interval),
         redis=RedisSettings(url=args.redis, key_prefix=args.prefix),
@@ -131,11 +136,12 @@ class Scoring:
     def __init__(self, args: argparse.Namespace) -> None:
         import redis
 
-        from stream_scorer.codec import load_schemas
-        from stream_scorer.config import DEFAULT_FEATURE_GROUPS
+        from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+        from stream_scorer import wiring
         from stream_scorer.model import artifact
+        from tools.synth.examples import example_settings
 
-        self.schemas = load_schemas(REPO / "schemas")
+        self.schemas = wiring.schemas(example_settings("fraud"))
         self.model = artifact.load(args.model)
         self.groups = DEFAULT_FEATURE_GROUPS
         self.redis = redis.Redis.from_url(args.redis)
@@ -173,7 +179,7 @@ class Scoring:
         return values, freshness
 
     def score_one(self, event: dict[str, Any], consumed_ms: int, per_entity: bool = False) -> dict[str, Any]:
-        from stream_scorer.events.features import HIGH_RISK_MCC
+        from examples.fraud.world import HIGH_RISK_MCC
         from stream_scorer.model.score import score_one
 
         now_ms = int(time.time() * 1000)
@@ -223,7 +229,7 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     producer = confluent_kafka.Producer({"bootstrap.servers": args.bootstrap})
     consumer.subscribe([args.input])
     span, done = Span(), 0
-    schema, out_schema = scoring.schemas.transaction, scoring.schemas.prediction
+    schema, out_schema = scoring.schemas.events, scoring.schemas.prediction
     while done < args.events:
         message = consumer.poll(1.0)
         if message is None or message.error():
@@ -248,7 +254,8 @@ def run_quix(args: argparse.Namespace) -> dict[str, Any]:
     from quixstreams.models.serializers.avro import AvroDeserializer, AvroSerializer
 
     scoring = Scoring(args)
-    raw_schemas = {n: json.loads((REPO / "schemas" / f"{n}.avsc").read_text()) for n in ("transaction", "prediction")}
+    files = {"transaction": REPO / "examples" / "fraud", "prediction": REPO / "schemas"}
+    raw_schemas = {n: json.loads((folder / f"{n}.avsc").read_text()) for n, folder in files.items()}
     for schema in raw_schemas.values():  # epoch-ms integers, as in the other two workers
         for f in schema["fields"]:
             if isinstance(f["type"], dict):

@@ -18,7 +18,8 @@ from typing import cast
 import numpy as np
 import redis
 
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from stream_scorer.config import FeatureGroup
 from stream_scorer.features.layout import GroupValues, unpack_many
 from stream_scorer.features.store import RedisFeatureStore
 

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import make_world, sample_events
 from stream_scorer.codec import load_schemas
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
-from stream_scorer.events.transaction import to_batch
+from stream_scorer.config import FeatureGroup
+from stream_scorer.events.columns import to_batch
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.pipeline import Scorer
 from stream_scorer.pipeline.emit import PredictionEncoder
-from stream_scorer.training import train
-from stream_scorer.training.dataset import read_table
-from tools.synth import io as synth_io
-from tools.synth.world import make_world, sample_events
+from tests.support import FakeMessage
+from tools.synth.examples import example_contract, example_history, train_example
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,15 +59,16 @@ def main() -> None:
     args = parser.parse_args()
     world = make_world(seed=41, n_cards=20_000, n_merchants=2_000, n_devices=24_000)
     with tempfile.TemporaryDirectory() as tmp:
-        synth_io.write_history(world, Path(tmp) / "history.csv", 30_000)
-        table = read_table(Path(tmp) / "history.csv")
-    champion = train.train(table, name="champion", version="1")
-    challengers = [
-        train.train(table, name=f"challenger-{j}", version="1", C=C) for j, C in enumerate((0.3, 0.1, 0.03, 0.01))
-    ]
+        history = Path(tmp) / "history.csv"
+        example_history("fraud", world, history, 30_000)
+        champion = train_example("fraud", history, model="champion")
+        challengers = [
+            train_example("fraud", history, model=f"challenger-{j}", C=C) for j, C in enumerate((0.3, 0.1, 0.03, 0.01))
+        ]
     now = int(time.time() * 1000)
     records, _ = sample_events(world, args.batch, start_ms=now, rng=np.random.default_rng(1))
-    batch = to_batch(records, None, now)
+    contract = example_contract("fraud")
+    batch = to_batch(records, [FakeMessage(None)] * len(records), contract, tuple(contract.fields), now)
     rng = np.random.default_rng(2)
     values = {g.name: rng.normal(size=(args.batch, len(g.features))) for g in DEFAULT_FEATURE_GROUPS}
     lookup = FixedLookup(values, now)
@@ -76,7 +77,9 @@ def main() -> None:
     configs |= {f"+ reasons + {c} challenger(s)": (3, c) for c in (1, 2, 4)}
     setups = {}
     for name, (reasons, count) in configs.items():
-        scorer = Scorer(champion, DEFAULT_FEATURE_GROUPS, lookup, reasons, challengers[:count])
+        scorer = Scorer(
+            champion, DEFAULT_FEATURE_GROUPS, lookup, reasons, challengers[:count], event_fields=contract.fields
+        )
         setups[name] = (scorer, PredictionEncoder(schema, champion, challengers[:count]))
     timings: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(args.rounds):

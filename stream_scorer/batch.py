@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +12,8 @@ Float64Array = npt.NDArray[np.float64]
 Int64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 StrArray = npt.NDArray[np.str_]
+
+ColumnKind = Literal["boolean", "int", "float", "enum", "string", "timestamp"]
 
 
 class KafkaMessage(Protocol):
@@ -26,26 +28,41 @@ class KafkaMessage(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class EventBatch:
-    """Decoded transaction events of one micro-batch, column by column, plus where each came from.
+class Column:
+    """One decoded event field, typed by its Avro schema.
 
-    String columns that stages only pass through (ids, keys) stay Python lists; columns that stages
-    compute on are numpy arrays.
+    ``values`` is a numpy array: bool (``boolean``), int64 (``int``, ``long``), float64 (``float``,
+    ``double``), int64 epoch milliseconds (``timestamp``, micros read as milliseconds), int32 codes into
+    ``symbols`` (``enum``) or str (``string``). Where the field is a nullable union, ``present`` is False
+    on the rows that hold null (their value is 0, or ``""`` for strings); it is None for a required field.
+    """
+
+    kind: ColumnKind
+    values: npt.NDArray[Any]
+    present: BoolArray | None = None
+    symbols: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def take(self, index: npt.NDArray[np.intp]) -> Column:
+        """The rows at ``index``, in that order."""
+        return replace(self, values=self.values[index], present=None if self.present is None else self.present[index])
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Decoded events of one micro-batch, column by column, plus where each came from.
+
+    ``fields`` holds the event fields that the configuration and the served models read, by dotted path
+    (``payment.amount``); ``entity_keys`` each configured entity's key of every row, as text (the feature
+    store's key). Lists hold what stages only pass through; numpy arrays what they compute on.
     """
 
     event_id: list[str]
     event_time_ms: Int64Array
-    card_id: list[str]
-    merchant_id: list[str]
-    device_id: list[str]
-    amount: Float64Array
-    currency: StrArray
-    merchant_category_code: npt.NDArray[np.int32]
-    country: StrArray
-    card_country: StrArray
-    channel: StrArray
-    entry_mode: StrArray
-    card_present: BoolArray
+    entity_keys: dict[str, list[str]]
+    fields: dict[str, Column]
     # Where each event came from: the input message's key, partition and offset.
     key: list[bytes | None]
     partition: npt.NDArray[np.int32]
@@ -55,18 +72,19 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.event_id)
 
-    def entity_ids(self, entity: str) -> list[str]:
-        """The id column of an entity type: ``card``, ``merchant`` or ``device``."""
-        ids: list[str] = getattr(self, f"{entity}_id")
-        return ids
-
     def take(self, index: npt.NDArray[np.intp]) -> EventBatch:
         """A new batch with the rows at ``index``, in that order."""
-        columns: dict[str, Any] = {}
-        for f in fields(self):
-            column = getattr(self, f.name)
-            columns[f.name] = column[index] if isinstance(column, np.ndarray) else [column[i] for i in index]
-        return EventBatch(**columns)
+        rows = index.tolist()
+        return EventBatch(
+            event_id=[self.event_id[i] for i in rows],
+            event_time_ms=self.event_time_ms[index],
+            entity_keys={name: [keys[i] for i in rows] for name, keys in self.entity_keys.items()},
+            fields={path: column.take(index) for path, column in self.fields.items()},
+            key=[self.key[i] for i in rows],
+            partition=self.partition[index],
+            offset=self.offset[index],
+            consumed_at_ms=self.consumed_at_ms[index],
+        )
 
     @staticmethod
     def empty() -> EventBatch:
@@ -74,17 +92,8 @@ class EventBatch:
         return EventBatch(
             event_id=[],
             event_time_ms=np.zeros(0, np.int64),
-            card_id=[],
-            merchant_id=[],
-            device_id=[],
-            amount=np.zeros(0),
-            currency=np.zeros(0, "<U1"),
-            merchant_category_code=np.zeros(0, np.int32),
-            country=np.zeros(0, "<U1"),
-            card_country=np.zeros(0, "<U1"),
-            channel=np.zeros(0, "<U1"),
-            entry_mode=np.zeros(0, "<U1"),
-            card_present=np.zeros(0, bool),
+            entity_keys={},
+            fields={},
             key=[],
             partition=np.zeros(0, np.int32),
             offset=np.zeros(0, np.int64),

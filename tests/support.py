@@ -3,19 +3,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stream_scorer.batch import BoolArray, EventBatch, Float64Array
+from stream_scorer import wiring
+from stream_scorer.batch import BoolArray, EventBatch, Float64Array, KafkaMessage
+from stream_scorer.codec import EventDecoder
+from stream_scorer.events.columns import to_batch
+from stream_scorer.events.contract import EventContract
 from stream_scorer.features.freshness import STATUS_NAMES, Freshness
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.model.artifact import LogisticModel
-from stream_scorer.model.fitted_spec import FittedSpec, transform
-from stream_scorer.pipeline import ScoredBatch
+from stream_scorer.model.fitted_spec import FittedNumeric, FittedSpec, transform
+from stream_scorer.pipeline import ScoredBatch, Scorer
 from stream_scorer.pipeline.vectorize import InputPlan, gather, groups_read
+from stream_scorer.training.specfile import load_spec
+from tools.synth.examples import example_history, example_settings, train_example
+from tools.synth.io import REPO
+
+FRAUD_SPEC_FILE = REPO / "examples" / "fraud" / "features.toml"
+FRAUD_SETTINGS_FILE = REPO / "examples" / "fraud" / "settings.toml"
+
+FRAUD_SETTINGS = example_settings("fraud")  # the fraud example's settings.toml
+FRAUD_SCHEMAS = wiring.schemas(FRAUD_SETTINGS)
+FRAUD_CONTRACT = wiring.event_contract(FRAUD_SETTINGS, FRAUD_SCHEMAS)
 
 
 @dataclass
@@ -70,22 +86,72 @@ def transaction(i: int = 0, **overrides: Any) -> dict[str, Any]:
     return record
 
 
+def fraud_decoder(**options: Any) -> EventDecoder:
+    """The fraud example's decoder (plain Avro unless ``input_format`` says otherwise), every field read."""
+    fmt = options.pop("input_format", "avro")
+    schemas = options.pop("schemas", FRAUD_SCHEMAS)
+    contract = dataclasses.replace(FRAUD_CONTRACT, sensitive=frozenset(options.pop("sensitive_fields", ())))
+    decoder = EventDecoder(contract, schemas, fmt, **options)
+    decoder.read_also(tuple(FRAUD_CONTRACT.fields))
+    return decoder
+
+
+def records_batch(
+    records: Sequence[Mapping[str, Any]],
+    consumed_at_ms: int = 0,
+    messages: Sequence[KafkaMessage] | None = None,
+    contract: EventContract = FRAUD_CONTRACT,
+) -> EventBatch:
+    """Decoded records (the fraud example's by default) as a batch with every field, as the decoder makes it."""
+    if not records:
+        return EventBatch.empty()
+    origin = messages if messages is not None else [FakeMessage(None, offset_value=i) for i in range(len(records))]
+    return to_batch(records, origin, contract, tuple(contract.fields), consumed_at_ms)
+
+
 def small_model(feature_names: tuple[str, ...], seed: int = 0) -> LogisticModel:
-    """A model with random but fixed parameters over ``feature_names``."""
+    """A model with random but fixed parameters over ``feature_names``. A name the fraud example's feature spec
+    declares (``event.amount_log``) is computed as it declares; any other is an input of its own name."""
     rng = np.random.default_rng(seed)
     k = len(feature_names)
+    mean, scale, defaults = rng.normal(0, 2, k), rng.uniform(0.5, 3, k), rng.normal(0, 1, k)
+    derivations = {f.column: f.derive for f in load_spec(FRAUD_SPEC_FILE).numeric}
+    spec = FittedSpec(
+        numeric=tuple(
+            FittedNumeric(name, float(d), float(m), float(sc), derive=derivations.get(name))
+            for name, d, m, sc in zip(feature_names, defaults, mean, scale, strict=True)
+        )
+    )
     return LogisticModel(
         name="test",
         version="1",
         feature_names=feature_names,
         coef=rng.normal(0, 1, k),
         intercept=-1.5,
-        mean=rng.normal(0, 2, k),
-        scale=rng.uniform(0.5, 3, k),
-        defaults=rng.normal(0, 1, k),
+        mean=mean,
+        scale=scale,
+        defaults=defaults,
         threshold=0.3,
         checksum="0" * 64,
+        spec=spec if any(derivations.get(n) for n in feature_names) else None,
     )
+
+
+def fraud_history(world: Any, path: Path, rows: int, seed: int = 11, end_ms: int | None = None) -> float:
+    """A labelled training CSV of the fraud example's world; returns the positive rate."""
+    return example_history("fraud", world, path, rows, seed=seed, end_ms=end_ms)
+
+
+def fraud_train(path: Path, **options: Any) -> LogisticModel:
+    """A model trained on a fraud history CSV with the fraud example's feature spec."""
+    return train_example(
+        "fraud", path, model=options.pop("name", "fraud"), version=options.pop("version", "test-1"), **options
+    )
+
+
+def fraud_scorer(*args: Any, **kwargs: Any) -> Scorer:
+    """A :class:`Scorer` that reads the fraud example's event fields."""
+    return Scorer(*args, event_fields=FRAUD_CONTRACT.fields, **kwargs)
 
 
 def vectorize(
@@ -104,7 +170,10 @@ def vectorize(
 
 
 def prediction_records(
-    scored: ScoredBatch, model: LogisticModel, challengers: Sequence[LogisticModel] = ()
+    scored: ScoredBatch,
+    model: LogisticModel,
+    challengers: Sequence[LogisticModel] = (),
+    passthrough: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """One ``Prediction`` record (see ``schemas/prediction.avsc``) per event, as a dict.
 
@@ -151,6 +220,16 @@ def prediction_records(
                     {"model_name": c.name, "model_version": c.version, "score": p, "decision": d}
                     for c, p, d in zip(challengers, shadow_scores[i], shadow_decisions[i], strict=True)
                 ],
+                "key": batch.key[i],
+                "passthrough": {path: _plain(batch.fields[path], i) for path in passthrough},
             }
         )
     return records
+
+
+def _plain(column: Any, row: int) -> Any:
+    """One value of a batch column as the passthrough map holds it."""
+    if column.present is not None and not column.present[row]:
+        return None
+    value = column.values[row].item()
+    return column.symbols[value] if column.kind == "enum" else value

@@ -23,9 +23,10 @@ from stream_scorer.model.fitted_spec import transform
 from stream_scorer.model.registry import Registry
 from stream_scorer.model.score import score_columns
 from stream_scorer.training import multinomial, train
-from stream_scorer.training.dataset import Table, input_columns, read_table
-from stream_scorer.training.featurespec import FeatureSpec, load_spec
+from stream_scorer.training.dataset import Table, input_columns, read_table, with_event_fields
+from stream_scorer.training.featurespec import FeatureSpec
 from stream_scorer.training.report import format_report
+from stream_scorer.training.specfile import load_spec
 
 SCORE_CHUNK = 50_000
 
@@ -108,12 +109,20 @@ def class_weight(text: str | None) -> Any:
         raise ConfigError(f'--class-weight must be "balanced" or like "0:1,1:20", not {text!r}') from exc
 
 
+def _read(args: argparse.Namespace, settings: Settings) -> Table:
+    """The dataset, with its event fields read as the configured event schema types them (when one is)."""
+    table = read_table(args.data, args.format)
+    if settings.events.schema is None:
+        return table
+    return with_event_fields(table, wiring.event_contract(settings, wiring.schemas(settings)).fields)
+
+
 def _train(args: argparse.Namespace, settings: Settings) -> int:
     if args.promote and args.registry is None:
         raise ConfigError("--promote needs --registry")
     progress = Progress()
     progress(f"read {args.data}")
-    table = read_table(args.data, args.format)
+    table = _read(args, settings)
     spec = load_spec(args.spec) if args.spec is not None else None
     options = train.TrainOptions(
         label=args.label or (spec.label if spec and spec.label else "label"),
@@ -197,10 +206,10 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     configured = settings if args.model is None else _with_model(settings, args.model)
     path, _, _ = wiring.served_model_path(configured)
     if artifact.kind_of(path) == artifact.MULTINOMIAL:
-        return _score_classes(args, wiring.multinomial_loader(configured)(path), progress)
+        return _score_classes(args, settings, wiring.multinomial_loader(configured)(path), progress)
     model = wiring.model_loader(configured)(path)
     progress(f"model {model.name} {model.version} from {path}; read {args.data}")
-    table = read_table(args.data, args.format)
+    table = _read(args, settings)
     inputs = input_columns(table, list(model.serving_spec.input_columns))
     ids = table.columns.get(args.id_column)
     records: list[dict[str, Any]] = []
@@ -231,10 +240,12 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _score_classes(args: argparse.Namespace, model: served_multinomial.MultinomialModel, progress: Progress) -> int:
+def _score_classes(
+    args: argparse.Namespace, settings: Settings, model: served_multinomial.MultinomialModel, progress: Progress
+) -> int:
     """Batch scoring of a multinomial model: the probability of every class and the most probable one."""
     progress(f"multinomial model {model.name} {model.version} ({len(model.classes)} classes); read {args.data}")
-    table = read_table(args.data, args.format)
+    table = _read(args, settings)
     spec = model.serving_spec
     inputs = input_columns(table, list(spec.input_columns))
     ids = table.columns.get(args.id_column)

@@ -49,6 +49,16 @@ def string(text: str) -> bytes:
     return (bytes((n << 1,)) if n < 64 else varints(np.array([n]))[0]) + data
 
 
+def string_bytes(data: bytes) -> bytes:
+    """Avro ``bytes``: the length as a long, then the bytes.
+
+    >>> string_bytes(b"ab")
+    b'\\x04ab'
+    """
+    n = len(data)
+    return (bytes((n << 1,)) if n < 64 else varints(np.array([n]))[0]) + data
+
+
 def doubles(values: npt.NDArray[np.float64]) -> list[bytes]:
     """Avro ``double`` (8 bytes, little-endian) of every value."""
     flat = np.asarray(values, dtype="<f8").tobytes()

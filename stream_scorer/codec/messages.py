@@ -2,7 +2,7 @@
 
 Two input framings are accepted, chosen by configuration:
 
-* ``avro``: the message value is the plain Avro binary body of a ``Transaction``;
+* ``avro``: the message value is the plain Avro binary body of an event (the configured reader schema);
 * ``confluent``: magic byte ``0``, a 4-byte big-endian schema id, then the body. Only the schema ids
   configured are accepted; each maps to its writer schema file, resolved against our reader schema.
 """
@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import fastavro
+import numpy as np
 from fastavro.read import SchemaResolutionError
 
 from stream_scorer.batch import EventBatch, KafkaMessage
 from stream_scorer.codec.schemas import CONFLUENT_HEADER, CONFLUENT_MAGIC, Schemas
 from stream_scorer.codec.strict import MalformedAvro, compile_reader
 from stream_scorer.errors import InvalidEventError, SchemaError
-from stream_scorer.events.transaction import location, to_batch, validate_records
+from stream_scorer.events.columns import RULE_REASONS, check, location, to_batch
+from stream_scorer.events.contract import EventContract
 
 # Reasons an input message is rejected; a fixed set, used as a metric label.
 INVALID_REASONS = (
@@ -34,9 +36,7 @@ INVALID_REASONS = (
     "incompatible_schema",
     "malformed_avro",
     "trailing_bytes",
-    "missing_entity_id",
-    "invalid_amount",
-    "event_time_in_future",
+    *RULE_REASONS,
 )
 
 
@@ -58,27 +58,45 @@ class DecodeResult:
 
 
 class EventDecoder:
-    """Decodes and validates transaction messages in the configured framing."""
+    """Decodes and validates event messages in the configured framing, into the columns that are read.
+
+    The columns are the contract's fields (id, time, entity keys, rules, passthrough) and those added by
+    :meth:`read_also` (the served models' inputs); every field is still decoded and checked.
+    """
 
     def __init__(
         self,
+        contract: EventContract,
         schemas: Schemas,
         input_format: Literal["avro", "confluent"],
         *,
         max_message_bytes: int = 65536,
         max_future_ms: int = 300_000,
-        sensitive_fields: Sequence[str] = (),
+        max_past_ms: int = 0,
     ) -> None:
+        self._contract = contract
+        self._paths: tuple[str, ...] = ()
         self._schemas = schemas
         self._confluent = input_format == "confluent"
         self._max_bytes = max_message_bytes
         self._max_future_ms = max_future_ms
-        self._sensitive = frozenset(sensitive_fields)
+        self._max_past_ms = max_past_ms
         try:
-            self._read_transaction = compile_reader(schemas.transaction)
+            self._read_events = compile_reader(schemas.events)
             self._read_writers = {id(w): compile_reader(w) for w in schemas.writers_by_id.values()}
         except MalformedAvro as exc:
             raise SchemaError(f"cannot build a reader for the input schemas: {exc}") from exc
+
+    @property
+    def contract(self) -> EventContract:
+        """The event contract the decoder checks."""
+        return self._contract
+
+    def read_also(self, paths: Sequence[str]) -> None:
+        """Make the batch carry these fields too (the served models' event inputs); unknown paths raise."""
+        if unknown := [p for p in paths if p not in self._contract.fields]:
+            raise SchemaError(f"the event schema {self._contract.schema_name} has no fields {unknown}")
+        self._paths = tuple(dict.fromkeys([*self._paths, *paths]))
 
     def decode_one(self, value: bytes | None) -> dict[str, Any]:
         """Decode one message value into a record dict; raise :class:`InvalidEventError` if it is bad."""
@@ -89,7 +107,7 @@ class EventDecoder:
             raise InvalidEventError("empty_value", "message has no value")
         if len(value) > self._max_bytes:
             raise InvalidEventError("oversized", f"{len(value)} bytes, over the {self._max_bytes}-byte limit")
-        writer = self._schemas.transaction
+        writer = self._schemas.events
         start = 0
         schema_id = None
         if self._confluent:
@@ -119,16 +137,16 @@ class EventDecoder:
     def _strict_one(self, value: bytes, start: int, writer: Any) -> dict[str, Any]:
         """Decode strictly (see :mod:`stream_scorer.codec.strict`): the body must be exactly one record in
         Avro's canonical encoding; a newer writer schema is then resolved against the reader schema."""
-        read = self._read_transaction if writer is self._schemas.transaction else self._read_writers[id(writer)]
+        read = self._read_events if writer is self._schemas.events else self._read_writers[id(writer)]
         try:
             record, end = read(value, start)
         except (IndexError, struct.error) as exc:
             raise InvalidEventError("malformed_avro", "truncated: the body ends inside a value") from exc
         if end != len(value):
             raise InvalidEventError("trailing_bytes", f"{len(value) - end} bytes after the record")
-        if writer is not self._schemas.transaction:  # resolve against the reader schema only when it differs
+        if writer is not self._schemas.events:  # resolve against the reader schema only when it differs
             body = io.BytesIO(memoryview(value)[start:])
-            record = fastavro.schemaless_reader(body, writer, self._schemas.transaction)
+            record = fastavro.schemaless_reader(body, writer, self._schemas.events)
         return typing.cast(dict[str, Any], record)
 
     def decode(self, messages: Sequence[KafkaMessage], consumed_at_ms: int) -> DecodeResult:
@@ -149,16 +167,18 @@ class EventDecoder:
             except InvalidEventError as exc:
                 invalid.append(InvalidMessage(message, _located(exc, message)))
                 valid_flags[position] = False
-        problems = validate_records(records, consumed_at_ms + self._max_future_ms, self._sensitive)
+        if not records:
+            return DecodeResult(batch=EventBatch.empty(), invalid=invalid, valid_flags=valid_flags)
+        batch = to_batch(records, origin, self._contract, self._paths, consumed_at_ms)
+        earliest = consumed_at_ms - self._max_past_ms if self._max_past_ms else -(2**63)
+        problems = check(batch, self._contract, earliest, consumed_at_ms + self._max_future_ms)
         if problems:
-            for i, err in problems.items():
+            for i, err in sorted(problems.items()):
                 err.schema_id = schema_ids[i]
                 invalid.append(InvalidMessage(origin[i], _located(err, origin[i])))
                 valid_flags[positions[i]] = False
-            keep = [i for i in range(len(records)) if i not in problems]
-            records = [records[i] for i in keep]
-            origin = [origin[i] for i in keep]
-        return DecodeResult(batch=to_batch(records, origin, consumed_at_ms), invalid=invalid, valid_flags=valid_flags)
+            batch = batch.take(np.array([i for i in range(len(records)) if i not in problems], dtype=np.intp))
+        return DecodeResult(batch=batch, invalid=invalid, valid_flags=valid_flags)
 
 
 def _located(exc: InvalidEventError, message: KafkaMessage) -> InvalidEventError:

@@ -1,4 +1,5 @@
-"""The Avro schemas in ``schemas/``, parsed once; plain Avro and Confluent framing of single records.
+"""The Avro schemas, parsed once: the configured event schema (and its writer schemas by Confluent id), and
+the prediction and label schemas of ``schemas/``; plain Avro and Confluent framing of single records.
 
 Timestamps stay integers (epoch milliseconds): the ``timestamp-millis`` logical type is not turned
 into ``datetime`` objects, which would cost time on the hot path and change nothing on the wire.
@@ -24,28 +25,39 @@ CONFLUENT_HEADER = struct.Struct(">bI")
 
 @dataclass(frozen=True, slots=True)
 class Schemas:
-    """The parsed contract: transaction (reader), prediction, label, and writer schemas by Confluent id."""
+    """The parsed contract: the events' reader schema (parsed, and its JSON with logical types), the
+    prediction and label schemas, and writer schemas by Confluent id."""
 
-    transaction: Any
+    events: Any
+    events_json: Mapping[str, Any]
     prediction: Any
     label: Any
     writers_by_id: Mapping[int, Any]
 
 
-def load_schemas(schemas_dir: Path, schema_ids: Mapping[str, str] | None = None) -> Schemas:
-    """Parse ``transaction.avsc``, ``prediction.avsc`` and ``label.avsc`` (and the writer schemas by id)."""
-    writers = {int(k): _parse(schemas_dir / v) for k, v in (schema_ids or {}).items()}
+def load_schemas(
+    schemas_dir: Path,
+    events: Path | None = None,
+    schema_ids: Mapping[str, str] | None = None,
+    label: Path | None = None,
+) -> Schemas:
+    """Parse the event schema (``events``), ``prediction.avsc`` and ``label.avsc`` (or ``label``) of
+    ``schemas_dir``, and the writer schemas by id (paths)."""
+    writers = {int(k): _parse(Path(v))[0] for k, v in (schema_ids or {}).items()}
+    parsed, raw = _parse(events) if events is not None else (None, {})
     return Schemas(
-        transaction=_parse(schemas_dir / "transaction.avsc"),
-        prediction=_parse(schemas_dir / "prediction.avsc"),
-        label=_parse(schemas_dir / "label.avsc"),
+        events=parsed,
+        events_json=raw,
+        prediction=_parse(schemas_dir / "prediction.avsc")[0],
+        label=_parse(label or schemas_dir / "label.avsc")[0],
         writers_by_id=writers,
     )
 
 
-def _parse(path: Path) -> Any:
+def _parse(path: Path) -> tuple[Any, dict[str, Any]]:
     try:
-        return fastavro.parse_schema(_without_logical_types(json.loads(path.read_text())))
+        raw = json.loads(path.read_text())
+        return fastavro.parse_schema(_without_logical_types(raw)), raw
     except FileNotFoundError as exc:
         raise SchemaError(f"schema file {path} does not exist") from exc
     except (ValueError, fastavro.schema.SchemaParseException) as exc:

@@ -3,9 +3,9 @@
 from stream_scorer.config.load import ENV_PREFIX, load_settings
 from stream_scorer.config.secrets import resolve_secret
 from stream_scorer.config.settings import (
-    DEFAULT_FEATURE_GROUPS,
     BatchSettings,
     DriftSettings,
+    EventSettings,
     FeatureGroup,
     KafkaSettings,
     LabelSettings,
@@ -17,10 +17,10 @@ from stream_scorer.config.settings import (
 )
 
 __all__ = [
-    "DEFAULT_FEATURE_GROUPS",
     "ENV_PREFIX",
     "BatchSettings",
     "DriftSettings",
+    "EventSettings",
     "FeatureGroup",
     "KafkaSettings",
     "LabelSettings",

@@ -3,8 +3,9 @@
 This module is the only reader of settings files and environment variables. Environment variables
 override the file; nested keys use a double underscore, for example
 ``STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`` or ``STREAM_SCORER_MODEL_PATH=models/fraud``.
-Feature groups are declared in the file only (``[[feature_groups]]`` tables); without any, the
-synthetic fraud demo's groups are used.
+Tables in lists (``[[feature_groups]]``, ``[[events.entities]]``, ``[[events.rules]]``) are declared in the
+file only. Schema paths (``events.schema``, ``labels.schema``, ``kafka.schema_ids``) are read relative to the
+file's folder.
 """
 
 from __future__ import annotations
@@ -18,14 +19,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from stream_scorer.config.settings import FeatureGroup, Settings
+from stream_scorer.config.settings import Settings
 from stream_scorer.errors import ConfigError
 
 ENV_PREFIX = "STREAM_SCORER_"
 
 
+CONFIG_VARIABLE = "STREAM_SCORER_CONFIG"  # the settings file, when no path is given
+
+
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from ``path`` (TOML, optional) and then ``environ`` (defaults to ``os.environ``)."""
+    """Read settings from ``path`` (TOML, optional; else the file named by ``STREAM_SCORER_CONFIG``, if set)
+    and then ``environ`` (defaults to ``os.environ``)."""
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get(CONFIG_VARIABLE):
+        path = Path(environ[CONFIG_VARIABLE])
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -34,14 +42,27 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             raise ConfigError(f"settings file {path} does not exist") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from exc
-    _apply_env(raw, os.environ if environ is None else environ)
+    _apply_env(raw, environ)
+    if path is not None:
+        _relative_to(Path(path).parent, raw)
     settings: Settings = _build(Settings, raw, "")
     return settings
 
 
+def _relative_to(folder: Path, raw: dict[str, Any]) -> None:
+    """Schema paths in a settings file name files next to it, wherever the command runs."""
+    for section in ("events", "labels"):
+        table = raw.get(section)
+        if isinstance(table, dict) and isinstance(table.get("schema"), str) and table["schema"]:
+            table["schema"] = str(folder / table["schema"])
+    kafka = raw.get("kafka")
+    if isinstance(kafka, dict) and isinstance(kafka.get("schema_ids"), dict):
+        kafka["schema_ids"] = {k: str(folder / v) if isinstance(v, str) else v for k, v in kafka["schema_ids"].items()}
+
+
 def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_VARIABLE:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         target = raw
@@ -74,13 +95,10 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         return None if value in ("", None) else _convert(inner[0], value, key)
     if dataclasses.is_dataclass(hint):
         return _build(typing.cast(type[Any], hint), value, key + ".")
-    if origin is tuple and typing.get_args(hint)[0] is FeatureGroup:
+    if origin is tuple and dataclasses.is_dataclass(item_type := typing.get_args(hint)[0]):
         if not isinstance(value, list):
-            raise ConfigError(f"{key} must be a list of tables ([[feature_groups]])")
-        groups = []
-        for item in value:
-            groups.append(_build(FeatureGroup, item, key + "."))
-        return tuple(groups)
+            raise ConfigError(f"{key} must be a list of tables ([[{key}]])")
+        return tuple(_build(typing.cast(type[Any], item_type), item, key + ".") for item in value)
     if origin is tuple and typing.get_args(hint) == (str, ...):
         if isinstance(value, str):  # from an environment variable: comma-separated
             return tuple(v.strip() for v in value.split(",") if v.strip())

@@ -12,9 +12,8 @@ from typing import Literal
 
 from stream_scorer.config.secrets import is_secret, mask_url, resolve_secret
 from stream_scorer.errors import ConfigError
-from stream_scorer.events.transaction import ENTITIES
+from stream_scorer.events.contract import Entity, FieldRule
 
-Entity = Literal["card", "merchant", "device"]
 InputFormat = Literal["avro", "confluent"]
 DeliveryMode = Literal["at_least_once", "exactly_once"]
 
@@ -26,7 +25,7 @@ class FeatureGroup:
     """A named set of features of one entity type, written together with one updated-at time."""
 
     name: str
-    entity: Entity
+    entity: str
     features: tuple[str, ...]
     max_age_seconds: float
     version: int = 1
@@ -34,8 +33,6 @@ class FeatureGroup:
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name == "event":
             raise ConfigError(f"feature group name {self.name!r} must be an identifier other than 'event'")
-        if self.entity not in ENTITIES:
-            raise ConfigError(f"feature group {self.name!r}: entity must be one of {ENTITIES}, not {self.entity!r}")
         if not self.features or len(set(self.features)) != len(self.features):
             raise ConfigError(f"feature group {self.name!r}: features must be a non-empty list without repeats")
         if self.max_age_seconds <= 0:
@@ -44,32 +41,17 @@ class FeatureGroup:
             raise ConfigError(f"feature group {self.name!r}: version must fit in 16 bits")
 
 
-DEFAULT_FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
-    FeatureGroup(
-        name="card_velocity",
-        entity="card",
-        max_age_seconds=600,
-        features=("txn_count_1h", "amount_sum_1h", "txn_count_24h", "distinct_merchants_24h"),
-    ),
-    FeatureGroup(
-        name="card_profile",
-        entity="card",
-        max_age_seconds=2 * 86400,
-        features=("account_age_days", "avg_amount_30d", "chargebacks_180d"),
-    ),
-    FeatureGroup(
-        name="merchant_risk",
-        entity="merchant",
-        max_age_seconds=86400,
-        features=("fraud_rate_30d", "refund_rate_30d", "txn_count_24h"),
-    ),
-    FeatureGroup(
-        name="device_profile",
-        entity="device",
-        max_age_seconds=3600,
-        features=("distinct_cards_24h", "device_age_days"),
-    ),
-)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventSettings:
+    """The events the worker scores: their schema, and which fields are the id, the time and the entity keys."""
+
+    schema: Path | None = None  # the reader schema (.avsc); a relative path is read from the settings file's folder
+    id_field: str = "event_id"
+    time_field: str = "event_time"  # a long or timestamp field; "" to use the Kafka message timestamp
+    entities: tuple[Entity, ...] = ()
+    rules: tuple[FieldRule, ...] = ()
+    # Event fields copied into every prediction's passthrough map, so that consumers need no join.
+    passthrough: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,8 +62,9 @@ class KafkaSettings:
     labels_topic: str = "labels"
     group_id: str = "stream-scorer"
     input_format: InputFormat = "avro"
-    # Confluent wire format: the schema ids we accept, each mapped to its writer schema file in schemas/.
-    schema_ids: Mapping[str, str] = field(default_factory=lambda: {"1": "transaction.avsc"})
+    # Confluent wire format: the schema ids we accept, each mapped to its writer schema file (a relative path is
+    # read from the settings file's folder).
+    schema_ids: Mapping[str, str] = field(default_factory=dict)
     create_topics: bool = True
     topic_partitions: int = 4
     topic_replication_factor: int = 1
@@ -136,8 +119,9 @@ class ValidationSettings:
 
     max_message_bytes: int = 65536
     max_future_seconds: float = 300.0
+    max_past_seconds: float = 0.0  # an event older than this is refused; 0: no limit
     # Values of these fields never appear in logs or dead-letter headers.
-    sensitive_fields: tuple[str, ...] = ("card_id", "device_id", "ip_address")
+    sensitive_fields: tuple[str, ...] = ()
     # Stop (without committing) when this many messages in a row are invalid...
     max_consecutive_invalid: int = 500
     # ...or when more than this share of the last `window_messages` messages were invalid.
@@ -210,6 +194,12 @@ class LabelSettings:
     bucket_seconds: float = 60.0  # time-window and coverage granularity
     coverage_lookback_seconds: float = 3600.0  # coverage over predictions this long before the horizon
     group_id: str = ""  # the label flow's consumer group (default: <kafka.group_id>-labels)
+    # The label record: its schema (default: schemas/label.avsc; a relative path is read from the settings
+    # file's folder) and the names of its event id, 0/1 label and label time (epoch ms) fields.
+    schema: Path | None = None
+    id_field: str = "event_id"
+    label_field: str = "label"
+    time_field: str = "label_time"
     max_events: int = 1000
 
     def __post_init__(self) -> None:
@@ -252,7 +242,8 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     labels: LabelSettings = field(default_factory=LabelSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
-    feature_groups: tuple[FeatureGroup, ...] = DEFAULT_FEATURE_GROUPS
+    events: EventSettings = field(default_factory=EventSettings)
+    feature_groups: tuple[FeatureGroup, ...] = ()
     # An artifact directory, or a registry (stream_scorer.model.registry): then the worker serves its CURRENT
     # version and, between batches, reloads when CURRENT moves (checked every model_reload_seconds).
     model_path: Path = Path("models/fraud")
@@ -280,8 +271,8 @@ class Settings:
             raise ConfigError(
                 "validation: max_invalid_ratio must be in (0, 1], window_messages and max_consecutive_invalid >= 1"
             )
-        if v.max_message_bytes < 1 or v.max_future_seconds < 0:
-            raise ConfigError("validation: max_message_bytes must be >= 1 and max_future_seconds >= 0")
+        if v.max_message_bytes < 1 or v.max_future_seconds < 0 or v.max_past_seconds < 0:
+            raise ConfigError("validation: max_message_bytes must be >= 1, max_future/past_seconds >= 0")
         if v.feature_max_future_seconds < 0 or not v.feature_range_margin > 0:
             raise ConfigError("validation: feature_max_future_seconds must be >= 0 and feature_range_margin > 0")
         if self.require_signature and not self.model_public_key:
@@ -309,6 +300,13 @@ class Settings:
         names = [g.name for g in self.feature_groups]
         if len(set(names)) != len(names):
             raise ConfigError(f"feature group names repeat: {names}")
+        entities = [e.name for e in self.events.entities]
+        for group in self.feature_groups:
+            if group.entity not in entities:
+                raise ConfigError(
+                    f"feature group {group.name!r} is of entity {group.entity!r}, which [[events.entities]] does "
+                    f"not declare (declared: {entities}); add it with the field that holds its key"
+                )
         for schema_id in self.kafka.schema_ids:
             if not schema_id.isdigit():
                 raise ConfigError(f"kafka.schema_ids keys are integer schema ids, not {schema_id!r}")

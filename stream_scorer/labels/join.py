@@ -23,19 +23,15 @@ lost between the claim and the join.
 
 from __future__ import annotations
 
-import io
 import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import fastavro
 import redis
 
-from stream_scorer.batch import KafkaMessage
-from stream_scorer.codec import InvalidMessage
-from stream_scorer.errors import InvalidEventError, LabelStoreError
+from stream_scorer.errors import LabelStoreError
 from stream_scorer.labels.pending import PendingPrediction, RedisPendingStore, unpack
 
 
@@ -69,35 +65,6 @@ class JoinOutcome:
     held: int = 0
     unknown: int = 0
     unreadable: int = 0
-
-
-def decode_labels(schema: Any, messages: Sequence[KafkaMessage]) -> tuple[list[Label], list[InvalidMessage]]:
-    """Decode ``label.avsc`` records; a bad one becomes an :class:`InvalidMessage` (for the dead-letter topic)."""
-    labels: list[Label] = []
-    invalid: list[InvalidMessage] = []
-    for message in messages:
-        topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
-        try:
-            body = io.BytesIO(message.value() or b"")
-            record: dict[str, Any] = fastavro.schemaless_reader(body, schema, schema)  # type: ignore[assignment]
-        except Exception as exc:  # fastavro raises many types on garbage
-            detail = f"not a Label record ({type(exc).__name__})"
-            error = InvalidEventError("malformed_avro", detail, topic=topic, partition=partition, offset=offset)
-            invalid.append(InvalidMessage(message, error))
-            continue
-        if body.tell() != len(message.value() or b""):
-            detail = "bytes left after the Label record"
-            error = InvalidEventError("trailing_bytes", detail, topic=topic, partition=partition, offset=offset)
-            invalid.append(InvalidMessage(message, error))
-            continue
-        if not record["event_id"] or record["label"] not in (0, 1):
-            detail = "label must be 0 or 1 and event_id non-empty"
-            error = InvalidEventError("invalid_label", detail, topic=topic, partition=partition, offset=offset)
-            invalid.append(InvalidMessage(message, error))
-            continue
-        source = f"{topic}/{partition}/{offset}"
-        labels.append(Label(record["event_id"], int(record["label"]), int(record["label_time"]), source))
-    return labels, invalid
 
 
 FIRST, DUPLICATE, REPLACED, STALE, REDELIVERED, TAKEN = range(6)

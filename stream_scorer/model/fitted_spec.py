@@ -22,14 +22,20 @@ import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import ModelArtifactError
+from stream_scorer.model.derive import Derivation, as_categories, derivation_from_dict, derived
+
+__all__ = ["Derivation", "as_categories"]  # re-exported: the spec's derivations and category text live in derive
 
 ColumnKind = Literal["numeric", "string"]
-SPEC_FORMAT = 1
+SPEC_FORMAT = 2
+_READABLE_FORMATS = (1, 2)  # format 1 had no derivations
 HASH = "crc32-utf8"
 
 
 @dataclass(frozen=True, slots=True)
 class FittedNumeric:
+    """One numeric matrix column: an input column read as it is, or ``derive``d from input columns."""
+
     column: str
     impute_value: float
     mean: float
@@ -38,6 +44,15 @@ class FittedNumeric:
     # to refuse feature-store values far outside anything the model saw.
     low: float | None = None
     high: float | None = None
+    derive: Derivation | None = None
+
+    @property
+    def inputs(self) -> dict[str, ColumnKind]:
+        """The input columns it reads, with the kind each is read as."""
+        if self.derive is None:
+            return {self.column: "numeric"}
+        kind: ColumnKind = "numeric" if self.derive.reads_numbers else "string"
+        return dict.fromkeys(self.derive.inputs, kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +108,9 @@ class FittedSpec:
     @property
     def input_columns(self) -> dict[str, ColumnKind]:
         """The source columns read, in order, with their kind (categories are read as strings)."""
-        kinds: dict[str, ColumnKind] = {n.column: "numeric" for n in self.numeric}
+        kinds: dict[str, ColumnKind] = {}
+        for n in self.numeric:
+            kinds.update(n.inputs)
         kinds.update((c.column, "string") for c in self.onehot + self.hashed)
         return kinds
 
@@ -131,6 +148,8 @@ def _numeric_dict(n: FittedNumeric) -> dict[str, Any]:
     out: dict[str, Any] = {"column": n.column, "impute_value": n.impute_value, "mean": n.mean, "scale": n.scale}
     if n.low is not None and n.high is not None:
         out["low"], out["high"] = n.low, n.high
+    if n.derive is not None:
+        out["derive"] = n.derive.to_dict()
     return out
 
 
@@ -144,25 +163,6 @@ def numeric_spec(
             for n, d, m, s in zip(names, impute_values, means, scales, strict=True)
         )
     )
-
-
-def as_categories(values: npt.NDArray[Any] | Sequence[Any]) -> npt.NDArray[Any]:
-    """Category strings of a column: strings pass through; numbers become decimal strings; NaN becomes "".
-
-    >>> as_categories(np.array([5411.0, np.nan, 0.5])).tolist(), as_categories(np.array([True, False])).tolist()
-    (['5411', '', '0.5'], ['1', '0'])
-    """
-    values = np.asarray(values)
-    kind = values.dtype.kind
-    if kind in "iu":
-        return values.astype(str)
-    if kind == "b":
-        return values.astype(np.int8).astype(str)
-    if kind == "f":
-        uniques, inverse = np.unique(values, return_inverse=True)
-        text = ["" if math.isnan(v) else str(int(v)) if v.is_integer() else repr(v) for v in uniques.tolist()]
-        return np.array(text, dtype=object)[inverse.reshape(-1)]
-    return values
 
 
 def bucket_of(value: str, buckets: int) -> int:
@@ -197,7 +197,7 @@ def transform(fitted: FittedSpec, columns: Mapping[str, npt.NDArray[Any] | Seque
     n = next(iter(lengths.values()))
     matrix = np.zeros((n, fitted.n_features), dtype=np.float64)
     for j, num in enumerate(fitted.numeric):
-        values = np.asarray(columns[num.column])
+        values = np.asarray(columns[num.column]) if num.derive is None else derived(num.derive, columns)
         if values.dtype.kind not in "fiub":
             raise ModelArtifactError(f"numeric column {num.column} holds {values.dtype}, not numbers")
         matrix[:, j] = values
@@ -228,7 +228,7 @@ def _buckets(column: str, values: npt.NDArray[Any] | Sequence[Any], buckets: int
 
 def fitted_from_dict(d: Mapping[str, Any]) -> FittedSpec:
     """Read :meth:`FittedSpec.to_dict` back; raise :class:`ModelArtifactError` saying what is malformed."""
-    if not isinstance(d, Mapping) or d.get("format") != SPEC_FORMAT:
+    if not isinstance(d, Mapping) or d.get("format") not in _READABLE_FORMATS:
         raise ModelArtifactError(f"feature spec: expected a mapping with format {SPEC_FORMAT}")
     try:
         numeric = tuple(
@@ -239,6 +239,7 @@ def fitted_from_dict(d: Mapping[str, Any]) -> FittedSpec:
                 _num(e["scale"]),
                 _num(e["low"]) if "low" in e else None,
                 _num(e["high"]) if "high" in e else None,
+                derivation_from_dict(e["derive"]) if "derive" in e else None,
             )
             for e in d["numeric"]
         )

@@ -1,5 +1,7 @@
 """Encode a scored batch into ``Prediction`` records (``schemas/prediction.avsc``), column by column.
 
+Each record carries the event id and the input message's key, and the configured passthrough fields.
+
 The encoder writes the Avro binary itself, for the one schema it was built for: the fields of
 ``prediction.avsc`` in order. :class:`PredictionEncoder` checks at construction that the parsed schema
 still has exactly that shape and refuses to start otherwise, so a schema edit cannot silently produce
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_scorer.batch import Column, EventBatch
 from stream_scorer.codec import columns as avro
 from stream_scorer.errors import SchemaError
 from stream_scorer.features.freshness import STATUS_NAMES
@@ -34,10 +37,30 @@ _EXPECTED = [
     ("scored_at", "long"),
     ("reasons", "array"),
     ("shadow", "array"),
+    ("key", "union"),
+    ("passthrough", "map"),
 ]
 _ITEM = [("group", "string"), ("status", "enum"), ("age_ms", "union")]
 _SHADOW = [("model_name", "string"), ("model_version", "string"), ("score", "double"), ("decision", "boolean")]
 _BOOL = (b"\x00", b"\x01")
+_PASSTHROUGH_BRANCHES = ("null", "boolean", "long", "double", "string")  # the passthrough map's value union
+
+
+def union_values(column: Column) -> list[bytes]:
+    """A column's values as branches of the passthrough union: null (0), boolean (1), long (2), double (3),
+    string (4); enums as their symbols, timestamps as epoch milliseconds."""
+    if column.kind == "boolean":
+        encoded = [b"\x02" + _BOOL[v] for v in column.values.tolist()]
+    elif column.kind in ("int", "timestamp"):
+        encoded = [b"\x04" + v for v in avro.varints(column.values)]
+    elif column.kind == "float":
+        encoded = [b"\x06" + v for v in avro.doubles(column.values)]
+    else:
+        text = column.values.tolist() if column.kind == "string" else [column.symbols[c] for c in column.values]
+        encoded = [b"\x08" + avro.string(t) for t in text]
+    if column.present is None:
+        return encoded
+    return [v if p else b"\x00" for v, p in zip(encoded, column.present.tolist(), strict=True)]
 
 
 def _type_name(avro_type: Any) -> str:
@@ -51,14 +74,21 @@ def _type_name(avro_type: Any) -> str:
 class PredictionEncoder:
     """Encodes scored batches; built once per (schema, model)."""
 
-    def __init__(self, schema: Any, model: LogisticModel, challengers: Sequence[LogisticModel] = ()) -> None:
+    def __init__(
+        self,
+        schema: Any,
+        model: LogisticModel,
+        challengers: Sequence[LogisticModel] = (),
+        passthrough: Sequence[str] = (),
+    ) -> None:
         fields = schema["fields"]
         shape = [(f["name"], _type_name(f["type"])) for f in fields]
         item = fields[7]["type"]["items"] if len(fields) > 7 and isinstance(fields[7]["type"], dict) else {}
         item_shape = [(f["name"], _type_name(f["type"])) for f in item.get("fields", [])]
         symbols = item.get("fields", [{}, {}])[1].get("type", {}).get("symbols") if item_shape == _ITEM else None
         union = item.get("fields", [{}, {}, {}])[2].get("type") if item_shape == _ITEM else None
-        shadow = fields[-1]["type"]["items"] if shape == _EXPECTED else {}
+        shadow = fields[12]["type"]["items"] if shape == _EXPECTED else {}
+        values = fields[14]["type"]["values"] if shape == _EXPECTED else None
         shadow_shape = [(f["name"], _type_name(f["type"])) for f in shadow.get("fields", [])]
         if (
             shape != _EXPECTED
@@ -66,6 +96,8 @@ class PredictionEncoder:
             or item_shape != _ITEM
             or tuple(symbols or ()) != STATUS_NAMES
             or union != ["null", "long"]
+            or values != list(_PASSTHROUGH_BRANCHES)
+            or fields[13]["type"] != ["null", "bytes"]
         ):
             raise SchemaError("prediction.avsc no longer has the shape the prediction encoder writes; update emit.py")
         self._head = avro.string(model.name) + avro.string(model.version)
@@ -73,6 +105,7 @@ class PredictionEncoder:
         self._status = [bytes((2 * i,)) for i in range(len(STATUS_NAMES))]  # enum index as a zigzag varint
         self._feature = [avro.string(name) for name in model.feature_names]
         self._challengers = [avro.string(c.name) + avro.string(c.version) for c in challengers]
+        self._passthrough = [(path, avro.string(path)) for path in passthrough]
 
     def encode(self, scored: ScoredBatch) -> list[bytes]:
         """One Avro-encoded ``Prediction`` per event of the batch."""
@@ -109,6 +142,8 @@ class PredictionEncoder:
         )
         reasons = self._reasons(scored, n)
         shadow = self._shadow(scored, n)
+        keys = [b"\x00" if k is None else b"\x02" + avro.string_bytes(k) for k in batch.key]
+        passthrough = self._passthrough_maps(batch, n)
         head, threshold = self._head, self._threshold
         return [
             b"".join(
@@ -124,6 +159,8 @@ class PredictionEncoder:
                     times[3 * i + 2],
                     reasons[i],
                     shadow[i],
+                    keys[i],
+                    passthrough[i],
                 )
             )
             for i, event_id in enumerate(batch.event_id)
@@ -141,6 +178,14 @@ class PredictionEncoder:
             block + b"".join(feature[f] + values[row * k + j] for j, f in enumerate(index)) + b"\x00"
             for row, index in enumerate(scored.reason_index.tolist())
         ]
+
+    def _passthrough_maps(self, batch: EventBatch, n: int) -> list[bytes]:
+        """The passthrough map of every row: one block of (path, value) entries, then the end marker."""
+        if not self._passthrough:
+            return [b"\x00"] * n
+        block = avro.varints(np.array([len(self._passthrough)]))[0]
+        entries = [[name + v for v in union_values(batch.fields[path])] for path, name in self._passthrough]
+        return [block + b"".join(row) + b"\x00" for row in zip(*entries, strict=True)]
 
     def _shadow(self, scored: ScoredBatch, n: int) -> list[bytes]:
         """The shadow array of every row: a block of (name, version, score, decision) per challenger, then the end."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from stream_scorer.batch import BoolArray, EventBatch, Float64Array
 from stream_scorer.config import FeatureGroup
+from stream_scorer.events.schema import FieldType
 from stream_scorer.features.freshness import Freshness, assess
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.features.screen import Bounds, plausible_range, screen
@@ -74,6 +75,7 @@ class Scorer:
         reason_codes: int = 3,
         challengers: Sequence[LogisticModel] = (),
         *,
+        event_fields: Mapping[str, FieldType] | None = None,
         max_future_ms: int = 300_000,
         range_margin: float = 10.0,
     ) -> None:
@@ -93,7 +95,8 @@ class Scorer:
                 self._specs.append(spec)
                 width += spec.n_features
             offsets.append(blocks[key])
-        self.plan: InputPlan = plan_inputs((item for s in self._specs for item in s.input_columns.items()), groups)
+        inputs = (item for s in self._specs for item in s.input_columns.items())
+        self.plan: InputPlan = plan_inputs(inputs, groups, event_fields or {})
         self._champion_groups = groups_read(self._specs[0])  # the prediction's flags describe the champion's inputs
         self._stacked = StackedWeights.of(models, offsets, width)
         self._thresholds = np.array([c.threshold for c in self.challengers], dtype=np.float64)
@@ -116,7 +119,7 @@ class Scorer:
         """Score every event of ``batch``; feature ages are measured at ``now_ms``."""
         started = time.perf_counter()
         groups = self.plan.feature_groups
-        ids_by_entity: dict[str, Sequence[str]] = {g.entity: batch.entity_ids(g.entity) for g in groups}
+        ids_by_entity: dict[str, Sequence[str]] = {g.entity: batch.entity_keys.get(g.entity, []) for g in groups}
         fetched_values = self._lookup.fetch(groups, ids_by_entity)  # enrich
         latest = now_ms + self._max_future_ms
         screened = {g.name: screen(fetched_values[g.name], latest, self._bounds.get(g.name)) for g in groups}
@@ -170,7 +173,7 @@ def feature_bounds(plan: InputPlan, specs: Sequence[FittedSpec], margin: float) 
     ranges: dict[str, tuple[float, float]] = {}
     for spec in specs:
         for n in spec.numeric:
-            if n.low is not None and n.high is not None:
+            if n.low is not None and n.high is not None and n.derive is None:
                 low, high = plausible_range(n.low, n.high, margin)
                 seen = ranges.get(n.column, (low, high))
                 ranges[n.column] = (min(low, seen[0]), max(high, seen[1]))

@@ -2,9 +2,9 @@
 
 A model's inputs are named ``<source>.<name>``:
 
-- ``event.amount_log``: a feature computed from the event (:mod:`stream_scorer.events.features`);
-- ``event.channel``: a field of the event itself (a category, or a number such as ``event.amount``);
-- ``card_velocity.txn_count_1h``: column ``txn_count_1h`` of the feature group ``card_velocity``.
+- ``event.<path>``: a field of the event itself, by its dotted path in the event schema (a number, or a
+  category); features computed from event fields are declared in the model's feature spec;
+- ``<group>.<feature>``: column ``<feature>`` of the configured feature group ``<group>``.
 
 :func:`plan_inputs` resolves these names once, when a model is loaded, so a model that reads an
 unknown input is refused before any event is read. :func:`gather` collects the columns of one batch,
@@ -25,8 +25,8 @@ import numpy.typing as npt
 from stream_scorer.batch import BoolArray, EventBatch
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import ModelArtifactError
-from stream_scorer.events.features import EVENT_FEATURES, event_features
-from stream_scorer.events.transaction import EVENT_FIELDS
+from stream_scorer.events.columns import as_input
+from stream_scorer.events.schema import FieldType
 from stream_scorer.features.freshness import Freshness
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.model.fitted_spec import FittedSpec
@@ -43,10 +43,9 @@ class GroupColumns:
 
 @dataclass(frozen=True, slots=True)
 class InputPlan:
-    """The input columns of the served models, resolved against the event and the configured groups."""
+    """The input columns of the served models, resolved against the event schema and the configured groups."""
 
-    event_features: tuple[str, ...]
-    event_fields: tuple[str, ...]
+    event_fields: tuple[str, ...]  # dotted paths in the event schema
     groups: tuple[GroupColumns, ...]
 
     @property
@@ -55,11 +54,12 @@ class InputPlan:
         return tuple(g.group for g in self.groups)
 
 
-def plan_inputs(columns: Iterable[tuple[str, str]], groups: Sequence[FeatureGroup]) -> InputPlan:
+def plan_inputs(
+    columns: Iterable[tuple[str, str]], groups: Sequence[FeatureGroup], event_fields: Mapping[str, FieldType]
+) -> InputPlan:
     """Resolve (input column, kind) pairs, kind ``numeric`` or ``string`` (a category); raise
     :class:`ModelArtifactError` naming every unknown input and every input read as a kind it cannot be."""
     by_name = {g.name: g for g in groups}
-    derived: list[str] = []
     fields: list[str] = []
     per_group: dict[str, tuple[list[str], list[int]]] = {}
     unknown: list[str] = []
@@ -67,15 +67,15 @@ def plan_inputs(columns: Iterable[tuple[str, str]], groups: Sequence[FeatureGrou
     seen: set[str] = set()
     for full_name, kind in columns:
         source, _, name = full_name.partition(".")
-        allowed = EVENT_FIELDS[name] if source == "event" and name in EVENT_FIELDS else {"numeric"}
-        if kind not in allowed:
-            wrong_kind.append(f"{full_name} as {'a category' if kind == 'string' else 'a number'}")
+        field = event_fields.get(name) if source == "event" else None
+        if kind == "numeric" and field is not None and not field.numeric:
+            wrong_kind.append(f"{full_name} ({field.avro}) as a number")
+        if kind == "string" and field is None and source != "event":
+            wrong_kind.append(f"{full_name} (a feature-group number) as a category")
         if full_name in seen:
             continue  # read by several models (maybe as different kinds): gathered once
         seen.add(full_name)
-        if source == "event" and name in EVENT_FEATURES:
-            derived.append(name)
-        elif source == "event" and name in EVENT_FIELDS:
+        if field is not None:
             fields.append(name)
         elif source in by_name and name in by_name[source].features:
             names, sources = per_group.setdefault(source, ([], []))
@@ -85,14 +85,13 @@ def plan_inputs(columns: Iterable[tuple[str, str]], groups: Sequence[FeatureGrou
             unknown.append(full_name)
     if unknown:
         raise ModelArtifactError(
-            f"the model reads features that are not configured: {unknown}. Event features are "
-            f"event.{{{','.join(EVENT_FEATURES)}}}, event fields event.{{{','.join(EVENT_FIELDS)}}}; "
-            f"groups are {sorted(by_name)}"
+            f"the model reads inputs that neither the event schema nor a feature group provides: {unknown}. "
+            f"Event fields are event.<path>, one of {sorted(event_fields)}; groups are {sorted(by_name)}. "
+            "(An artifact trained before event features were declared in its feature spec must be retrained.)"
         )
     if wrong_kind:
         raise ModelArtifactError(f"the model reads inputs as a kind they cannot be: {wrong_kind}")
     return InputPlan(
-        event_features=tuple(derived),
         event_fields=tuple(fields),
         groups=tuple(
             GroupColumns(by_name[name], tuple(names), np.array(sources, dtype=np.intp))
@@ -111,13 +110,7 @@ def gather(
 
     A group's features are NaN on rows where the group is not FRESH (the spec imputes them). Inputs are not mutated.
     """
-    columns: dict[str, Any] = {}
-    if plan.event_features:
-        computed = event_features(batch)
-        columns.update({f"event.{name}": computed[name] for name in plan.event_features})
-    for name in plan.event_fields:
-        value = getattr(batch, name)
-        columns[f"event.{name}"] = value.astype(np.float64) if name == "card_present" else value
+    columns: dict[str, Any] = {f"event.{path}": as_input(batch.fields[path]) for path in plan.event_fields}
     usable_by_group: dict[str, BoolArray] = {}
     for group_columns in plan.groups:
         name = group_columns.group.name

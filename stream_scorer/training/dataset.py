@@ -14,7 +14,7 @@ import csv
 import hashlib
 import importlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import ModelArtifactError, TrainingError
-from stream_scorer.events.transaction import canonical_event_column
+from stream_scorer.events.schema import FieldType
 from stream_scorer.training.featurespec import as_categories
 
 TableFormat = Literal["auto", "csv", "avro", "parquet"]
@@ -257,11 +257,44 @@ def _label_column(table: Table, column: str) -> npt.NDArray[Any]:
 
 
 def input_columns(table: Table, names: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
-    """The dataset columns a spec reads, with event fields read as the worker reads them (MCC, card_present)."""
+    """The dataset columns a spec reads."""
     missing = [n for n in names if n not in table.columns]
     if missing:
         raise TrainingError(f"dataset {table.source} lacks the columns {missing}; it has {sorted(table.columns)}")
+    return {n: table.columns[n] for n in names}
+
+
+def with_event_fields(table: Table, event_fields: Mapping[str, FieldType]) -> Table:
+    """The table with its ``event.<path>`` columns read as the worker reads those event fields (a boolean or
+    integer field written as text, "true" or "0742", becomes a number); raise :class:`TrainingError` when a
+    value cannot be one."""
     try:
-        return {n: canonical_event_column(n, table.columns[n]) for n in names}
+        columns = {
+            n: canonical_column(
+                n, values, event_fields.get(n.removeprefix("event.")) if n.startswith("event.") else None
+            )
+            for n, values in table.columns.items()
+        }
     except ModelArtifactError as exc:
         raise TrainingError(f"dataset {table.source}: {exc}") from exc
+    return Table(columns, table.rows, table.fingerprint, table.source)
+
+
+def canonical_column(name: str, values: npt.NDArray[Any], field: FieldType | None) -> npt.NDArray[Any]:
+    """A training column as the worker sees its event field: booleans as 0/1 and integers as numbers, also
+    when a file holds them as text. Other columns pass through unchanged.
+
+    >>> canonical_column("event.code", np.array(["0742", ""], dtype=object), FieldType("int", "int")).tolist()
+    [742.0, nan]
+    >>> canonical_column("event.flag", np.array(["true", "0"], dtype=object), FieldType("boolean", "boolean")).tolist()
+    [1.0, 0.0]
+    """
+    if field is None or values.dtype.kind not in "OUS" or field.kind not in ("boolean", "int", "timestamp"):
+        return values
+    flags = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0, "": np.nan}
+    try:
+        if field.kind == "boolean":
+            return np.array([flags[str(v).strip().lower()] for v in values], dtype=np.float64)
+        return np.array([float(int(v)) if str(v).strip() else np.nan for v in values], dtype=np.float64)
+    except (KeyError, ValueError) as exc:
+        raise ModelArtifactError(f"{name} holds a value its {field.avro} event field cannot: {exc}") from exc

@@ -1,21 +1,41 @@
 """A declarative feature spec, so that training and serving build exactly the same matrix.
 
-A spec file is TOML. The matrix holds numeric features first, then one-hot, then hashed, each in file order::
+A spec file is TOML. Inputs are event fields (``event.<path>``) and feature-group columns
+(``<group>.<feature>``). The matrix holds numeric features first (``numeric``, ``cyclic``, ``member``,
+``compare``, ``missing``), then one-hot, then hashed, each in file order::
 
     label = "label"              # optional; the CLI may override it
-    time_column = "event_time"   # optional: split by time when present
+    time_column = "event.ts"     # optional: split by time when present
     [[numeric]]
-    column = "event.amount_log"
+    column = "event.price"
+    name = "event.price_log"     # optional: the feature's name (default: the column)
+    clip_min = 0                 # optional clip_min / clip_max, then optional log1p
+    log1p = true
     impute = "mean"              # mean | median | zero | a number (default mean)
-    standardize = true           # default true
+    standardize = true           # default true (for every numeric-like section)
+    [[cyclic]]                   # two features, <name>_sin and <name>_cos
+    column = "event.ts"          # an epoch-millisecond time
+    period = "day"               # day (time of day) | week (day of week)
+    [[member]]                   # 1 when the category is listed
+    name = "event.risky_category"
+    column = "event.category"
+    values = [4829, 7995]        # strings, integers or booleans
+    [[compare]]                  # 1 when the two categories are equal (op = "equal") or differ (op = "differ")
+    name = "event.cross_border"
+    left = "event.country"
+    right = "event.card_country"
+    op = "differ"
+    [[missing]]                  # 1 where the column is missing (null, NaN or "")
+    column = "event.referrer"
     [[onehot]]
     column = "event.channel"
     categories = ["ECOM", "POS"] # optional: else the max_categories (default 20) most frequent training values
     [[hashed]]
-    column = "event.merchant_id"
+    column = "event.shop_id"
     buckets = 32
 
-:func:`load_spec` reads a file, :func:`fit_spec` fits it on the training columns; the resulting
+:func:`~stream_scorer.training.specfile.load_spec` reads a file,
+:func:`fit_spec` fits it on the training columns; the resulting
 :class:`FittedSpec`, its :func:`transform` and its manifest form live in :mod:`~stream_scorer.model.fitted_spec`
 (re-exported here) so that the worker need not import the TOML reader.
 """
@@ -23,10 +43,8 @@ A spec file is TOML. The matrix holds numeric features first, then one-hot, then
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -34,6 +52,7 @@ import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import TrainingError
+from stream_scorer.model.derive import Derivation, derived
 from stream_scorer.model.fitted_spec import (
     FittedHashed,
     FittedNumeric,
@@ -59,25 +78,26 @@ __all__ = [
     "default_spec",
     "fit_spec",
     "fitted_from_dict",
-    "load_spec",
     "transform",
 ]
 
 ImputeRule = Literal["mean", "median", "zero"] | float
 _RULES = ("mean", "median", "zero")
-_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("label", "time_column", "numeric", "onehot", "hashed"),
-    "numeric": ("column", "impute", "standardize"),
-    "onehot": ("column", "categories", "max_categories"),
-    "hashed": ("column", "buckets"),
-}
 
 
 @dataclass(frozen=True, slots=True)
 class NumericFeature:
+    """A numeric matrix column: ``column`` read as it is, or computed from inputs by ``derive``."""
+
     column: str
     impute: ImputeRule = "mean"
     standardize: bool = True
+    derive: Derivation | None = None
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input columns it reads."""
+        return (self.column,) if self.derive is None else self.derive.inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +115,7 @@ class HashedFeature:
 
 @dataclass(frozen=True, slots=True)
 class FeatureSpec:
-    """Declared features; :func:`load_spec` or :func:`default_spec` builds one, :func:`fit_spec` fits it."""
+    """Declared features; ``specfile.load_spec`` or :func:`default_spec` builds one, :func:`fit_spec` fits it."""
 
     numeric: tuple[NumericFeature, ...] = ()
     onehot: tuple[OneHotFeature, ...] = ()
@@ -105,15 +125,16 @@ class FeatureSpec:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The source columns the spec reads, in matrix order."""
-        return tuple(f.column for f in self.numeric) + tuple(f.column for f in self.onehot + self.hashed)
+        """The input columns the spec reads, in matrix order."""
+        inputs = [c for f in self.numeric for c in f.inputs] + [f.column for f in self.onehot + self.hashed]
+        return tuple(dict.fromkeys(inputs))
 
     def __post_init__(self) -> None:
-        columns = self.columns
-        if not columns:
+        declared = [f.column for f in self.numeric + self.onehot + self.hashed]
+        if not declared:
             raise TrainingError("the feature spec declares no feature")
-        if dupes := sorted({c for c in columns if columns.count(c) > 1}):
-            raise TrainingError(f"the feature spec declares columns more than once: {dupes}")
+        if dupes := sorted({c for c in declared if declared.count(c) > 1}):
+            raise TrainingError(f"the feature spec declares features more than once: {dupes}")
         for n in self.numeric:
             number = isinstance(n.impute, int | float) and not isinstance(n.impute, bool)
             if not (n.impute in _RULES or (number and math.isfinite(float(n.impute)))):
@@ -132,81 +153,11 @@ class FeatureSpec:
                 raise TrainingError(f"{h.column}: buckets must be an integer >= 1, not {h.buckets!r}")
 
 
-def load_spec(path: Path) -> FeatureSpec:
-    """Read a TOML spec file; raise :class:`TrainingError` naming the unknown key or bad value."""
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise TrainingError(f"feature spec {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainingError(f"feature spec {path} cannot be read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise TrainingError(f"feature spec {path} is not valid TOML: {exc}") from exc
-    try:
-        return _spec_from_doc(doc)
-    except TrainingError as exc:
-        raise TrainingError(f"feature spec {path}: {exc}") from exc
-
-
-def _spec_from_doc(doc: dict[str, Any]) -> FeatureSpec:
-    _known_keys(doc, "")
-    sections: dict[str, list[dict[str, Any]]] = {}
-    for section in ("numeric", "onehot", "hashed"):
-        tables = doc.get(section, [])
-        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-            raise TrainingError(f"{section} must be an array of tables: write [[{section}]]")
-        for i, table in enumerate(tables):
-            _known_keys(table, section)
-            if not isinstance(table.get("column"), str) or not table["column"]:
-                raise TrainingError(f"[[{section}]] number {i + 1} needs a column name (a string)")
-        sections[section] = tables
-    for key in ("label", "time_column"):
-        if key in doc and not isinstance(doc[key], str):
-            raise TrainingError(f"{key} must be a string, not {doc[key]!r}")
-    for t in sections["numeric"]:
-        if not isinstance(t.get("standardize", True), bool):
-            raise TrainingError(f"{t['column']}: standardize must be true or false")
-    for t in sections["onehot"]:
-        if "categories" in t and "max_categories" in t:
-            raise TrainingError(f"{t['column']}: give either categories or max_categories, not both")
-        cats = t.get("categories")
-        if cats is not None and (not isinstance(cats, list) or not all(isinstance(c, str) for c in cats)):
-            raise TrainingError(f"{t['column']}: categories must be a list of strings")
-    return FeatureSpec(
-        numeric=tuple(
-            NumericFeature(t["column"], t.get("impute", "mean"), t.get("standardize", True))
-            for t in sections["numeric"]
-        ),
-        onehot=tuple(
-            OneHotFeature(
-                t["column"], None if "categories" not in t else tuple(t["categories"]), t.get("max_categories", 20)
-            )
-            for t in sections["onehot"]
-        ),
-        hashed=tuple(HashedFeature(t["column"], _buckets(t)) for t in sections["hashed"]),
-        label=doc.get("label"),
-        time_column=doc.get("time_column"),
-    )
-
-
-def _buckets(table: dict[str, Any]) -> int:
-    if "buckets" not in table:
-        raise TrainingError(f"{table['column']}: a hashed column needs buckets (an integer >= 1)")
-    buckets: int = table["buckets"]
-    return buckets
-
-
-def _known_keys(table: Mapping[str, Any], section: str) -> None:
-    if unknown := sorted(set(table) - set(_KEYS[section])):
-        where = f"[[{section}]] {table.get('column', '?')}" if section else "the top level"
-        raise TrainingError(f"unknown keys {unknown} in {where}; allowed: {list(_KEYS[section])}")
-
-
 def default_spec(numeric_columns: Iterable[str]) -> FeatureSpec:
     """Every column numeric, imputed by its mean and standardized: today's numeric-only CSV behaviour.
 
-    >>> default_spec(["event.amount_log"]).numeric
-    (NumericFeature(column='event.amount_log', impute='mean', standardize=True),)
+    >>> default_spec(["group.count"]).numeric
+    (NumericFeature(column='group.count', impute='mean', standardize=True, derive=None),)
     """
     return FeatureSpec(numeric=tuple(NumericFeature(c) for c in numeric_columns))
 
@@ -224,7 +175,10 @@ def fit_spec(spec: FeatureSpec, columns: Mapping[str, npt.NDArray[Any]]) -> Fitt
     missing = [c for c in spec.columns if c not in columns]
     if missing:
         raise TrainingError(f"the data lacks the feature spec's columns {missing}; it has {sorted(columns)}")
-    numeric = tuple(_fit_numeric(n, np.asarray(columns[n.column])) for n in spec.numeric)
+    numeric = tuple(
+        _fit_numeric(n, np.asarray(columns[n.column]) if n.derive is None else derived(n.derive, columns))
+        for n in spec.numeric
+    )
     onehot = tuple(_fit_onehot(o, _fit_categories(o.column, columns[o.column])) for o in spec.onehot)
     for h in spec.hashed:
         _fit_categories(h.column, columns[h.column])
@@ -244,10 +198,10 @@ def _fit_numeric(feature: NumericFeature, values: npt.NDArray[Any]) -> FittedNum
     low, high = (float(present.min()), float(present.max())) if len(present) else (None, None)
     x = np.where(np.isnan(x), fill, x)
     if not feature.standardize:
-        return FittedNumeric(feature.column, fill, 0.0, 1.0, low, high)
+        return FittedNumeric(feature.column, fill, 0.0, 1.0, low, high, feature.derive)
     scale = float(x.std()) if len(x) else 0.0
     mean = float(x.mean()) if len(x) else 0.0
-    return FittedNumeric(feature.column, fill, mean, scale if scale > 0 else 1.0, low, high)
+    return FittedNumeric(feature.column, fill, mean, scale if scale > 0 else 1.0, low, high, feature.derive)
 
 
 def _impute_value(rule: ImputeRule, present: Float64Array) -> float:

@@ -5,6 +5,7 @@
 
 from stream_scorer.wiring.clients import (
     ensure_configured_topics,
+    event_contract,
     feature_store,
     model_loader,
     multinomial_loader,
@@ -21,6 +22,7 @@ __all__ = [
     "build_label_runtime",
     "build_runtime",
     "ensure_configured_topics",
+    "event_contract",
     "feature_store",
     "model_loader",
     "multinomial_loader",

@@ -15,6 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 from stream_scorer.codec import Schemas, load_schemas
 from stream_scorer.config import RedisSettings, Settings, resolve_secret
 from stream_scorer.errors import ConfigError, KafkaError, ModelArtifactError
+from stream_scorer.events.contract import EventContract, build_contract
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.kafka.admin import ensure_topics, max_message_bytes
 from stream_scorer.kafka.consumer import BatchConsumer
@@ -64,8 +65,28 @@ def pending_store(settings: Settings, client: redis.Redis) -> RedisPendingStore:
 
 
 def schemas(settings: Settings) -> Schemas:
-    """The parsed schemas (and Confluent writer schemas by id)."""
-    return load_schemas(settings.schemas_dir, settings.kafka.schema_ids)
+    """The parsed schemas: events (and their Confluent writer schemas by id), predictions, labels."""
+    return load_schemas(settings.schemas_dir, settings.events.schema, settings.kafka.schema_ids, settings.labels.schema)
+
+
+def event_contract(settings: Settings, parsed: Schemas) -> EventContract:
+    """The configured event contract, checked against the event schema."""
+    events = settings.events
+    if events.schema is None:
+        raise ConfigError(
+            "no event schema is configured: set [events] schema (and its id, time and entity fields) in a "
+            "settings file, see docs/bring-your-own-events.md; the fraud example runs with "
+            "--config examples/fraud/settings.toml"
+        )
+    return build_contract(
+        parsed.events_json,
+        id_field=events.id_field,
+        time_field=events.time_field,
+        entities=events.entities,
+        rules=events.rules,
+        passthrough=events.passthrough,
+        sensitive=settings.validation.sensitive_fields,
+    )
 
 
 def ensure_configured_topics(settings: Settings) -> list[str]:

@@ -9,9 +9,11 @@ import redis
 from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.config import Settings, window_seconds
+from stream_scorer.errors import ConfigError
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
+from stream_scorer.labels.decode import LabelFields
 from stream_scorer.labels.join import LabelJoiner
 from stream_scorer.labels.quality import RollingQuality, WindowSpec
 from stream_scorer.monitoring.label_metrics import LabelMetrics
@@ -111,6 +113,7 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
         source=consumer,
         delivery=AtLeastOnce(producer, consumer, settings.batch.flush_timeout_seconds),
         schema=schemas(settings).label,
+        label_fields=label_fields(settings),
         joiner=joiner,
         quality=quality,
         metrics=metrics,
@@ -124,3 +127,17 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
     runtime = LabelRuntime(flow, consumer, producer, connection, quality, None)
     runtime.metrics_server = serve_metrics(settings, registry, runtime.ready, runtime.close, "label flow metrics")
     return runtime
+
+
+def label_fields(settings: Settings) -> LabelFields:
+    """The configured names of the label record's fields, checked against its schema."""
+    labels = settings.labels
+    names = LabelFields(labels.id_field, labels.label_field, labels.time_field)
+    schema = schemas(settings).label
+    present = {f["name"] for f in schema["fields"]}
+    if missing := [n for n in (names.event_id, names.label, names.label_time) if n not in present]:
+        raise ConfigError(
+            f"labels: the label schema {schema.get('name')} has no field(s) {missing}; its fields are "
+            f"{sorted(present)}: set labels.id_field, labels.label_field and labels.time_field"
+        )
+    return names

@@ -30,6 +30,7 @@ from stream_scorer.pipeline.emit import PredictionEncoder
 from stream_scorer.wiring.clients import (
     dead_letter_limit,
     ensure_configured_topics,
+    event_contract,
     feature_store,
     kafka_clients,
     lag_statistics,
@@ -97,6 +98,7 @@ def drift_monitor(settings: Settings, model: LogisticModel) -> DriftMonitor | No
 def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
     """Validate everything once (schemas, model checksum, model features vs. feature groups), then connect."""
     parsed = schemas(settings)
+    decoder = event_decoder(settings, parsed)
     load = model_loader(settings)
     path, models, version = served_model_path(settings)
     model = load(path)
@@ -112,7 +114,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         on_state=metrics.feature_store_circuit.set,
         on_error=metrics.feature_store_errors.inc,
     )
-    serve = functools.partial(model_serving, settings, parsed, lookup, challengers)
+    serve = functools.partial(model_serving, settings, parsed, decoder, lookup, challengers)
     serving = serve(model)
     log.info(
         "model %s %s (sha256 %s) reads %d features; %d challenger(s) in shadow",
@@ -136,7 +138,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     worker = Worker(
         source=consumer,
         delivery=delivery,
-        decoder=event_decoder(settings, parsed),
+        decoder=decoder,
         serving=serving,
         models=reloader,
         pending_predictions=pending_store(settings, connection) if settings.labels.enabled else None,
@@ -162,23 +164,28 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
 def model_serving(
     settings: Settings,
     parsed: Schemas,
+    decoder: EventDecoder,
     lookup: FeatureLookup,
     challengers: Sequence[LogisticModel],
     champion: LogisticModel,
 ) -> ModelServing:
-    """What scores and encodes batches for ``champion`` (and the challengers that are not it) in shadow."""
+    """What scores and encodes batches for ``champion`` (and the challengers that are not it) in shadow;
+    the decoder is told which event fields they read."""
     shadow = [c for c in challengers if c.checksum != champion.checksum]  # a promoted challenger is champion
+    scorer = Scorer(
+        champion,
+        settings.feature_groups,
+        lookup,
+        settings.reason_codes,
+        shadow,
+        event_fields=decoder.contract.fields,
+        max_future_ms=int(settings.validation.feature_max_future_seconds * 1000),
+        range_margin=settings.validation.feature_range_margin,
+    )
+    decoder.read_also(scorer.plan.event_fields)
     return ModelServing(
-        scorer=Scorer(
-            champion,
-            settings.feature_groups,
-            lookup,
-            settings.reason_codes,
-            shadow,
-            max_future_ms=int(settings.validation.feature_max_future_seconds * 1000),
-            range_margin=settings.validation.feature_range_margin,
-        ),
-        encoder=PredictionEncoder(parsed.prediction, champion, shadow),
+        scorer=scorer,
+        encoder=PredictionEncoder(parsed.prediction, champion, shadow, settings.events.passthrough),
         drift=drift_monitor(settings, champion),
         join_header=models_header([(m.name, m.version) for m in (champion, *shadow)]),
     )
@@ -217,14 +224,15 @@ def kafka_side(
 
 
 def event_decoder(settings: Settings, parsed: Schemas) -> EventDecoder:
-    """The decoder in the configured framing, with the validation settings."""
+    """The decoder of the configured events and framing, with the validation settings."""
     validation = settings.validation
     return EventDecoder(
+        event_contract(settings, parsed),
         parsed,
         settings.kafka.input_format,
         max_message_bytes=validation.max_message_bytes,
         max_future_ms=int(validation.max_future_seconds * 1000),
-        sensitive_fields=validation.sensitive_fields,
+        max_past_ms=int(validation.max_past_seconds * 1000),
     )
 
 

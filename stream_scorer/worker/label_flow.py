@@ -20,7 +20,8 @@ import numpy as np
 
 from stream_scorer.errors import DeliveryError, LabelStoreError
 from stream_scorer.kafka.delivery import Delivery
-from stream_scorer.labels.join import JoinOutcome, LabelJoiner, decode_labels
+from stream_scorer.labels.decode import LABEL_FIELDS, LabelFields, decode_labels
+from stream_scorer.labels.join import JoinOutcome, LabelJoiner
 from stream_scorer.monitoring.label_metrics import LabelMetrics
 from stream_scorer.worker import MessageSource
 from stream_scorer.worker.deadletter import DEFAULT_MAX_RECORD_BYTES, dead_letters
@@ -45,6 +46,7 @@ class LabelFlow:
         source: MessageSource,
         delivery: Delivery,
         schema: Any,
+        label_fields: LabelFields = LABEL_FIELDS,
         joiner: LabelJoiner,
         quality: QualitySink,
         metrics: LabelMetrics,
@@ -60,6 +62,7 @@ class LabelFlow:
         self.retrying: str | None = None  # why the last batch is being retried; None when all is well
         self._delivery = delivery
         self._schema = schema
+        self._label_fields = label_fields
         self._joiner = joiner
         self._quality = quality
         self._metrics = metrics
@@ -108,7 +111,7 @@ class LabelFlow:
         if not messages:
             return 0
         self._metrics.consumed.inc(len(messages))
-        labels, invalid = decode_labels(self._schema, messages)  # decode
+        labels, invalid = decode_labels(self._schema, messages, self._label_fields)  # decode
         self._delivery.begin()
         outcome = self._joiner.join(labels)  # join
         if invalid:

@@ -21,6 +21,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
+from examples.fraud.world import World, make_world
 from stream_scorer.codec import Schemas, decode, load_schemas
 from stream_scorer.config import BatchSettings, KafkaSettings, MetricsSettings, RedisSettings, Settings
 from stream_scorer.features.store import RedisFeatureStore
@@ -29,7 +30,6 @@ from stream_scorer.training import train
 from stream_scorer.training.dataset import read_table
 from stream_scorer.wiring import Runtime, build_runtime
 from tools.synth import io as synth_io
-from tools.synth.world import World, make_world
 
 REPO = Path(__file__).resolve().parents[2]
 

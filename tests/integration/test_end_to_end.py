@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from stream_scorer.codec import confluent_frame, encode
 from stream_scorer.events.features import HIGH_RISK_MCC
+
+from examples.fraud.world import World, sample_events
+from stream_scorer.codec import confluent_frame, encode
 from stream_scorer.features.freshness import FRESH, STATUS_NAMES
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact
@@ -27,7 +28,6 @@ from tests.integration.conftest import (
     read_raw,
 )
 from tools.synth import io as synth_io
-from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_every_event_is_scored_once_and_matches_offline_scoring(
     records, sampled = sample_events(
         world, n, start_ms=int(time.time() * 1000), rng=np.random.default_rng(4), spacing_ms=1.0
     )
-    produce(stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records])
+    produce(stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.events, r)) for r in records])
 
     worker = RunningWorker(settings)
     try:
@@ -161,13 +161,13 @@ def test_confluent_framing_with_bad_messages_in_between(
     items: list[tuple[bytes | None, bytes]] = []
     bad = {
         "bad_magic_byte": b"\x01\x00\x00\x00\x01garbage",
-        "unknown_schema_id": confluent_frame(77, encode(schemas.transaction, records[0])),
+        "unknown_schema_id": confluent_frame(77, encode(schemas.events, records[0])),
         "malformed_avro": confluent_frame(1, b"\x02\x03"),
-        "invalid_amount": confluent_frame(1, encode(schemas.transaction, {**records[1], "amount": float("nan")})),
-        "missing_entity_id": confluent_frame(1, encode(schemas.transaction, {**records[2], "device_id": ""})),
+        "invalid_amount": confluent_frame(1, encode(schemas.events, {**records[1], "amount": float("nan")})),
+        "missing_entity_id": confluent_frame(1, encode(schemas.events, {**records[2], "device_id": ""})),
     }
     for i, record in enumerate(records):
-        items.append((record["card_id"].encode(), confluent_frame(1, encode(schemas.transaction, record))))
+        items.append((record["card_id"].encode(), confluent_frame(1, encode(schemas.events, record))))
         if i % 80 == 0:
             items.extend((b"bad", value) for value in bad.values())
     produce(stack.bootstrap, topics.input, items)

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import redis
 
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import World, sample_events
 from stream_scorer.codec import encode
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.store import RedisFeatureStore
 from tests.integration.conftest import Stack, Topics, committed_and_end, produce, read_all, read_to_end
 from tests.integration.test_process import start_worker, stop
 from tools.synth import io as synth_io
-from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def test_sigkilled_workers_lose_nothing(
 ) -> None:
     synth_io.seed_features(world, store, DEFAULT_FEATURE_GROUPS, now_ms=int(time.time() * 1000))
     records, _ = sample_events(world, 6000, start_ms=int(time.time() * 1000), rng=np.random.default_rng(12))
-    produce(stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records])
+    produce(stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.events, r)) for r in records])
     group, log = f"it-kill-{delivery}", tmp_path / "worker.log"
     env = {"STREAM_SCORER_KAFKA__DELIVERY": delivery, "STREAM_SCORER_BATCH__MAX_EVENTS": "50"}
 
@@ -152,7 +152,7 @@ def test_a_redis_outage_degrades_predictions_and_recovers(
             produce(
                 stack.bootstrap,
                 topics.input,
-                [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records],
+                [(r["card_id"].encode(), encode(schemas.events, r)) for r in records],
             )
             return [r["event_id"] for r in records]
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import redis
 
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from stream_scorer.config import FeatureGroup
 from stream_scorer.features.store import RedisFeatureStore
 from tests.integration.conftest import Stack
 

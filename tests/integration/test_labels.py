@@ -15,6 +15,7 @@ import pytest
 import redis
 from sklearn.metrics import brier_score_loss, precision_score, recall_score
 
+from examples.fraud.world import World
 from stream_scorer.config import DriftSettings, LabelSettings, Settings
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.labels.join import Label, LabelJoiner
@@ -31,7 +32,6 @@ from tests.integration.conftest import (
     wait_for,
 )
 from tools.synth import io as synth_io
-from tools.synth.world import World
 
 pytestmark = pytest.mark.integration
 

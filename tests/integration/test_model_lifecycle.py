@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from examples.fraud.world import World, sample_events
 from stream_scorer.codec import encode
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact
@@ -22,7 +23,6 @@ from stream_scorer.training.dataset import read_table
 from tests.integration.conftest import RunningWorker, Stack, Topics, make_settings, produce, read_all
 from tests.integration.test_end_to_end import reference_event_features
 from tools.synth import io as synth_io
-from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def test_promote_while_events_flow_switches_at_a_batch_boundary(
     records, sampled = sample_events(
         world, n, start_ms=int(time.time() * 1000), rng=np.random.default_rng(31), spacing_ms=1.0
     )
-    values = [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
+    values = [(r["card_id"].encode(), encode(schemas.events, r)) for r in records]
 
     worker = RunningWorker(settings)
     produced = threading.Event()

@@ -18,6 +18,7 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
+from examples.fraud.world import World, sample_events
 from stream_scorer.codec import encode
 from stream_scorer.config import BatchSettings
 from stream_scorer.errors import ConfigError
@@ -34,7 +35,6 @@ from tests.integration.conftest import (
     wait_for,
 )
 from tools.synth import io as synth_io
-from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_a_message_of_any_size_up_to_the_broker_limit_yields_one_dead_letter(
     }
     items: list[tuple[bytes | None, bytes | None]] = []
     for i, record in enumerate(records):
-        items.append((record["card_id"].encode(), encode(schemas.transaction, record)))
+        items.append((record["card_id"].encode(), encode(schemas.events, record)))
         if i % 60 == 0:
             items.extend((name.encode(), value) for name, value in poison.items())
     produce_large(stack.bootstrap, topics.input, items)
@@ -139,8 +139,8 @@ def test_a_dead_letter_the_broker_refuses_is_retried_with_readiness_false_until_
     try:
         set_dead_letter_limit(2000)  # now the broker refuses the dead letter below: the worker must not skip it
         bad = b"\x02x" + np.random.default_rng(7).bytes(5000)  # malformed, incompressible: over the topic limit
-        items = [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records[:50]]
-        items += [(b"bad", bad)] + [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records[50:]]
+        items = [(r["card_id"].encode(), encode(schemas.events, r)) for r in records[:50]]
+        items += [(b"bad", bad)] + [(r["card_id"].encode(), encode(schemas.events, r)) for r in records[50:]]
         produce_large(stack.bootstrap, topics.input, items)
 
         failures = ("stream_scorer_delivery_failures_total", {"output": "dead_letters"})
@@ -177,9 +177,7 @@ def test_absurd_and_future_feature_records_are_served_as_missing_and_counted(
     client.close()
     records, _ = sample_events(world, 30, start_ms=now, rng=np.random.default_rng(9))
     records = [{**r, "card_id": (absurd, future, fine)[i % 3], "event_id": f"odd-{i}"} for i, r in enumerate(records)]
-    produce_large(
-        stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
-    )
+    produce_large(stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.events, r)) for r in records])
 
     worker = RunningWorker(settings)
     try:
@@ -214,7 +212,7 @@ def test_many_dead_letters_fit_a_small_dead_letter_topic_and_a_tiny_one_is_refus
     records, _ = sample_events(world, 40, start_ms=int(time.time() * 1000), rng=np.random.default_rng(10))
     rng = np.random.default_rng(11)
     bad = [b"\x02x" + rng.bytes(6000) for _ in range(12)] + [rng.bytes(60_000)]  # incompressible
-    items = [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
+    items = [(r["card_id"].encode(), encode(schemas.events, r)) for r in records]
     items += [(f"bad-{i}".encode(), value) for i, value in enumerate(bad)]
     produce_large(stack.bootstrap, topics.input, items)  # one batch: 13 dead letters for one partition
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import World, sample_events
 from stream_scorer.codec import encode
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.store import RedisFeatureStore
 from tests.integration.conftest import Stack, Topics, committed_and_end, produce, read_all, read_to_end
 from tools.synth import io as synth_io
-from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def test_sigterm_commits_and_a_restart_resumes_without_loss(
 ) -> None:
     synth_io.seed_features(world, store, DEFAULT_FEATURE_GROUPS, now_ms=int(time.time() * 1000))
     records, _ = sample_events(world, 4000, start_ms=int(time.time() * 1000), rng=np.random.default_rng(2))
-    produce(stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records])
+    produce(stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.events, r)) for r in records])
     group, log = "it-restart", tmp_path / "worker.log"
 
     first = start_worker(stack, topics, redis_prefix, model_path, group, log)

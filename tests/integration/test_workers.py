@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import World, sample_events
 from stream_scorer.codec import encode
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.store import RedisFeatureStore
 from tests.integration.conftest import Stack, Topics, committed_and_end, produce, read_all
 from tests.integration.test_process import worker_env
 from tools.synth import io as synth_io
-from tools.synth.world import World, sample_events
 
 pytestmark = pytest.mark.integration
 
@@ -105,9 +105,7 @@ def test_two_worker_processes_share_the_partitions(
             time.sleep(0.3)
         assert len(ready) == 2, log.read_text()[-3000:]
         records, _ = sample_events(world, 3000, start_ms=int(time.time() * 1000), rng=np.random.default_rng(3))
-        produce(
-            stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
-        )
+        produce(stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.events, r)) for r in records])
         predictions = read_all(stack.bootstrap, topics.output, schemas.prediction, expect=3000, timeout=60)
         time.sleep(1)
         per_process = [consumed(port), consumed(port + 1)]
@@ -148,9 +146,7 @@ def test_one_supervised_worker_is_restarted_when_it_dies(
         time.sleep(0.5)
         assert supervisor.poll() is None
         records, _ = sample_events(world, 1000, start_ms=int(time.time() * 1000), rng=np.random.default_rng(8))
-        produce(
-            stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.transaction, r)) for r in records]
-        )
+        produce(stack.bootstrap, topics.input, [(r["card_id"].encode(), encode(schemas.events, r)) for r in records])
         predictions = read_all(stack.bootstrap, topics.output, schemas.prediction, expect=1000, timeout=90)
         restarted = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
     finally:

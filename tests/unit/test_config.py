@@ -6,16 +6,28 @@ from pathlib import Path
 
 import pytest
 
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup, load_settings
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from stream_scorer.config import FeatureGroup, load_settings
 from stream_scorer.errors import ConfigError
+from stream_scorer.events.contract import Entity, FieldRule
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_without_file_or_environment() -> None:
     settings = load_settings(None, {})
     assert settings.kafka.bootstrap_servers == "127.0.0.1:19092"
     assert settings.redis.url == "redis://127.0.0.1:16379/0"
-    assert settings.feature_groups == DEFAULT_FEATURE_GROUPS
-    assert (settings.schemas_dir / "transaction.avsc").exists()
+    assert settings.feature_groups == () and settings.events.schema is None
+    assert (settings.schemas_dir / "prediction.avsc").exists()
+
+
+def test_the_settings_file_can_come_from_stream_scorer_config() -> None:
+    fraud = REPO / "examples" / "fraud" / "settings.toml"
+    settings = load_settings(None, {"STREAM_SCORER_CONFIG": str(fraud), "STREAM_SCORER_BATCH__MAX_EVENTS": "7"})
+    assert settings.feature_groups == DEFAULT_FEATURE_GROUPS and settings.batch.max_events == 7
+    assert settings.events.schema == fraud.parent / "transaction.avsc"  # relative to the file, not the cwd
+    assert dict(settings.kafka.schema_ids) == {"1": str(fraud.parent / "transaction.avsc")}
 
 
 def test_file_then_environment_overrides(tmp_path: Path) -> None:
@@ -32,6 +44,14 @@ schema_ids = { "5" = "transaction.avsc" }
 "sasl.password" = "hunter2"
 [batch]
 max_events = 64
+[events]
+schema = "schemas/event.avsc"
+[[events.entities]]
+name = "card"
+key = "payment.card"
+[[events.rules]]
+field = "payment.amount"
+minimum = 0
 [[feature_groups]]
 name = "velocity"
 entity = "card"
@@ -47,7 +67,10 @@ max_age_seconds = 30
     }
     settings = load_settings(path, env)
     assert settings.kafka.input_topic == "tx" and settings.kafka.input_format == "confluent"
-    assert dict(settings.kafka.schema_ids) == {"5": "transaction.avsc"}
+    assert dict(settings.kafka.schema_ids) == {"5": str(tmp_path / "transaction.avsc")}
+    assert settings.events.schema == tmp_path / "schemas" / "event.avsc"
+    assert settings.events.entities == (Entity(name="card", key="payment.card"),)
+    assert settings.events.rules == (FieldRule(field="payment.amount", minimum=0.0),)
     assert settings.batch.max_events == 128 and settings.metrics.port == 9999
     assert settings.kafka.create_topics is False
     assert settings.model_path == Path("models/x")
@@ -87,7 +110,7 @@ def test_bad_files(tmp_path: Path) -> None:
     (tmp_path / "groups.toml").write_text(
         '[[feature_groups]]\nname = "g"\nentity = "planet"\nfeatures = ["a"]\nmax_age_seconds = 1\n'
     )
-    with pytest.raises(ConfigError, match="entity must be one of"):
+    with pytest.raises(ConfigError, match=r"entity 'planet', which \[\[events.entities\]\] does not declare"):
         load_settings(tmp_path / "groups.toml", {})
 
 

@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
 from stream_scorer.codec import InvalidMessage
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
+from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import FeatureStoreError, InvalidEventError, InvalidInputRateError
 from stream_scorer.features.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreakerLookup
 from stream_scorer.features.layout import GroupValues, pack, unpack_many

@@ -8,18 +8,17 @@ fuzz for longer (CI runs the default).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stream_scorer.codec import INVALID_REASONS, EventDecoder, confluent_frame, encode, load_schemas
+from stream_scorer.codec import INVALID_REASONS, confluent_frame, encode
 from stream_scorer.codec.columns import string
 from stream_scorer.errors import InvalidEventError
-from tests.support import FakeMessage, transaction
+from tests.support import FRAUD_SCHEMAS, FakeMessage, fraud_decoder, transaction
 from tools.chaos.mutants import long, mutants, transaction_fields
 
-SCHEMAS = load_schemas(Path(__file__).resolve().parents[2] / "schemas", {"1": "transaction.avsc"})
+SCHEMAS = FRAUD_SCHEMAS
 NOW = 1_700_000_000_000
 CASES = int(os.environ.get("STREAM_SCORER_FUZZ_CASES", "4000"))
 CHANNELS, ENTRY_MODES = 5, 6  # symbol counts in schemas/transaction.avsc
@@ -27,13 +26,13 @@ CHANNELS, ENTRY_MODES = 5, 6  # symbol counts in schemas/transaction.avsc
 
 def body(**raw: bytes) -> bytes:
     """transaction(1)'s body with some fields' bytes replaced (by name)."""
-    names = [f["name"] for f in SCHEMAS.transaction["fields"]]
+    names = [f["name"] for f in SCHEMAS.events["fields"]]
     parts = transaction_fields(transaction(1))
     return b"".join(raw.get(name, part) for name, part in zip(names, parts, strict=True))
 
 
 def test_the_hand_built_body_is_the_canonical_encoding() -> None:
-    assert body() == encode(SCHEMAS.transaction, transaction(1))
+    assert body() == encode(SCHEMAS.events, transaction(1))
 
 
 @pytest.mark.parametrize(
@@ -55,20 +54,20 @@ def test_the_hand_built_body_is_the_canonical_encoding() -> None:
     ],
 )
 def test_lenient_encodings_are_malformed_avro(case: str, value: bytes) -> None:
-    decoder = EventDecoder(SCHEMAS, "avro")
+    decoder = fraud_decoder(input_format="avro")
     with pytest.raises(InvalidEventError) as caught:
         decoder.decode_one(value)
     assert caught.value.reason == "malformed_avro", case
     assert caught.value.detail.startswith(("MalformedAvro: ", "truncated", "UnicodeDecodeError: ")), caught.value.detail
-    framed = EventDecoder(SCHEMAS, "confluent").decode([FakeMessage(confluent_frame(1, value))], NOW)
+    framed = fraud_decoder(input_format="confluent").decode([FakeMessage(confluent_frame(1, value))], NOW)
     assert [i.error.reason for i in framed.invalid] == ["malformed_avro"] and framed.invalid[0].error.schema_id == 1
 
 
 @pytest.mark.parametrize("input_format", ["avro", "confluent"])
 def test_fuzz_every_input_decodes_to_itself_or_is_rejected_with_a_documented_reason(input_format: str) -> None:
     rng = np.random.default_rng(20261201)
-    good = [encode(SCHEMAS.transaction, transaction(i)) for i in range(20)]
-    decoder = EventDecoder(SCHEMAS, input_format, max_message_bytes=65536)
+    good = [encode(SCHEMAS.events, transaction(i)) for i in range(20)]
+    decoder = fraud_decoder(input_format=input_format, max_message_bytes=65536)
     outcomes = {"valid": 0, **dict.fromkeys(INVALID_REASONS, 0)}
     for value in mutants(rng, good, transaction_fields(transaction(2)), CASES):
         framed = value if value is None or input_format == "avro" else confluent_frame(1, value)
@@ -76,7 +75,7 @@ def test_fuzz_every_input_decodes_to_itself_or_is_rejected_with_a_documented_rea
         assert len(result.batch) + len(result.invalid) == 1  # exactly one outcome per message
         if len(result.batch):
             record = decoder.decode_one(framed)
-            assert encode(SCHEMAS.transaction, record) == value  # accepted means canonical
+            assert encode(SCHEMAS.events, record) == value  # accepted means canonical
             outcomes["valid"] += 1
         else:
             reason = result.invalid[0].error.reason

@@ -11,16 +11,17 @@ import fastavro
 import numpy as np
 import pytest
 
-from stream_scorer.codec import encode, load_schemas
+from stream_scorer.codec import encode
 from stream_scorer.errors import SchemaError
-from stream_scorer.events.transaction import to_batch
 from stream_scorer.features.freshness import Freshness
 from stream_scorer.pipeline import ScoredBatch
 from stream_scorer.pipeline.emit import PredictionEncoder
-from tests.support import prediction_records, small_model, transaction
+from tests.support import FRAUD_SCHEMAS, FakeMessage, prediction_records, records_batch, small_model, transaction
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
-SCHEMAS = load_schemas(SCHEMAS_DIR)
+SCHEMAS = FRAUD_SCHEMAS
+# One event field of each kind: double, enum, nullable string, boolean, timestamp, int, string.
+PASSTHROUGH = ("amount", "channel", "ip_address", "card_present", "event_time", "merchant_category_code", "country")
 
 
 def scored_batch(
@@ -29,7 +30,11 @@ def scored_batch(
     rng = np.random.default_rng(seed)
     ids = ["", "é-ünïcode-✓", "x" * 200] + [f"evt-{i}" for i in range(n - 3)]
     records = [transaction(i, event_id=ids[i], event_time=int(rng.integers(0, 2**41))) for i in range(n)]
-    batch = to_batch(records, None, int(rng.integers(0, 2**42)))
+    keys = [None if i % 3 == 0 else f"card-{i}".encode() * (i % 40) for i in range(n)]
+    origin = [FakeMessage(None, key_bytes=k, offset_value=i) for i, k in enumerate(keys)]
+    ips = [None if i % 2 else f"203.0.113.{i % 250}" for i in range(n)]
+    records = [{**r, "ip_address": ip} for r, ip in zip(records, ips, strict=True)]
+    batch = records_batch(records, int(rng.integers(0, 2**42)), origin)
     freshness = {}
     for g in groups:
         status = rng.integers(0, 4, n).astype(np.int8)
@@ -63,11 +68,14 @@ def test_bytes_equal_fastavro(groups: tuple[str, ...], n_challengers: int) -> No
         for j in range(n_challengers)
     ]
     scored = scored_batch(300, seed=len(groups), groups=groups, challengers=n_challengers)
-    ours = PredictionEncoder(SCHEMAS.prediction, model, challengers).encode(scored)
-    records = prediction_records(scored, model, challengers)
+    passthrough = PASSTHROUGH[: len(groups) * 2]
+    ours = PredictionEncoder(SCHEMAS.prediction, model, challengers, passthrough).encode(scored)
+    records = prediction_records(scored, model, challengers, passthrough)
     reference = [encode(SCHEMAS.prediction, r) for r in records]
     assert ours == reference
     assert all(len(r["shadow"]) == n_challengers for r in records)
+    assert {r["key"] is None for r in records} == {True, False}
+    assert all(list(r["passthrough"]) == list(passthrough) for r in records)
 
 
 def test_empty_batch() -> None:
@@ -88,7 +96,7 @@ def test_empty_batch() -> None:
 
 def test_a_changed_schema_is_refused_at_construction() -> None:
     raw = json.loads((SCHEMAS_DIR / "prediction.avsc").read_text())
-    for change in ("add_field", "reorder", "enum", "shadow"):
+    for change in ("add_field", "reorder", "enum", "shadow", "passthrough"):
         edited = copy.deepcopy(raw)
         if change == "add_field":
             edited["fields"].append({"name": "extra", "type": "int", "default": 0})
@@ -96,7 +104,9 @@ def test_a_changed_schema_is_refused_at_construction() -> None:
             edited["fields"][3], edited["fields"][4] = edited["fields"][4], edited["fields"][3]
         elif change == "enum":
             edited["fields"][7]["type"]["items"]["fields"][1]["type"]["symbols"].append("OTHER")
+        elif change == "passthrough":
+            edited["fields"][14]["type"]["values"] = ["null", "string"]
         else:
-            edited["fields"][-1]["type"]["items"]["fields"][2]["type"] = "float"
+            edited["fields"][12]["type"]["items"]["fields"][2]["type"] = "float"
         with pytest.raises(SchemaError, match="shape"):
             PredictionEncoder(fastavro.parse_schema(edited), small_model(("event.amount_log",)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis
 
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.freshness import FRESH, MISSING, STALE, assess
 from stream_scorer.features.layout import HEADER, pack, unpack_many
 from stream_scorer.features.store import RedisFeatureStore

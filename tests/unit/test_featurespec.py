@@ -25,9 +25,9 @@ from stream_scorer.training.featurespec import (
     default_spec,
     fit_spec,
     fitted_from_dict,
-    load_spec,
     transform,
 )
+from stream_scorer.training.specfile import load_spec
 
 SPEC = """
 label = "label"
@@ -97,7 +97,14 @@ def test_load_spec_reads_every_section(tmp_path: Path) -> None:
         ('[[onehot]]\ncolumn = "c"\ncategories = ["a", ""]', "empty string means missing"),
         ('[[onehot]]\ncolumn = "c"\ncategories = ["a"]\nmax_categories = 3', "either categories or max_categories"),
         ('[[onehot]]\ncolumn = "c"\nmax_categories = 0', "max_categories must be an integer >= 1"),
-        ("[[numeric]]\nimpute = 1", "needs a column name"),
+        ("[[numeric]]\nimpute = 1", "needs column"),
+        ('[[cyclic]]\ncolumn = "t"\nperiod = "year"', "period is day or week"),
+        ('[[member]]\ncolumn = "c"\nvalues = []', "non-empty values"),
+        ('[[member]]\ncolumn = "c"\nvalues = [[1]]', "values must be a list"),
+        ('[[compare]]\nname = "x"\nleft = "a"\nright = "b"\nop = "like"', "op must be equal or differ"),
+        ('[[compare]]\nleft = "a"\nright = "b"\nop = "equal"', "needs name"),
+        ('[[numeric]]\ncolumn = "x"\nclip_min = "0"', "clip_min and clip_max must be numbers"),
+        ('[[numeric]]\ncolumn = "x"\nclip_min = 2\nclip_max = 1', "clip bounds"),
         ('numeric = "a"', "must be an array of tables"),
         ('label = "y"', "declares no feature"),
         ("[[numeric]\n", "not valid TOML"),
@@ -245,7 +252,11 @@ def test_transform_refuses_missing_ragged_and_mistyped_columns() -> None:
 @pytest.mark.parametrize(
     "mangle",
     [
-        lambda d: d.update(format=2),
+        lambda d: d.update(format=3),
+        lambda d: d["numeric"][0].update(derive={"operation": "cube", "inputs": ["x"]}),
+        lambda d: d["numeric"][0].update(derive={"operation": "sin", "inputs": ["x"], "period": "year"}),
+        lambda d: d["numeric"][0].update(derive={"operation": "member", "inputs": ["x"]}),
+        lambda d: d["numeric"][0].update(derive={"operation": "differ", "inputs": ["x"]}),
         lambda d: d["numeric"][0].pop("scale"),
         lambda d: d["numeric"][0].update(scale=0.0),
         lambda d: d["numeric"][0].update(mean="1"),
@@ -266,3 +277,79 @@ def test_fitted_from_dict_refuses_mangled_manifests(mangle: object, tmp_path: Pa
 def test_fitted_spec_refuses_colliding_feature_names() -> None:
     with pytest.raises(ModelArtifactError, match="repeat"):
         FittedSpec(numeric=(FittedNumeric("c=a", 0.0, 0.0, 1.0),), onehot=(FittedOneHot("c", ("a",)),))
+
+
+DERIVED = """
+[[numeric]]
+name = "price_log"
+column = "price"
+clip_min = 0
+clip_max = 100
+log1p = true
+[[cyclic]]
+column = "ts"
+period = "week"
+[[member]]
+name = "risky"
+column = "code"
+values = [7995, "4829", true]
+[[compare]]
+name = "abroad"
+left = "country"
+right = "home"
+op = "differ"
+[[missing]]
+column = "referrer"
+"""
+
+
+def derived_columns() -> dict[str, Any]:
+    monday = 4 * 86_400_000  # 1970-01-05, a Monday
+    return {
+        "price": np.array([-5.0, 0.0, 9.0, 1e9, np.nan]),
+        "ts": np.array([monday, monday + 6 * 3_600_000, monday + 3.5 * 86_400_000, 0.0, np.nan]),
+        "code": np.array([7995.0, 4829.0, 1.0, 5411.0, np.nan]),
+        "country": np.array(["FR", "US", "", "DE", "US"], dtype=object),
+        "home": np.array(["US", "US", "", "DE", ""], dtype=object),
+        "referrer": np.array(["a", "", "b", "", "c"], dtype=object),
+    }
+
+
+def test_derived_features_compute_what_they_declare(tmp_path: Path) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text(DERIVED)
+    spec = load_spec(path)
+    assert spec.columns == ("price", "ts", "code", "country", "home", "referrer")
+    columns = derived_columns()
+    fitted = fit_spec(spec, columns)
+    assert fitted.feature_names == ("price_log", "ts.week_sin", "ts.week_cos", "risky", "abroad", "referrer.missing")
+    matrix = transform(fitted, columns)
+    price = np.log1p(np.clip([-5.0, 0.0, 9.0, 1e9], 0, 100))
+    np.testing.assert_allclose(matrix[:4, 0], price)
+    assert matrix[4, 0] == fitted.numeric[0].impute_value  # NaN stays missing, then imputed
+    np.testing.assert_allclose(
+        matrix[:4, 1], [0.0, np.sin(2 * np.pi / 28), np.sin(np.pi), np.sin(2 * np.pi * 3 / 7)], atol=1e-12
+    )
+    np.testing.assert_allclose(matrix[:3, 2], [1.0, np.cos(2 * np.pi / 28), -1.0], atol=1e-12)
+    assert matrix[:, 3].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]  # 1.0 is the category "1", as true is
+    assert matrix[:, 4].tolist() == [1.0, 0.0, 0.0, 0.0, 1.0]
+    assert matrix[:, 5].tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+
+
+def test_derived_features_survive_the_manifest_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text(DERIVED)
+    fitted = fit_spec(load_spec(path), derived_columns())
+    again = fitted_from_dict(orjson.loads(orjson.dumps(fitted.to_dict())))
+    assert again == fitted
+    np.testing.assert_array_equal(transform(again, derived_columns()), transform(fitted, derived_columns()))
+
+
+def test_format_1_manifests_still_read() -> None:
+    d = {
+        "format": 1,
+        "numeric": [{"column": "g.x", "impute_value": 0.0, "mean": 0.0, "scale": 1.0}],
+        "onehot": [],
+        "hashed": [],
+    }
+    assert fitted_from_dict(d).feature_names == ("g.x",)

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from examples.fraud import world as fraud_world
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import ModelArtifactError
-from stream_scorer.events.features import EVENT_FEATURES, event_features
-from stream_scorer.events.transaction import to_batch
 from stream_scorer.features.freshness import assess
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.model.calibration import sigmoid
+from stream_scorer.model.fitted_spec import transform
 from stream_scorer.model.score import ScoringWeights, score, score_one
 from stream_scorer.pipeline.vectorize import plan_inputs
-from tests.support import small_model, transaction, vectorize
+from tests.support import FRAUD_CONTRACT, records_batch, small_model, transaction, vectorize
+
+FIELDS = FRAUD_CONTRACT.fields
+FRAUD_SPEC = Path(__file__).resolve().parents[2] / "examples" / "fraud" / "features.toml"
 
 VELOCITY = FeatureGroup(name="velocity", entity="card", features=("a", "b", "c"), max_age_seconds=60)
 MERCHANT = FeatureGroup(name="merchant", entity="merchant", features=("x", "y"), max_age_seconds=60)
 # Deliberately not the configured order: the model's order wins.
-NAMES = ("velocity.c", "event.amount_log", "merchant.y", "velocity.a", "event.is_ecom", "merchant.x")
+NAMES = ("velocity.c", "event.amount", "merchant.y", "velocity.a", "event.card_present", "merchant.x")
 
 
 def group_values(values: np.ndarray, updated: np.ndarray, present: np.ndarray) -> GroupValues:
@@ -28,10 +33,8 @@ def group_values(values: np.ndarray, updated: np.ndarray, present: np.ndarray) -
 
 def fixture_inputs(n: int = 6):
     rng = np.random.default_rng(3)
-    batch = to_batch(
-        [transaction(i, amount=float(rng.uniform(1, 500)), channel=("ECOM" if i % 2 else "POS")) for i in range(n)],
-        None,
-        0,
+    batch = records_batch(
+        [transaction(i, amount=float(rng.uniform(1, 500)), card_present=bool(i % 2)) for i in range(n)]
     )
     now = 100_000
     velocity = group_values(rng.normal(size=(n, 3)), np.full(n, now - 1_000), np.ones(n, bool))
@@ -48,17 +51,18 @@ def fixture_inputs(n: int = 6):
 
 def test_plan_rejects_unknown_features_by_name() -> None:
     with pytest.raises(ModelArtifactError, match=r"velocity\.zzz.*event\.nope"):
-        plan_inputs([(n, "numeric") for n in ("velocity.a", "velocity.zzz", "event.nope")], [VELOCITY])
+        plan_inputs([(n, "numeric") for n in ("velocity.a", "velocity.zzz", "event.nope")], [VELOCITY], FIELDS)
 
 
 def test_vectorize_follows_model_order_and_imputes_stale_and_missing_groups() -> None:
     batch, groups, freshness = fixture_inputs()
     model = small_model(NAMES)
-    plan = plan_inputs([(n, "numeric") for n in NAMES], [VELOCITY, MERCHANT])
-    events = event_features(batch)
+    plan = plan_inputs([(n, "numeric") for n in NAMES], [VELOCITY, MERCHANT], FIELDS)
     matrix, imputed = vectorize(plan, model.serving_spec, batch, groups, freshness)
     v, m = groups["velocity"].values, groups["merchant"].values
-    assert matrix[0].tolist() == [v[0, 2], events["amount_log"][0], m[0, 1], v[0, 0], events["is_ecom"][0], m[0, 0]]
+    amount, present = batch.fields["amount"].values, batch.fields["card_present"].values
+    assert matrix[0].tolist() == [v[0, 2], amount[0], m[0, 1], v[0, 0], float(present[0]), m[0, 0]]
+    assert matrix[1, 4] == 1.0
     # Row 1 (stale velocity) and row 2 (missing velocity): velocity columns take the defaults.
     for row in (1, 2):
         assert matrix[row, [0, 3]].tolist() == model.defaults[[0, 3]].tolist()
@@ -70,7 +74,7 @@ def test_vectorize_follows_model_order_and_imputes_stale_and_missing_groups() ->
 def test_vectorize_and_score_do_not_mutate_inputs() -> None:
     batch, groups, freshness = fixture_inputs()
     model = small_model(NAMES)
-    plan = plan_inputs([(n, "numeric") for n in NAMES], [VELOCITY, MERCHANT])
+    plan = plan_inputs([(n, "numeric") for n in NAMES], [VELOCITY, MERCHANT], FIELDS)
     before = {k: g.values.copy() for k, g in groups.items()}
     defaults = model.defaults.copy()
     matrix, _ = vectorize(plan, model.serving_spec, batch, groups, freshness)
@@ -82,8 +86,8 @@ def test_vectorize_and_score_do_not_mutate_inputs() -> None:
 
 def test_batch_scores_equal_row_by_row_reference() -> None:
     rng = np.random.default_rng(5)
-    model = small_model(tuple(f"event.{f}" for f in EVENT_FEATURES), seed=9)
-    matrix = rng.normal(0, 3, size=(500, len(EVENT_FEATURES)))
+    model = small_model(tuple(f"event.f{i}" for i in range(9)), seed=9)
+    matrix = rng.normal(0, 3, size=(500, 9))
     batch = score(matrix, ScoringWeights.of(model))
     rows = np.array([score_one(row, model) for row in matrix])
     np.testing.assert_allclose(batch, rows, rtol=0, atol=1e-12)
@@ -104,7 +108,13 @@ def test_sigmoid_is_symmetric_and_monotone() -> None:
     assert np.all(np.diff(p) >= 0)
 
 
-def test_event_features_of_each_channel_and_flag() -> None:
+def test_the_fraud_spec_declares_exactly_the_fraud_worlds_event_features() -> None:
+    """features.toml, fitted and transformed by the package, computes the same values as the fraud world's own
+    ground-truth code, for every transform it declares (log1p with a clip, cyclic, member, compare)."""
+    from stream_scorer.pipeline.vectorize import gather
+    from stream_scorer.training.featurespec import fit_spec
+    from stream_scorer.training.specfile import load_spec
+
     rows = [
         transaction(
             0,
@@ -115,28 +125,36 @@ def test_event_features_of_each_channel_and_flag() -> None:
             card_country="US",
             merchant_category_code=6051,
             amount=0.0,
+            event_time=1_700_000_000_000 + 6 * 3_600_000,
         ),
         transaction(1, channel="ATM", card_present=True, entry_mode="MANUAL", merchant_category_code=5411),
+        transaction(2, channel="POS", amount=1e6, event_time=1_700_000_123_456),
     ]
-    f = event_features(to_batch(rows, None, 0))
-    assert f["is_ecom"].tolist() == [1.0, 0.0] and f["is_atm"].tolist() == [0.0, 1.0]
-    assert f["card_not_present"].tolist() == [1.0, 0.0] and f["manual_entry"].tolist() == [0.0, 1.0]
-    assert f["cross_border"].tolist() == [1.0, 0.0] and f["high_risk_mcc"].tolist() == [1.0, 0.0]
-    assert f["amount_log"][0] == 0.0
-    np.testing.assert_allclose(f["hour_sin"] ** 2 + f["hour_cos"] ** 2, 1.0)
+    spec = load_spec(FRAUD_SPEC)
+    event_inputs = [c for c in spec.columns if c.startswith("event.")]
+    plan = plan_inputs([(c, "string") for c in event_inputs], [], FIELDS)
+    columns, _ = gather(plan, records_batch(rows), {}, {})
+    groups = {c: np.ones(len(rows)) for c in spec.columns if not c.startswith("event.")}
+    fitted = fit_spec(spec, {**columns, **groups})
+    matrix = transform(fitted, {**columns, **groups})
+    truth = fraud_world.event_features(rows)
+    for name in fraud_world.EVENT_FEATURES:
+        j = fitted.feature_names.index(f"event.{name}")
+        np.testing.assert_allclose(matrix[:, j], truth[name], rtol=0, atol=1e-12, err_msg=name)
+    assert matrix[:, fitted.feature_names.index("event.is_ecom")].tolist() == [1.0, 0.0, 0.0]
 
 
 def test_plan_refuses_inputs_read_as_a_kind_they_cannot_be() -> None:
-    with pytest.raises(ModelArtifactError, match=r"event\.merchant_id as a number.*velocity\.a as a category"):
-        plan_inputs([("event.merchant_id", "numeric"), ("velocity.a", "string")], [VELOCITY])
-    plan = plan_inputs([("event.merchant_category_code", "string"), ("event.merchant_category_code", "numeric")], [])
+    with pytest.raises(ModelArtifactError, match=r"event\.merchant_id \(string\) as a number.*velocity\.a"):
+        plan_inputs([("event.merchant_id", "numeric"), ("velocity.a", "string")], [VELOCITY], FIELDS)
+    inputs = [("event.merchant_category_code", "string"), ("event.merchant_category_code", "numeric")]
+    plan = plan_inputs(inputs, [], FIELDS)
     assert plan.event_fields == ("merchant_category_code",)
 
 
 def test_event_categories_read_the_same_at_training_and_serving() -> None:
-    from stream_scorer.events.transaction import canonical_event_column
-    from stream_scorer.model.fitted_spec import transform
     from stream_scorer.pipeline.vectorize import gather
+    from stream_scorer.training.dataset import canonical_column
     from stream_scorer.training.featurespec import FeatureSpec, HashedFeature, OneHotFeature, fit_spec
 
     # A training file may hold the MCC as a zero-padded string and card_present as true/false.
@@ -144,21 +162,19 @@ def test_event_categories_read_the_same_at_training_and_serving() -> None:
         "event.merchant_category_code": np.array(["0742", "5411", "0742"], dtype=object),
         "event.card_present": np.array(["true", "false", "true"], dtype=object),
     }
-    canonical = {name: canonical_event_column(name, values) for name, values in training.items()}
+    canonical = {name: canonical_column(name, v, FIELDS[name.removeprefix("event.")]) for name, v in training.items()}
     spec = FeatureSpec(
         onehot=(OneHotFeature("event.merchant_category_code"),),
         hashed=(HashedFeature("event.card_present", 4),),
     )
     fitted = fit_spec(spec, canonical)
-    batch = to_batch(
+    batch = records_batch(
         [
             transaction(0, merchant_category_code=742, card_present=True),
             transaction(1, merchant_category_code=5411, card_present=False),
-        ],
-        None,
-        0,
+        ]
     )
-    plan = plan_inputs(fitted.input_columns.items(), [])
+    plan = plan_inputs(fitted.input_columns.items(), [], FIELDS)
     columns, _ = gather(plan, batch, {}, {})
     np.testing.assert_array_equal(transform(fitted, columns), transform(fitted, canonical)[:2])
     assert transform(fitted, columns)[:, : len(fitted.onehot[0].categories)].sum() == 2  # every MCC matched

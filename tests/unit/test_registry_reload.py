@@ -8,23 +8,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import FEATURE_NAMES
 from stream_scorer.codec import decode
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS
 from stream_scorer.errors import ModelArtifactError
-from stream_scorer.events.transaction import to_batch
 from stream_scorer.model import artifact
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.registry import Registry, is_registry
 from stream_scorer.model.reload import ModelReloader
 from stream_scorer.model.score import ScoringWeights, golden_vectors, score
 from stream_scorer.model.verify import load_verified
-from stream_scorer.pipeline import Scorer
 from stream_scorer.pipeline.emit import PredictionEncoder
 from stream_scorer.pipeline.vectorize import plan_inputs
 from stream_scorer.worker import ModelServing
-from tests.support import small_model, transaction, vectorize
+from tests.support import (
+    FRAUD_CONTRACT,
+    FRAUD_SETTINGS_FILE,
+    FRAUD_SPEC_FILE,
+    fraud_history,
+    fraud_scorer,
+    records_batch,
+    small_model,
+    transaction,
+    vectorize,
+)
 from tests.unit.test_worker import NOW, SCHEMAS, FakeLookup, FakeSink, FakeSource, make_worker, messages
-from tools.synth.world import FEATURE_NAMES
 
 
 def model_v(version: int, seed: int | None = None) -> LogisticModel:
@@ -141,12 +149,12 @@ def test_stacked_challengers_score_like_each_model_alone() -> None:
         dataclasses.replace(small_model(FEATURE_NAMES[:4], seed=2), name="c1"),
         dataclasses.replace(small_model(FEATURE_NAMES[2:], seed=3), name="c2", threshold=0.9),
     ]
-    scorer = Scorer(champion, DEFAULT_FEATURE_GROUPS, FakeLookup(), challengers=challengers)
-    batch = to_batch([transaction(i, card_id=f"card-{i % 6 + 1}") for i in range(50)], None, 0)
+    scorer = fraud_scorer(champion, DEFAULT_FEATURE_GROUPS, FakeLookup(), challengers=challengers)
+    batch = records_batch([transaction(i, card_id=f"card-{i % 6 + 1}") for i in range(50)], 0)
     scored = scorer.score(batch, 1_700_000_100_000)
 
     for j, model in enumerate([champion, *challengers]):
-        plan = plan_inputs(model.serving_spec.input_columns.items(), DEFAULT_FEATURE_GROUPS)
+        plan = plan_inputs(model.serving_spec.input_columns.items(), DEFAULT_FEATURE_GROUPS, FRAUD_CONTRACT.fields)
         groups = {g.name: scored.group_values[g.name] for g in plan.feature_groups}
         fresh = {g.name: scored.freshness[g.name] for g in plan.feature_groups}
         matrix, _ = vectorize(plan, model.serving_spec, batch, groups, fresh)
@@ -173,7 +181,9 @@ def test_worker_swaps_models_between_batches_only() -> None:
     sink = FakeSink()
     new = dataclasses.replace(small_model(FEATURE_NAMES, seed=7), version="2")
     swap = OneSwap(
-        ModelServing(Scorer(new, DEFAULT_FEATURE_GROUPS, FakeLookup()), PredictionEncoder(SCHEMAS.prediction, new)),
+        ModelServing(
+            fraud_scorer(new, DEFAULT_FEATURE_GROUPS, FakeLookup()), PredictionEncoder(SCHEMAS.prediction, new)
+        ),
         at=3,
     )
     worker, registry = make_worker(FakeSource(batches), sink, models=swap)
@@ -189,14 +199,14 @@ def test_worker_swaps_models_between_batches_only() -> None:
 
 
 def test_train_into_a_registry_and_move_current_from_the_command_line(tmp_path: Path, capsys) -> None:
+    from examples.fraud.world import make_world
     from stream_scorer.cli import main
-    from tools.synth import io as synth_io
-    from tools.synth.world import make_world
 
     world = make_world(seed=3, n_cards=100, n_merchants=20, n_devices=120)
-    synth_io.write_history(world, tmp_path / "history.csv", 800, seed=1)
+    fraud_history(world, tmp_path / "history.csv", 800, seed=1)
     root = tmp_path / "registry"
-    train = ["train", "--data", str(tmp_path / "history.csv"), "--registry", str(root)]
+    train = ["train", "--data", str(tmp_path / "history.csv"), "--registry", str(root), "--config"]
+    train += [str(FRAUD_SETTINGS_FILE), "--spec", str(FRAUD_SPEC_FILE)]
     assert main([*train, "--promote"]) == 0
     assert main([*train, "--C", "0.1"]) == 0
     registry = Registry(root)
@@ -305,7 +315,7 @@ def test_no_swap_while_a_commit_window_is_open() -> None:
     sink = FakeSink()
     new = dataclasses.replace(small_model(FEATURE_NAMES, seed=7), version="2")
     serving = ModelServing(
-        Scorer(new, DEFAULT_FEATURE_GROUPS, FakeLookup()), PredictionEncoder(SCHEMAS.prediction, new)
+        fraud_scorer(new, DEFAULT_FEATURE_GROUPS, FakeLookup()), PredictionEncoder(SCHEMAS.prediction, new)
     )
     swap = OneSwap(serving, at=1)
     worker, _ = make_worker(FakeSource(batches), sink, models=swap, commit_interval=3600.0)
@@ -321,10 +331,10 @@ def test_no_swap_while_a_commit_window_is_open() -> None:
 def test_groups_only_a_challenger_reads_do_not_flag_the_champion() -> None:
     champion = small_model(("event.amount_log", "event.is_ecom"), seed=1)
     challenger = dataclasses.replace(small_model(FEATURE_NAMES, seed=2), name="c")
-    batch = to_batch([transaction(i) for i in range(7)], None, 0)  # card-0 has missing groups in FakeLookup
-    scored = Scorer(champion, DEFAULT_FEATURE_GROUPS, FakeLookup(), challengers=[challenger]).score(batch, NOW)
+    batch = records_batch([transaction(i) for i in range(7)], 0)  # card-0 has missing groups in FakeLookup
+    scored = fraud_scorer(champion, DEFAULT_FEATURE_GROUPS, FakeLookup(), challengers=[challenger]).score(batch, NOW)
     assert not scored.imputed.any() and scored.freshness == {}
-    alone = Scorer(challenger, DEFAULT_FEATURE_GROUPS, FakeLookup()).score(batch, NOW)
+    alone = fraud_scorer(challenger, DEFAULT_FEATURE_GROUPS, FakeLookup()).score(batch, NOW)
     assert alone.imputed[0] and not alone.imputed[1:].any()
     np.testing.assert_allclose(scored.shadow_scores[:, 0], alone.scores, rtol=0, atol=1e-12)
 

@@ -8,20 +8,19 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from stream_scorer.codec import EventDecoder
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import FEATURE_NAMES
+from stream_scorer.config import FeatureGroup
 from stream_scorer.features.freshness import FRESH, MISSING
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
 from stream_scorer.features.screen import screen
 from stream_scorer.model.fitted_spec import FittedNumeric, fitted_from_dict
 from stream_scorer.monitoring.metrics import ScorerMetrics
-from stream_scorer.pipeline import Scorer
 from stream_scorer.pipeline.emit import PredictionEncoder
 from stream_scorer.worker import BatchBounds, ModelServing, Topics, Worker
 from stream_scorer.worker.guard import InvalidInputGuard
-from tests.support import small_model
+from tests.support import fraud_decoder, fraud_scorer, small_model
 from tests.unit.test_worker import SCHEMAS, FakeSink, FakeSource, messages, transaction
-from tools.synth.world import FEATURE_NAMES
 
 NOW = 1_700_000_100_000
 GROUP = DEFAULT_FEATURE_GROUPS[0]
@@ -70,12 +69,14 @@ def test_without_a_training_range_nothing_is_refused_but_the_future_still_is() -
 
 def test_absurd_and_future_records_are_imputed_flagged_and_counted_by_the_worker() -> None:
     registry = CollectorRegistry()
-    scorer = Scorer(ranged_model(), DEFAULT_FEATURE_GROUPS, OddRecords(), max_future_ms=300_000, range_margin=10.0)
+    scorer = fraud_scorer(
+        ranged_model(), DEFAULT_FEATURE_GROUPS, OddRecords(), max_future_ms=300_000, range_margin=10.0
+    )
     records = [transaction(i, card_id=f"card-{i}") for i in range(4)]
     worker = Worker(
         source=FakeSource([messages(records)]),
         delivery=FakeSink(),
-        decoder=EventDecoder(SCHEMAS, "avro"),
+        decoder=fraud_decoder(input_format="avro"),
         serving=ModelServing(scorer, PredictionEncoder(SCHEMAS.prediction, scorer.model)),
         metrics=ScorerMetrics(registry),
         bounds=BatchBounds(max_events=100, max_wait_seconds=0.01),
@@ -107,8 +108,8 @@ def test_the_fitted_range_is_the_training_minimum_and_maximum() -> None:
 def test_a_challenger_in_shadow_does_not_change_what_the_champion_is_served() -> None:
     champion = dataclasses.replace(small_model(FEATURE_NAMES), name="champion")  # trained before ranges were stored
     challenger = dataclasses.replace(ranged_model(), name="challenger")
-    scorer = Scorer(champion, DEFAULT_FEATURE_GROUPS, OddRecords(), challengers=[challenger])
-    batch = EventDecoder(SCHEMAS, "avro").decode(messages([transaction(1, card_id="card-1")]), NOW).batch
+    scorer = fraud_scorer(champion, DEFAULT_FEATURE_GROUPS, OddRecords(), challengers=[challenger])
+    batch = fraud_decoder(input_format="avro").decode(messages([transaction(1, card_id="card-1")]), NOW).batch
     scored = scorer.score(batch, NOW)
     assert scored.freshness[GROUP.name].status.tolist() == [FRESH]  # the 3e38 is not refused for the champion
     assert scored.implausible[GROUP.name] == (0, 0)

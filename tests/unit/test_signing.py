@@ -11,7 +11,7 @@ from stream_scorer.config import load_settings
 from stream_scorer.errors import ConfigError, ModelArtifactError
 from stream_scorer.model import artifact, signing
 from stream_scorer.wiring import build_runtime
-from tests.support import small_model
+from tests.support import FRAUD_SETTINGS_FILE, small_model
 
 FEATURES = ("event.amount_log", "event.is_ecom")
 
@@ -55,7 +55,7 @@ def test_the_worker_refuses_an_unsigned_artifact_when_signatures_are_required(tm
         "STREAM_SCORER_MODEL_PUBLIC_KEY": f"file:{public}",
     }
     with pytest.raises(ModelArtifactError, match="not signed"):
-        build_runtime(load_settings(None, env))  # refused before any connection is made
+        build_runtime(load_settings(FRAUD_SETTINGS_FILE, env))  # refused before any connection is made
     with pytest.raises(ConfigError, match="model_public_key"):
         load_settings(None, {"STREAM_SCORER_REQUIRE_SIGNATURE": "true"})
 

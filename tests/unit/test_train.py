@@ -8,18 +8,17 @@ import numpy as np
 import pytest
 
 from stream_scorer.errors import TrainingError
-from stream_scorer.events.transaction import to_batch
 from stream_scorer.model import calibration
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.calibration import sigmoid
-from stream_scorer.pipeline import Scorer
 from stream_scorer.training import solvers
 from stream_scorer.training.dataset import Table, labels_from
 from stream_scorer.training.dataset import read_table as read_csv
-from stream_scorer.training.featurespec import FeatureSpec, load_spec
+from stream_scorer.training.featurespec import FeatureSpec
 from stream_scorer.training.report import auc, quality_report
+from stream_scorer.training.specfile import load_spec
 from stream_scorer.training.train import fit, prepare, train
-from tests.support import transaction
+from tests.support import fraud_scorer, records_batch, transaction
 from tests.unit.test_train_lifecycle import SPEC, write_dataset
 from tests.unit.test_worker import FakeLookup
 
@@ -208,7 +207,7 @@ def worker_scores(model: LogisticModel, table: Table) -> np.ndarray:
     """Every row served as the worker serves it: events, the fitted spec's transform, the folded weights."""
     rows = zip(*(table.columns[f"event.{c}"].tolist() for c in ("amount", "channel", "merchant_id")), strict=True)
     events = [transaction(i, amount=a, channel=c, merchant_id=m) for i, (a, c, m) in enumerate(rows)]
-    return Scorer(model, (), FakeLookup()).score(to_batch(events, None, 0), 0).scores
+    return fraud_scorer(model, (), FakeLookup()).score(records_batch(events, 0), 0).scores
 
 
 def flag_cost(flagged: np.ndarray, labels: np.ndarray, cost_fp: float, cost_fn: float) -> float:

@@ -13,16 +13,14 @@ import numpy as np
 import pytest
 
 from stream_scorer.errors import ModelArtifactError
-from stream_scorer.events.transaction import to_batch
 from stream_scorer.model import artifact
 from stream_scorer.model.calibration import sigmoid
 from stream_scorer.model.fitted_spec import transform
 from stream_scorer.model.score import score_one, verify_golden_vectors
-from stream_scorer.pipeline import Scorer
 from stream_scorer.training.dataset import read_table
-from stream_scorer.training.featurespec import load_spec
+from stream_scorer.training.specfile import load_spec
 from stream_scorer.training.train import train
-from tests.support import transaction
+from tests.support import fraud_scorer, records_batch, transaction
 from tests.unit.test_worker import FakeLookup
 
 SPEC = """
@@ -88,7 +86,7 @@ def test_spec_calibration_report_and_baselines_are_stored_and_served(data, tmp_p
         )
         if not np.isnan(a)
     ]
-    scored = Scorer(loaded, (), FakeLookup()).score(to_batch(events, None, 0), 0)
+    scored = fraud_scorer(loaded, (), FakeLookup()).score(records_batch(events, 0), 0)
     kept = [i for i, a in enumerate(inputs["event.amount"]) if not np.isnan(a)]
     assert len(kept) >= 6  # the comparison below covers real rows
     np.testing.assert_allclose(scored.scores, np.array(golden["scores"])[kept], rtol=0, atol=1e-12)

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_scorer.codec import EventDecoder, decode, encode, load_schemas
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import FEATURE_NAMES
+from stream_scorer.codec import decode, encode
+from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import BatchAborted, DeliveryError, FeatureStoreError, InvalidInputRateError
 from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
 from stream_scorer.monitoring.metrics import ScorerMetrics
-from stream_scorer.pipeline import Scorer
 from stream_scorer.pipeline.emit import PredictionEncoder
 from stream_scorer.worker import BatchBounds, ModelServing, Topics, Worker
 from stream_scorer.worker.guard import InvalidInputGuard
-from tests.support import FakeMessage, small_model, transaction
-from tools.synth.world import FEATURE_NAMES
+from tests.support import FRAUD_SCHEMAS, FakeMessage, fraud_decoder, fraud_scorer, small_model, transaction
 
-SCHEMAS = load_schemas(Path(__file__).resolve().parents[2] / "schemas")
+SCHEMAS = FRAUD_SCHEMAS
 NOW = 1_700_000_100_000
 
 
@@ -109,11 +108,11 @@ class FakeLookup:
 
 def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_interval=0.0, models=None, backoff=0.01):
     registry = registry or CollectorRegistry()
-    scorer = Scorer(small_model(FEATURE_NAMES), DEFAULT_FEATURE_GROUPS, lookup or FakeLookup())
+    scorer = fraud_scorer(small_model(FEATURE_NAMES), DEFAULT_FEATURE_GROUPS, lookup or FakeLookup())
     worker = Worker(
         source=source,
         delivery=sink,
-        decoder=EventDecoder(SCHEMAS, "avro"),
+        decoder=fraud_decoder(input_format="avro"),
         serving=ModelServing(scorer, PredictionEncoder(SCHEMAS.prediction, scorer.model)),
         metrics=ScorerMetrics(registry),
         bounds=BatchBounds(
@@ -134,7 +133,7 @@ def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_int
 def messages(records, start_offset=0, bad_at=()):
     out = []
     for i, r in enumerate(records):
-        value = b"\x07garbage" if i in bad_at else encode(SCHEMAS.transaction, r)
+        value = b"\x07garbage" if i in bad_at else encode(SCHEMAS.events, r)
         out.append(FakeMessage(value, key_bytes=r["card_id"].encode(), offset_value=start_offset + i))
     return out
 
@@ -258,7 +257,7 @@ def test_invalid_messages_are_skipped_counted_and_committed() -> None:
     ]
     assert sink.committed == [[0, 1, 2, 3, 4, 5]]
     assert registry.get_sample_value("stream_scorer_decode_errors_total", {"reason": "malformed_avro"}) == 2
-    assert registry.get_sample_value("stream_scorer_decode_errors_total", {"reason": "invalid_amount"}) == 1
+    assert registry.get_sample_value("stream_scorer_decode_errors_total", {"reason": "not_finite"}) == 1
 
 
 def test_a_batch_of_only_bad_messages_is_committed_without_scoring() -> None:

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import redis
 
-from stream_scorer.codec import Schemas, confluent_frame, encode, load_schemas
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from examples.fraud.world import World, make_world, sample_events
+from stream_scorer import wiring
+from stream_scorer.codec import Schemas, confluent_frame, encode
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact
-from stream_scorer.training import train
-from stream_scorer.training.dataset import read_table
 from tools.chaos.harness import (
     Generator,
     Run,
@@ -26,9 +26,9 @@ from tools.chaos.harness import (
     wait_until,
 )
 from tools.synth import io as synth_io
-from tools.synth.world import World, make_world, sample_events
+from tools.synth.examples import EXAMPLES, example_history, example_settings, train_example
 
-REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+FRAUD_SETTINGS = EXAMPLES / "fraud" / "settings.toml"
 
 SECRET = "SECRET-"  # sensitive values in malformed events carry this marker; it must never reach logs or headers
 
@@ -61,10 +61,11 @@ class Context:
     def prepare(bootstrap: str, redis_url: str, workdir: Path) -> Context:
         workdir.mkdir(parents=True, exist_ok=True)
         world = make_world(seed=31, n_cards=5_000, n_merchants=500, n_devices=6_000)
-        synth_io.write_history(world, workdir / "history.csv", 20_000)
-        model = train.train(read_table(workdir / "history.csv"), name="fraud", version="chaos")
+        example_history("fraud", world, workdir / "history.csv", 20_000)
+        model = train_example("fraud", workdir / "history.csv", version="chaos")
         artifact.save(model, workdir / "model")
-        context = Context(bootstrap, redis_url, workdir, world, workdir / "model", load_schemas(REPO_SCHEMAS))
+        settings = example_settings("fraud")
+        context = Context(bootstrap, redis_url, workdir, world, workdir / "model", wiring.schemas(settings))
         context.seed(redis_url)
         return context
 
@@ -80,6 +81,7 @@ class Context:
 
     def env(self, **overrides: str) -> dict[str, str]:
         return {
+            "STREAM_SCORER_CONFIG": str(FRAUD_SETTINGS),
             "STREAM_SCORER_MODEL_PATH": str(self.model_path),
             "STREAM_SCORER_REDIS__URL": self.redis_url,
             "STREAM_SCORER_REDIS__KEY_PREFIX": self.prefix,
@@ -97,7 +99,7 @@ class Context:
         )
         items = []
         for r in records:
-            body = encode(self.schemas.transaction, r)
+            body = encode(self.schemas.events, r)
             items.append(
                 (r["card_id"].encode(), body if schema_id is None else confluent_frame(schema_id, body), r["event_id"])
             )

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from typing import Any
 
 import fastavro
 import numpy as np
 
+from examples.fraud.world import sample_events
 from stream_scorer.codec import INVALID_REASONS, confluent_frame, encode
-from tools.chaos.context import REPO_SCHEMAS, SECRET, Context, Row, finish
+from tools.chaos.context import SECRET, Context, Row, finish
 from tools.chaos.harness import (
     Generator,
     Run,
@@ -19,25 +19,25 @@ from tools.chaos.harness import (
     read_topic,
 )
 from tools.chaos.mutants import mutants, transaction_fields
-from tools.synth.world import sample_events
+from tools.synth.examples import EXAMPLES
 
 MALFORMED_CLASSES = INVALID_REASONS  # one malformed message of every dead-letter class
 
 
 def malformed(ctx: Context, valid: int, per_class: int, rate: float = 0.0) -> Row:
     """Mix ``per_class`` malformed messages of every class into ``valid`` good ones (Confluent framing)."""
-    schemas_dir = ctx.workdir / "schemas"
-    shutil.copytree(REPO_SCHEMAS, schemas_dir, dirs_exist_ok=True)
-    incompatible = json.loads((REPO_SCHEMAS / "transaction.avsc").read_text())
+    fraud = EXAMPLES / "fraud"
+    incompatible = json.loads((fraud / "transaction.avsc").read_text())
     for f in incompatible["fields"]:
         if f["name"] == "amount":
             f["type"] = "string"
-    (schemas_dir / "incompatible.avsc").write_text(json.dumps(incompatible))
+    (ctx.workdir / "incompatible.avsc").write_text(json.dumps(incompatible))
+    (ctx.workdir / "transaction.avsc").write_text((fraud / "transaction.avsc").read_text())
     config = ctx.workdir / "malformed.toml"
-    config.write_text(
-        f'schemas_dir = "{schemas_dir}"\n[kafka]\ninput_format = "confluent"\n'
-        'schema_ids = { "1" = "transaction.avsc", "2" = "incompatible.avsc" }\n'
-    )
+    one_writer = 'schema_ids = { "1" = "transaction.avsc" }'
+    two_writers = 'schema_ids = { "1" = "transaction.avsc", "2" = "incompatible.avsc" }\ninput_format = "confluent"'
+    # The fraud settings, with a second (incompatible) writer schema in Confluent framing.
+    config.write_text((fraud / "settings.toml").read_text().replace(one_writer, two_writers))
     items = ctx.events(valid, seed=5, schema_id=1)
     bad = _malformed_items(ctx, per_class, fastavro.parse_schema(incompatible))
     rng = np.random.default_rng(6)
@@ -72,9 +72,9 @@ def fuzz(ctx: Context, valid: int, n_mutants: int, rate: float = 0.0, seed: int 
         ctx.world, valid, start_ms=int(time.time() * 1000), rng=rng, spacing_ms=0.01, id_prefix=f"fuzz{seed}"
     )
     marked = [{**r, "card_id": f"{SECRET}{i}", "ip_address": None} for i, r in enumerate(records[:50])]
-    bodies = [encode(ctx.schemas.transaction, r) for r in records]
+    bodies = [encode(ctx.schemas.events, r) for r in records]
     hostile = list(
-        mutants(rng, [encode(ctx.schemas.transaction, r) for r in marked], transaction_fields(marked[0]), n_mutants)
+        mutants(rng, [encode(ctx.schemas.events, r) for r in marked], transaction_fields(marked[0]), n_mutants)
     )
     values: list[bytes | None] = [*bodies, *hostile]
     order = rng.permutation(len(values))
@@ -121,7 +121,7 @@ def _outcomes(run: Run, keys: set[bytes]) -> dict[str, int]:
 
 
 def _malformed_items(ctx: Context, per_class: int, incompatible: Any) -> list[tuple[bytes, bytes, str]]:
-    schema = ctx.schemas.transaction
+    schema = ctx.schemas.events
     records, _ = sample_events(
         ctx.world,
         per_class * len(MALFORMED_CLASSES),

@@ -1,6 +1,8 @@
-"""``python -m tools.synth``: synthetic transactions with a known ground truth (history, features, publish).
+"""``python -m tools.synth``: an example's synthetic events with a known ground truth (history, features, publish).
 
-Run from the repository root; ``--config`` and ``STREAM_SCORER_*`` variables are read as by ``stream-scorer``.
+Run from the repository root. ``--example`` picks ``examples/<name>`` (its world and, unless ``--config`` or
+``STREAM_SCORER_CONFIG`` names another, its settings.toml); ``STREAM_SCORER_*`` variables are read as by
+``stream-scorer``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import confluent_kafka
 
 from stream_scorer import wiring
 from stream_scorer.cli.main import dispatch
-from stream_scorer.config import Settings
+from stream_scorer.config import Settings, load_settings
 from stream_scorer.features.freshness import FRESH, MISSING, STALE
 from stream_scorer.kafka.producer import producer_config
+from stream_scorer.wiring.labels import label_fields
 from tools.synth import io as synth_io
-from tools.synth.world import World, make_world
+from tools.synth.examples import EXAMPLES, example
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,13 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.synth", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=None, help="settings TOML file")
+    common.add_argument("--example", default="fraud", help="the example under examples/ (default fraud)")
     commands = parser.add_subparsers(title="commands")
     synth_commands = commands
     world = argparse.ArgumentParser(add_help=False)
     world.add_argument("--world-seed", type=int, default=7)
-    world.add_argument("--cards", type=int, default=20_000)
-    world.add_argument("--merchants", type=int, default=2_000)
-    world.add_argument("--devices", type=int, default=25_000)
     history = synth_commands.add_parser("history", parents=[common, world], help="write a labelled training CSV")
     history.add_argument("--out", type=Path, required=True)
     history.add_argument("--rows", type=int, default=100_000)
@@ -56,26 +57,33 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--labels-delay", type=float, default=5.0, help="seconds between an event and its label")
     publish.add_argument("--schema-id", type=int, default=None, help="frame events in the Confluent wire format")
     publish.add_argument("--seed", type=int, default=3)
-    publish.add_argument("--shift-after", type=int, default=None, help="shift amounts from this event on (drift)")
-    publish.add_argument("--amount-factor", type=float, default=3.0, help="with --shift-after: multiply amounts")
+    publish.add_argument("--shift-after", type=int, default=None, help="shift events from this one on (drift)")
+    publish.add_argument("--shift-factor", type=float, default=3.0, help="with --shift-after: how far")
     publish.set_defaults(handler=_synth_publish)
 
     return parser
 
 
-def _world(args: argparse.Namespace) -> World:
-    return make_world(args.world_seed, args.cards, args.merchants, args.devices)
+def _example(args: argparse.Namespace, settings: Settings) -> tuple[synth_io.Example, Settings]:
+    """The example's world module, and the settings: its own settings.toml unless a file was given."""
+    if settings.events.schema is None:
+        settings = load_settings(EXAMPLES / args.example / "settings.toml")
+    return example(args.example), settings
 
 
 def _synth_history(args: argparse.Namespace, settings: Settings) -> int:
-    rate = synth_io.write_history(_world(args), args.out, args.rows, seed=args.seed)
+    module, settings = _example(args, settings)
+    contract = wiring.event_contract(settings, wiring.schemas(settings))
+    world = module.make_world(args.world_seed)
+    rate = synth_io.write_history(module, world, contract, settings.feature_groups, args.out, args.rows, seed=args.seed)
     print(f"wrote {args.rows} labelled rows to {args.out} (positive rate {rate:.2%})")
     return 0
 
 
 def _synth_features(args: argparse.Namespace, settings: Settings) -> int:
+    module, settings = _example(args, settings)
     summary = synth_io.seed_features(
-        _world(args),
+        module.make_world(args.world_seed),
         wiring.feature_store(settings),
         settings.feature_groups,
         now_ms=int(time.time() * 1000),
@@ -93,12 +101,16 @@ def _synth_features(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _synth_publish(args: argparse.Namespace, settings: Settings) -> int:
+    module, settings = _example(args, settings)
     kafka = settings.kafka
     producer = confluent_kafka.Producer(producer_config(kafka.bootstrap_servers, kafka.librdkafka()))
+    parsed = wiring.schemas(settings)
     sent = synth_io.publish(
-        _world(args),
+        module,
+        module.make_world(args.world_seed),
         producer,
-        wiring.schemas(settings),
+        parsed,
+        wiring.event_contract(settings, parsed),
         events_topic=kafka.input_topic,
         labels_topic=kafka.labels_topic,
         count=args.events,
@@ -107,7 +119,8 @@ def _synth_publish(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         schema_id=args.schema_id,
         shift_after=args.shift_after,
-        amount_factor=args.amount_factor,
+        shift_factor=args.shift_factor,
+        label_fields=label_fields(settings),
     )
     print(
         f"published {sent['events']} events and {sent['labels']} labels ({sent['positives']} positive) "

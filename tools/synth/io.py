@@ -1,44 +1,128 @@
-"""Write the synthetic world out: a training history (CSV), features into Redis, events and labels into Kafka."""
+"""Write an example's synthetic world out: a training history (CSV), features into Redis, events and labels into
+Kafka. Nothing here knows an example's fields: the event contract and the feature groups say what to write."""
 
 from __future__ import annotations
 
 import collections
 import csv
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import confluent_kafka
 import numpy as np
 import numpy.typing as npt
 
+from stream_scorer.batch import Float64Array
 from stream_scorer.codec import Schemas, confluent_frame, encode
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import DeliveryError
+from stream_scorer.events.columns import getter
+from stream_scorer.events.contract import EventContract
 from stream_scorer.features.freshness import FRESH, MISSING, STALE
 from stream_scorer.features.store import RedisFeatureStore
-from tools.synth.world import FEATURE_NAMES, World, draw_labels, feature_matrix, sample_events
+from stream_scorer.labels.decode import LABEL_FIELDS, LabelFields
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def write_history(world: World, path: Path, rows: int, *, seed: int = 11, end_ms: int | None = None) -> float:
-    """A labelled training CSV of ``rows`` past transactions. Returns the positive rate."""
+class World(Protocol):
+    """What every example world holds: its entities' keys and their feature-group values."""
+
+    @property
+    def group_values(self) -> dict[str, Float64Array]:
+        """Group name -> (entities of its type, features)."""
+
+    def entity_keys(self, entity: str) -> Sequence[str]: ...
+
+
+class Example(Protocol):
+    """The module ``examples/<name>/world.py``."""
+
+    def make_world(self, seed: int = ...) -> Any: ...
+
+    def simulate(
+        self,
+        world: Any,
+        n: int,
+        *,
+        start_ms: int,
+        rng: np.random.Generator,
+        spacing_ms: float = ...,
+        id_prefix: str = ...,
+    ) -> tuple[list[dict[str, Any]], Float64Array]: ...
+
+    def shift(self, record: dict[str, Any], factor: float) -> None: ...
+
+
+def flatten(records: Sequence[Mapping[str, Any]], contract: EventContract) -> dict[str, list[Any]]:
+    """Every leaf field as a dataset column named ``event.<path>``: numbers (booleans 1/0, timestamps epoch
+    ms) with NaN for null, enums and strings as text with "" for null: what the worker reads."""
+    columns: dict[str, list[Any]] = {}
+    for path, field in contract.fields.items():
+        read = getter(path)
+        values = [read(r) for r in records]
+        if field.kind in ("string", "enum"):
+            columns[f"event.{path}"] = ["" if v is None else v for v in values]
+        elif field.kind == "timestamp":
+            columns[f"event.{path}"] = [math.nan if v is None else float(v // field.units_per_ms) for v in values]
+        else:
+            columns[f"event.{path}"] = [math.nan if v is None else float(v) for v in values]
+    return columns
+
+
+def group_columns(
+    world: World, records: Sequence[Mapping[str, Any]], contract: EventContract, groups: Sequence[FeatureGroup]
+) -> dict[str, Float64Array]:
+    """Each group feature of each record's entity, as ``<group>.<feature>`` columns (every group fresh)."""
+    columns: dict[str, Float64Array] = {}
+    for group in groups:
+        rows = {key: i for i, key in enumerate(world.entity_keys(group.entity))}
+        read = getter(contract.entity(group.entity).key)
+        index = np.array([rows[str(read(r))] for r in records], dtype=np.intp)
+        block = world.group_values[group.name][index]
+        columns.update({f"{group.name}.{f}": block[:, j] for j, f in enumerate(group.features)})
+    return columns
+
+
+def write_history(
+    module: Example,
+    world: World,
+    contract: EventContract,
+    groups: Sequence[FeatureGroup],
+    path: Path,
+    rows: int,
+    *,
+    seed: int = 11,
+    end_ms: int | None = None,
+) -> float:
+    """A labelled training CSV of ``rows`` past events over the last 30 days. Returns the positive rate."""
     rng = np.random.default_rng(seed)
     end_ms = end_ms if end_ms is not None else int(time.time() * 1000)
-    spacing = 30 * 86_400_000 / max(rows, 1)  # spread over the last 30 days
-    records, sampled = sample_events(
+    spacing = 30 * 86_400_000 / max(rows, 1)
+    records, probability = module.simulate(
         world, rows, start_ms=end_ms - 30 * 86_400_000, rng=rng, spacing_ms=spacing, id_prefix="hist"
     )
-    matrix = feature_matrix(world, records, sampled)
-    labels = draw_labels(world, matrix, rng)
+    labels = (rng.random(rows) < probability).astype(np.int64)
+    columns: dict[str, Any] = {**flatten(records, contract)}
+    columns.update(group_columns(world, records, contract, groups))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow([*FEATURE_NAMES, "label", "event_time"])
+        writer.writerow([*columns, "label"])
         for i in range(rows):
-            writer.writerow([*(repr(float(v)) for v in matrix[i]), int(labels[i]), records[i]["event_time"]])
+            writer.writerow([*(_cell(c[i]) for c in columns.values()), int(labels[i])])
     return float(labels.mean())
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    return "" if math.isnan(number) else repr(number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +151,7 @@ def seed_features(
     rng = np.random.default_rng(seed)
     summary = SeedSummary({})
     for group in groups:
-        ids = getattr(world, f"{group.entity}_ids")
+        ids = list(world.entity_keys(group.entity))
         n = len(ids)
         draw = rng.random(n)
         missing = draw < missing_fraction
@@ -83,10 +167,20 @@ def seed_features(
     return summary
 
 
+def set_path(record: dict[str, Any], path: str, value: Any) -> None:
+    """Set the value at a dotted path of a record."""
+    *parents, name = path.split(".")
+    for part in parents:
+        record = record[part]
+    record[name] = value
+
+
 def publish(
+    module: Example,
     world: World,
     producer: confluent_kafka.Producer,
     schemas: Schemas,
+    contract: EventContract,
     *,
     events_topic: str,
     labels_topic: str,
@@ -97,19 +191,19 @@ def publish(
     schema_id: int | None = None,
     progress: Callable[[int], None] | None = None,
     shift_after: int | None = None,
-    amount_factor: float = 1.0,
+    shift_factor: float = 1.0,
+    label_fields: LabelFields = LABEL_FIELDS,
 ) -> dict[str, Any]:
-    """Publish ``count`` events keyed by card id, stamped with the time of sending, at ``rate`` per second
-    (0: as fast as possible); publish each one's label ``label_delay_seconds`` later. With ``schema_id``
-    the events are framed in the Confluent wire format. From event ``shift_after`` on, amounts are
-    multiplied by ``amount_factor``: a distribution shift for drift monitoring (labels keep the truth of
-    the unshifted event). Returns what was sent."""
-    rng = np.random.default_rng(seed)
-    records, sampled = sample_events(world, count, start_ms=0, rng=rng)
-    labels = draw_labels(world, feature_matrix(world, records, sampled), rng)
-    if shift_after is not None:
-        for record in records[shift_after:]:
-            record["amount"] = round(record["amount"] * amount_factor, 2)
+    """Publish ``count`` events keyed by their first entity's key, stamped with the time of sending (when the
+    schema has a time field), at ``rate`` per second (0: as fast as possible); publish each one's label
+    ``label_delay_seconds`` later. With ``schema_id`` the events are framed in the Confluent wire format.
+    From event ``shift_after`` on, the world's ``shift`` moves each event (drift; labels keep the truth of
+    the unshifted event). Returns what was sent, with the records as sent."""
+    records, labels = _events(module, world, count, seed, shift_after, shift_factor)
+    key_of = getter(contract.entities[0].key) if contract.entities else None
+    read_id = getter(contract.id_field)
+    time_field = contract.time_field
+    units = contract.fields[time_field].units_per_ms if time_field else 1
     due: collections.deque[tuple[float, dict[str, Any]]] = collections.deque()
     send, failures = _sender(producer)
     started = time.monotonic()
@@ -122,32 +216,49 @@ def publish(
         now = time.time()
         for i in range(start, min(start + chunk, count)):
             record = records[i]
-            record["event_time"] = int(now * 1000)
-            body = encode(schemas.transaction, record)
-            send(
-                events_topic,
-                body if schema_id is None else confluent_frame(schema_id, body),
-                record["card_id"].encode(),
-            )
-            due.append((now + label_delay_seconds, {"event_id": record["event_id"], "label": int(labels[i])}))
-        _send_due_labels(due, time.time(), schemas, labels_topic, send)
+            if time_field:
+                set_path(record, time_field, int(now * 1000) * units)
+            body = encode(schemas.events, record)
+            key = None if key_of is None else str(key_of(record)).encode()
+            send(events_topic, body if schema_id is None else confluent_frame(schema_id, body), key)
+            label = {label_fields.event_id: read_id(record), label_fields.label: int(labels[i])}
+            due.append((now + label_delay_seconds, label))
+        _send_due_labels(due, time.time(), schemas, labels_topic, send, label_fields)
         producer.poll(0)
         if progress is not None:
             progress(min(start + chunk, count))
     while due:
         time.sleep(max(0.0, min(0.2, due[0][0] - time.time())))
-        _send_due_labels(due, time.time(), schemas, labels_topic, send)
+        _send_due_labels(due, time.time(), schemas, labels_topic, send, label_fields)
         producer.poll(0)
-    remaining = producer.flush(60)
-    if remaining or failures:
-        raise DeliveryError(f"publish: {remaining} unacknowledged, {len(failures)} failed: {failures[:1]}")
+    _flushed(producer, failures)
     return {
         "events": count,
         "labels": count,
         "positives": int(labels.sum()),
         "seconds": time.monotonic() - started,
-        "event_ids": [r["event_id"] for r in records],
+        "event_ids": [str(read_id(r)) for r in records],
+        "records": records,
+        "label_values": labels,
     }
+
+
+def _flushed(producer: confluent_kafka.Producer, failures: list[str]) -> None:
+    remaining = producer.flush(60)
+    if remaining or failures:
+        raise DeliveryError(f"publish: {remaining} unacknowledged, {len(failures)} failed: {failures[:1]}")
+
+
+def _events(
+    module: Example, world: World, count: int, seed: int, shift_after: int | None, factor: float
+) -> tuple[list[dict[str, Any]], npt.NDArray[np.int64]]:
+    """The simulated records (shifted from ``shift_after`` on) and their labels, drawn from the truth."""
+    rng = np.random.default_rng(seed)
+    records, probability = module.simulate(world, count, start_ms=0, rng=rng)
+    labels = (rng.random(count) < probability).astype(np.int64)
+    for record in records[shift_after:] if shift_after is not None else []:
+        module.shift(record, factor)
+    return records, labels
 
 
 def _sender(producer: confluent_kafka.Producer) -> tuple[Callable[[str, bytes, bytes | None], None], list[str]]:
@@ -175,8 +286,9 @@ def _send_due_labels(
     schemas: Schemas,
     topic: str,
     send: Callable[[str, bytes, bytes | None], None],
+    names: LabelFields,
 ) -> None:
     while due and due[0][0] <= now:
         _, label = due.popleft()
-        label["label_time"] = int(now * 1000)
-        send(topic, encode(schemas.label, label), label["event_id"].encode())
+        label[names.label_time] = int(now * 1000)
+        send(topic, encode(schemas.label, label), str(label[names.event_id]).encode())

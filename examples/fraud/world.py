@@ -1,28 +1,45 @@
 """A synthetic card-payments world with a known truth, seeded and reproducible.
 
-Cards, merchants and devices carry feature-group values (the same groups as the default
-configuration). Transactions are sampled from them, and each one's fraud label is drawn from a
-ground-truth logistic model over exactly the features the scorer sees. A model trained on the
-world's history should therefore recover the truth; tests and the demo rely on that.
+Cards, merchants and devices carry feature-group values (the groups of ``settings.toml``). Transactions
+(``transaction.avsc``) are sampled from them, and each one's fraud label is drawn from a ground-truth
+logistic model over exactly the features that ``features.toml`` declares. A model trained on the world's
+history should therefore recover the truth; tests and the demo rely on that.
+
+The interface every example world offers to ``python -m tools.synth``: :func:`make_world`,
+:meth:`World.entity_keys`, :attr:`World.group_values`, :func:`simulate` and :func:`shift`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
-from stream_scorer.config import DEFAULT_FEATURE_GROUPS, FeatureGroup
-from stream_scorer.events.features import EVENT_FEATURES, event_features
-from stream_scorer.events.transaction import to_batch
+from stream_scorer.config import FeatureGroup, load_settings
 from stream_scorer.model.calibration import sigmoid
 
+SETTINGS = Path(__file__).with_name("settings.toml")
+FEATURE_GROUPS: tuple[FeatureGroup, ...] = load_settings(SETTINGS, environ={}).feature_groups
+EVENT_FEATURES = (
+    "amount_log",  # log1p(amount)
+    "hour_sin",  # time of day (UTC) on the unit circle
+    "hour_cos",
+    "is_ecom",  # channel == ECOM
+    "is_atm",  # channel == ATM
+    "card_not_present",  # not card_present
+    "cross_border",  # country != card_country
+    "manual_entry",  # entry_mode == MANUAL
+    "high_risk_mcc",  # merchant category code in HIGH_RISK_MCC
+)
+# Wire transfers, quasi-cash, money orders, gambling, securities, direct-marketing: classic fraud MCCs.
+HIGH_RISK_MCC = np.array([4829, 5967, 6051, 6540, 7995, 6211])
 FEATURE_NAMES: tuple[str, ...] = tuple(f"event.{f}" for f in EVENT_FEATURES) + tuple(
-    f"{g.name}.{f}" for g in DEFAULT_FEATURE_GROUPS for f in g.features
+    f"{g.name}.{f}" for g in FEATURE_GROUPS for f in g.features
 )
 
 # The ground truth, on raw feature values. The intercept is solved for BASE_RATE.
@@ -74,6 +91,11 @@ class World:
 
     def entity_count(self, entity: str) -> int:
         return len(getattr(self, f"{entity}_ids"))
+
+    def entity_keys(self, entity: str) -> list[str]:
+        """The keys of an entity, in the row order of its groups' values."""
+        keys: list[str] = getattr(self, f"{entity}_ids")
+        return keys
 
 
 def make_world(seed: int = 7, n_cards: int = 20_000, n_merchants: int = 2_000, n_devices: int = 25_000) -> World:
@@ -217,13 +239,50 @@ def feature_matrix(
             merchant=np.array([index["merchant"][r["merchant_id"]] for r in sampled_records]),
             device=np.array([index["device"][r["device_id"]] for r in sampled_records]),
         )
-    events = event_features(to_batch(sampled_records, None, 0))
+    events = event_features(sampled_records)
     rows_of = {"card": sampled.card, "merchant": sampled.merchant, "device": sampled.device}
     columns = [events[f] for f in EVENT_FEATURES]
-    for group in DEFAULT_FEATURE_GROUPS:
+    for group in FEATURE_GROUPS:
         block = world.group_values[group.name][rows_of[group.entity]]
         columns.extend(block[:, j] for j in range(len(group.features)))
     return np.column_stack(columns)
+
+
+def event_features(records: Sequence[dict[str, Any]]) -> dict[str, Float64Array]:
+    """The ground truth's event features of each record (the world's own code: the scorer computes the same
+    values from the declarations of features.toml, and the tests check that it does)."""
+    n = len(records)
+
+    def col(name: str) -> npt.NDArray[Any]:
+        return np.array([r[name] for r in records]) if n else np.zeros(0)
+
+    day_ms = 86_400_000
+    angle = (col("event_time").astype(np.int64) % day_ms) * (2.0 * np.pi / day_ms)
+    channel = col("channel")
+    return {
+        "amount_log": np.log1p(np.maximum(col("amount").astype(np.float64), 0.0)),
+        "hour_sin": np.sin(angle),
+        "hour_cos": np.cos(angle),
+        "is_ecom": (channel == "ECOM").astype(np.float64),
+        "is_atm": (channel == "ATM").astype(np.float64),
+        "card_not_present": (~col("card_present").astype(bool)).astype(np.float64),
+        "cross_border": (col("country") != col("card_country")).astype(np.float64),
+        "manual_entry": (col("entry_mode") == "MANUAL").astype(np.float64),
+        "high_risk_mcc": np.isin(col("merchant_category_code"), HIGH_RISK_MCC).astype(np.float64),
+    }
+
+
+def simulate(
+    world: World, n: int, *, start_ms: int, rng: np.random.Generator, spacing_ms: float = 50.0, id_prefix: str = "evt"
+) -> tuple[list[dict[str, Any]], Float64Array]:
+    """``n`` transaction records from ``start_ms`` on, and each one's true fraud probability."""
+    records, sampled = sample_events(world, n, start_ms=start_ms, rng=rng, spacing_ms=spacing_ms, id_prefix=id_prefix)
+    return records, truth_probability(world, feature_matrix(world, records, sampled))
+
+
+def shift(record: dict[str, Any], factor: float) -> None:
+    """Move one record's distribution (drift): its amount times ``factor``."""
+    record["amount"] = round(record["amount"] * factor, 2)
 
 
 def truth_probability(world: World, matrix: Float64Array) -> Float64Array:
@@ -236,6 +295,6 @@ def draw_labels(world: World, matrix: Float64Array, rng: np.random.Generator) ->
     return (rng.random(len(matrix)) < truth_probability(world, matrix)).astype(np.int64)
 
 
-def group_by_name(name: str, groups: Sequence[FeatureGroup] = DEFAULT_FEATURE_GROUPS) -> FeatureGroup:
+def group_by_name(name: str, groups: Sequence[FeatureGroup] = FEATURE_GROUPS) -> FeatureGroup:
     """The feature group called ``name``."""
     return next(g for g in groups if g.name == name)

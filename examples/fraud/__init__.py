@@ -1,0 +1,1 @@
+"""Card fraud: card transactions scored against card, merchant and device features."""

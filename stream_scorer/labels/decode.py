@@ -1,0 +1,59 @@
+"""Label records from the labels topic: decoded by the label schema, with configurable field names."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+
+from stream_scorer.batch import KafkaMessage
+from stream_scorer.codec import InvalidMessage
+from stream_scorer.errors import InvalidEventError
+from stream_scorer.labels.join import Label
+
+
+@dataclass(frozen=True, slots=True)
+class LabelFields:
+    """The names of a label record's event id, 0/1 label and label time (epoch ms) fields."""
+
+    event_id: str = "event_id"
+    label: str = "label"
+    label_time: str = "label_time"
+
+
+LABEL_FIELDS = LabelFields()  # the names in schemas/label.avsc
+
+
+def decode_labels(
+    schema: Any, messages: Sequence[KafkaMessage], names: LabelFields = LABEL_FIELDS
+) -> tuple[list[Label], list[InvalidMessage]]:
+    """Decode label records; a bad one becomes an :class:`InvalidMessage` (for the dead-letter topic)."""
+    labels: list[Label] = []
+    invalid: list[InvalidMessage] = []
+    for message in messages:
+        topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
+        try:
+            body = io.BytesIO(message.value() or b"")
+            record: dict[str, Any] = fastavro.schemaless_reader(body, schema, schema)  # type: ignore[assignment]
+        except Exception as exc:  # fastavro raises many types on garbage
+            detail = f"not a Label record ({type(exc).__name__})"
+            error = InvalidEventError("malformed_avro", detail, topic=topic, partition=partition, offset=offset)
+            invalid.append(InvalidMessage(message, error))
+            continue
+        if body.tell() != len(message.value() or b""):
+            detail = "bytes left after the Label record"
+            error = InvalidEventError("trailing_bytes", detail, topic=topic, partition=partition, offset=offset)
+            invalid.append(InvalidMessage(message, error))
+            continue
+        event_id, label = record[names.event_id], record[names.label]
+        if event_id is None or event_id == "" or isinstance(label, bool) or label not in (0, 1):
+            detail = f"{names.label} must be 0 or 1 and {names.event_id} non-empty"
+            error = InvalidEventError("invalid_label", detail, topic=topic, partition=partition, offset=offset)
+            invalid.append(InvalidMessage(message, error))
+            continue
+        source = f"{topic}/{partition}/{offset}"
+        labels.append(Label(str(event_id), int(label), int(record[names.label_time]), source))
+    return labels, invalid

@@ -5,6 +5,7 @@ Each test gets its own topics, consumer group and Redis key prefix, and removes 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 import time
@@ -22,14 +23,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from examples.fraud.world import World, make_world
-from stream_scorer.codec import Schemas, decode, load_schemas
+from stream_scorer.codec import Schemas, decode
 from stream_scorer.config import BatchSettings, KafkaSettings, MetricsSettings, RedisSettings, Settings
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact
-from stream_scorer.training import train
-from stream_scorer.training.dataset import read_table
 from stream_scorer.wiring import Runtime, build_runtime
-from tools.synth import io as synth_io
+from tests.support import FRAUD_SCHEMAS, FRAUD_SETTINGS, FRAUD_SETTINGS_FILE, fraud_history, fraud_train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +50,7 @@ def stack() -> Stack:
 
 @pytest.fixture(scope="session")
 def schemas() -> Schemas:
-    return load_schemas(REPO / "schemas", {"1": "transaction.avsc"})
+    return FRAUD_SCHEMAS
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +61,8 @@ def world() -> World:
 @pytest.fixture(scope="session")
 def model_path(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("model")
-    synth_io.write_history(world, directory / "history.csv", 6000, seed=3)
-    model = train.train(read_table(directory / "history.csv"), name="fraud", version="it-1")
+    fraud_history(world, directory / "history.csv", 6000, seed=3)
+    model = fraud_train(directory / "history.csv", name="fraud", version="it-1")
     artifact.save(model, directory / "artifact")
     return directory / "artifact"
 
@@ -121,9 +120,14 @@ def topics(topic_factory: Callable[[str, int], str]) -> Topics:
     )
 
 
-def make_settings(stack: Stack, topics: Topics, redis_prefix: str, model_path: Path, **kafka: Any) -> Settings:
-    """Settings for one test: its own topics, group and key prefix; metrics on a free port."""
-    return Settings(
+def make_settings(
+    stack: Stack, topics: Topics, redis_prefix: str, model_path: Path, base: Settings = FRAUD_SETTINGS, **kafka: Any
+) -> Settings:
+    """Settings for one test (of the fraud example, unless ``base`` is another's): its own topics, group and
+    key prefix; metrics on a free port."""
+    kafka.setdefault("schema_ids", base.kafka.schema_ids)
+    return dataclasses.replace(
+        base,
         kafka=KafkaSettings(
             bootstrap_servers=stack.bootstrap,
             input_topic=topics.input,
@@ -140,6 +144,11 @@ def make_settings(stack: Stack, topics: Topics, redis_prefix: str, model_path: P
         model_path=model_path,
         schemas_dir=REPO / "schemas",
     )
+
+
+def worker_env_base() -> dict[str, str]:
+    """The environment of a worker process of the fraud example."""
+    return {"STREAM_SCORER_CONFIG": str(FRAUD_SETTINGS_FILE)}
 
 
 class _Running:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stream_scorer.events.features import HIGH_RISK_MCC
 
-from examples.fraud.world import World, sample_events
+from examples.fraud.world import HIGH_RISK_MCC, World, sample_events
 from stream_scorer.codec import confluent_frame, encode
 from stream_scorer.features.freshness import FRESH, STATUS_NAMES
 from stream_scorer.features.store import RedisFeatureStore
@@ -163,7 +162,7 @@ def test_confluent_framing_with_bad_messages_in_between(
         "bad_magic_byte": b"\x01\x00\x00\x00\x01garbage",
         "unknown_schema_id": confluent_frame(77, encode(schemas.events, records[0])),
         "malformed_avro": confluent_frame(1, b"\x02\x03"),
-        "invalid_amount": confluent_frame(1, encode(schemas.events, {**records[1], "amount": float("nan")})),
+        "not_finite": confluent_frame(1, encode(schemas.events, {**records[1], "amount": float("nan")})),
         "missing_entity_id": confluent_frame(1, encode(schemas.events, {**records[2], "device_id": ""})),
     }
     for i, record in enumerate(records):
@@ -198,7 +197,7 @@ def test_confluent_framing_with_bad_messages_in_between(
         assert letter.key() == b"bad" and letter.value() == bad[headers["dlq.error.class"]]
         assert headers["dlq.original.topic"] == topics.input and int(headers["dlq.original.offset"]) >= 0
         assert int(headers["dlq.original.timestamp"]) > 0
-        if headers["dlq.error.class"] in ("unknown_schema_id", "malformed_avro", "invalid_amount"):
+        if headers["dlq.error.class"] in ("unknown_schema_id", "malformed_avro", "not_finite"):
             assert headers["dlq.schema.id"] in ("77", "1")
     assert by_class == dict.fromkeys(bad, 5)
     committed, ends = committed_and_end(stack.bootstrap, settings.kafka.group_id, topics.input)

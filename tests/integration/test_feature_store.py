@@ -18,7 +18,7 @@ import redis
 from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
 from stream_scorer.config import FeatureGroup
 from stream_scorer.features.store import RedisFeatureStore
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, worker_env_base
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +162,8 @@ def test_ttl_and_validation(store: RedisFeatureStore, stack: Stack) -> None:
 
 
 def cli(stack: Stack, prefix: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "STREAM_SCORER_REDIS__URL": stack.redis_url, "STREAM_SCORER_REDIS__KEY_PREFIX": prefix}
+    env = {**os.environ, **worker_env_base(), "STREAM_SCORER_REDIS__URL": stack.redis_url}
+    env["STREAM_SCORER_REDIS__KEY_PREFIX"] = prefix
     return subprocess.run(
         [sys.executable, "-m", "stream_scorer", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
     )

@@ -15,6 +15,7 @@ import pytest
 import redis
 from sklearn.metrics import brier_score_loss, precision_score, recall_score
 
+from examples.fraud import world as fraud_world
 from examples.fraud.world import World
 from stream_scorer.config import DriftSettings, LabelSettings, Settings
 from stream_scorer.features.store import RedisFeatureStore
@@ -31,6 +32,7 @@ from tests.integration.conftest import (
     read_all,
     wait_for,
 )
+from tests.support import FRAUD_CONTRACT
 from tools.synth import io as synth_io
 
 pytestmark = pytest.mark.integration
@@ -54,9 +56,11 @@ def label_settings(stack: Stack, topics: Topics, prefix: str, model_path: Path, 
 def publish(stack: Stack, settings: Settings, world: World, schemas, n: int, delay: float, **options) -> dict:
     producer = confluent_kafka.Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
     return synth_io.publish(
+        fraud_world,
         world,
         producer,
         schemas,
+        FRAUD_CONTRACT,
         events_topic=settings.kafka.input_topic,
         labels_topic=settings.kafka.labels_topic,
         count=n,
@@ -291,7 +295,7 @@ def test_psi_stays_low_on_unshifted_data_and_crosses_the_threshold_after_a_shift
         unshifted = psi("event.amount_log")
         score_psi = worker.registry.get_sample_value("stream_scorer_prediction_psi", {"window": "4s"})
         time.sleep(4.5)  # the window forgets the unshifted events
-        publish(stack, settings, world, schemas, 3000, 0.0, rate=1500.0, seed=22, shift_after=0, amount_factor=3.0)
+        publish(stack, settings, world, schemas, 3000, 0.0, rate=1500.0, seed=22, shift_after=0, shift_factor=3.0)
         wait_for(
             lambda: worker.registry.get_sample_value("stream_scorer_predictions_produced_total") == 6000, 30, "6000"
         )

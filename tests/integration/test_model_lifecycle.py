@@ -18,10 +18,9 @@ from stream_scorer.model import artifact
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.registry import Registry
 from stream_scorer.model.score import score_one
-from stream_scorer.training import train
-from stream_scorer.training.dataset import read_table
 from tests.integration.conftest import RunningWorker, Stack, Topics, make_settings, produce, read_all
 from tests.integration.test_end_to_end import reference_event_features
+from tests.support import fraud_train
 from tools.synth import io as synth_io
 
 pytestmark = pytest.mark.integration
@@ -58,17 +57,17 @@ def test_promote_while_events_flow_switches_at_a_batch_boundary(
     schemas,
     tmp_path: Path,
 ) -> None:
-    history = read_table(model_path.parent / "history.csv")
+    history = model_path.parent / "history.csv"
     registry = Registry.create(tmp_path / "registry")
     for C in (1.0, 0.01, 0.5):  # three versions with visibly different coefficients
 
         def write(directory: Path, version: int, C: float = C) -> None:
-            artifact.save(train.train(history, name="fraud", version=str(version), C=C), directory)
+            artifact.save(fraud_train(history, name="fraud", version=str(version), C=C), directory)
 
         registry.register(write)
     registry.promote(1)
     challenger_dir = tmp_path / "challenger"
-    artifact.save(train.train(history, name="fraud-l1", version="c1", C=0.05, penalty="l1"), challenger_dir)
+    artifact.save(fraud_train(history, name="fraud-l1", version="c1", C=0.05, penalty="l1"), challenger_dir)
 
     settings = make_settings(stack, topics, redis_prefix, registry.root)
     settings = type(settings)(

@@ -16,7 +16,7 @@ from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
 from examples.fraud.world import World, sample_events
 from stream_scorer.codec import encode
 from stream_scorer.features.store import RedisFeatureStore
-from tests.integration.conftest import Stack, Topics, committed_and_end, produce, read_all, read_to_end
+from tests.integration.conftest import Stack, Topics, committed_and_end, produce, read_all, read_to_end, worker_env_base
 from tools.synth import io as synth_io
 
 pytestmark = pytest.mark.integration
@@ -28,6 +28,7 @@ def worker_env(
     """The environment of a `stream-scorer run` process for one test's topics, group and key prefix."""
     return {
         **os.environ,
+        **worker_env_base(),
         "STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS": stack.bootstrap,
         "STREAM_SCORER_KAFKA__INPUT_TOPIC": topics.input,
         "STREAM_SCORER_KAFKA__OUTPUT_TOPIC": topics.output,

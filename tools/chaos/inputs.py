@@ -21,7 +21,11 @@ from tools.chaos.harness import (
 from tools.chaos.mutants import mutants, transaction_fields
 from tools.synth.examples import EXAMPLES
 
-MALFORMED_CLASSES = INVALID_REASONS  # one malformed message of every dead-letter class
+# One malformed message of every dead-letter class the fraud example's rules can produce (it declares no
+# maximum, max_length, required field or maximum age).
+MALFORMED_CLASSES = tuple(
+    r for r in INVALID_REASONS if r not in ("above_maximum", "too_long", "missing_field", "event_time_too_old")
+)
 
 
 def malformed(ctx: Context, valid: int, per_class: int, rate: float = 0.0) -> Row:
@@ -144,7 +148,9 @@ def _malformed_items(ctx: Context, per_class: int, incompatible: Any) -> list[tu
             "malformed_avro": confluent_frame(1, body[: len(body) // 3]),
             "trailing_bytes": confluent_frame(1, body + b"\x00\x01"),
             "missing_entity_id": confluent_frame(1, encode(schema, {**record, "merchant_id": ""})),
-            "invalid_amount": confluent_frame(1, encode(schema, {**record, "amount": float("nan")})),
+            "missing_event_id": confluent_frame(1, encode(schema, {**record, "event_id": ""})),
+            "not_finite": confluent_frame(1, encode(schema, {**record, "amount": float("nan")})),
+            "below_minimum": confluent_frame(1, encode(schema, {**record, "amount": -0.01})),
             "event_time_in_future": confluent_frame(
                 1, encode(schema, {**record, "event_time": record["event_time"] + 86_400_000})
             ),

@@ -55,7 +55,7 @@ class EventBatch:
     """Decoded events of one micro-batch, column by column, plus where each came from.
 
     ``fields`` holds the event fields that the configuration and the served models read, by dotted path
-    (``payment.amount``); ``entity_keys`` each configured entity's key of every row, as text (the feature
+    (``order.total``); ``entity_keys`` each configured entity's key of every row, as text (the feature
     store's key). Lists hold what stages only pass through; numpy arrays what they compute on.
     """
 

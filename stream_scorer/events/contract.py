@@ -29,7 +29,7 @@ from stream_scorer.events.schema import FieldType, leaf_fields
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Entity:
-    """A thing features are kept for (a card, a user, an ad): its name and the field holding its key."""
+    """A thing features are kept for (a customer, an account, a product): its name and the field holding its key."""
 
     name: str
     key: str

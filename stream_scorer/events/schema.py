@@ -1,7 +1,7 @@
 """The fields of an event schema that a configuration can name: leaves of the record, by dotted path (pure).
 
 A leaf is a field of a primitive type, an enum, or a nullable union ``["null", T]`` of one; fields of
-nested records are named by their path (``payment.card.token``). Arrays, maps, fixed, bytes and other
+nested records are named by their path (``order.buyer.id``). Arrays, maps, fixed, bytes and other
 unions are not leaves: the worker still decodes (and validates) them, but a configuration cannot read them.
 
 >>> schema = {"type": "record", "name": "Click", "fields": [

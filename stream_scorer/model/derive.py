@@ -148,8 +148,8 @@ def as_categories(values: npt.NDArray[Any] | Sequence[Any]) -> npt.NDArray[Any]:
 def category_text(value: object) -> str:
     """One configured category value as the text columns hold it (``true`` is ``"1"``, 7995 is ``"7995"``).
 
-    >>> category_text(True), category_text(7995), category_text(5411.0), category_text("ECOM")
-    ('1', '7995', '5411', 'ECOM')
+    >>> category_text(True), category_text(7995), category_text(5411.0), category_text("GOLD")
+    ('1', '7995', '5411', 'GOLD')
     """
     if isinstance(value, bool):
         return "1" if value else "0"

@@ -97,7 +97,7 @@ class FittedSpec:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """The matrix columns: ``event.amount_log``, ``event.channel=ECOM``, ``event.merchant_id#07``."""
+        """The matrix columns: ``event.total_log``, ``event.tier=GOLD``, ``event.shop_id#07``."""
         names = [n.column for n in self.numeric]
         names += [f"{o.column}={c}" for o in self.onehot for c in o.categories]
         for h in self.hashed:

@@ -25,7 +25,7 @@ def baseline_histogram(name: str, values: npt.ArrayLike, bins: int = 10) -> Feat
 
     >>> baseline_histogram("flag", np.array([0.0, 1.0, 1.0, 0.0, 0.0]))
     FeatureHistogram(name='flag', edges=(0.0,), proportions=(0.6, 0.4), count=5)
-    >>> h = baseline_histogram("amount", np.arange(100.0), bins=4)
+    >>> h = baseline_histogram("total", np.arange(100.0), bins=4)
     >>> h.edges, h.proportions
     ((24.0, 49.0, 74.0), (0.25, 0.25, 0.25, 0.25))
     """

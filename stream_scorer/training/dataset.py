@@ -129,7 +129,7 @@ def _avro_columns(path: Path, raw: bytes) -> dict[str, npt.NDArray[Any]]:
 
 def _avro_fields(path: Path, fields: list[dict[str, Any]], prefix: tuple[str, ...]) -> dict[tuple[str, ...], str]:
     """Column kinds by field path. A nested (non-null) record becomes dotted columns: record ``event`` with a
-    field ``amount`` is the column ``event.amount``, which is how the model names its inputs."""
+    field ``total`` is the column ``event.total``, which is how the model names its inputs."""
     kinds: dict[tuple[str, ...], str] = {}
     for f in fields:
         t = f["type"]

@@ -21,15 +21,15 @@ A spec file is TOML. Inputs are event fields (``event.<path>``) and feature-grou
     column = "event.category"
     values = [4829, 7995]        # strings, integers or booleans
     [[compare]]                  # 1 when the two categories are equal (op = "equal") or differ (op = "differ")
-    name = "event.cross_border"
-    left = "event.country"
-    right = "event.card_country"
+    name = "event.abroad"
+    left = "event.ship_to_country"
+    right = "event.billing_country"
     op = "differ"
     [[missing]]                  # 1 where the column is missing (null, NaN or "")
-    column = "event.referrer"
+    column = "event.coupon"
     [[onehot]]
-    column = "event.channel"
-    categories = ["ECOM", "POS"] # optional: else the max_categories (default 20) most frequent training values
+    column = "event.tier"
+    categories = ["GOLD", "BASIC"] # optional: else the max_categories (default 20) most frequent training values
     [[hashed]]
     column = "event.shop_id"
     buckets = 32

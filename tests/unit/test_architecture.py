@@ -70,14 +70,16 @@ def test_the_installed_package_imports_no_tooling() -> None:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith(("tools", "benchmarks", "tests")), path
+                assert not node.module.startswith(("tools", "benchmarks", "tests", "examples")), path
             if isinstance(node, ast.Import):
-                assert not any(a.name.startswith(("tools", "benchmarks", "tests")) for a in node.names), path
+                assert not any(a.name.startswith(("tools", "benchmarks", "tests", "examples")) for a in node.names), (
+                    path
+                )
 
 
 def test_modules_stay_under_about_300_lines_and_functions_under_about_60() -> None:
     long_modules, long_functions = [], []
-    for path in sorted([*PACKAGE.rglob("*.py"), *(REPO / "tools").rglob("*.py")]):
+    for path in sorted([*PACKAGE.rglob("*.py"), *(REPO / "tools").rglob("*.py"), *(REPO / "examples").rglob("*.py")]):
         source = path.read_text()
         if source.count("\n") > 330:
             long_modules.append(f"{path.relative_to(REPO)}: {source.count(chr(10))} lines")

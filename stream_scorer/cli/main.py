@@ -1,4 +1,4 @@
-"""The ``stream-scorer`` command: run, labels, train, score, model, features, watch, status, topics."""
+"""The ``stream-scorer`` command: run, labels, train, score, model, features, events, watch, status, topics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stream_scorer.cli.events import add_events_command
 from stream_scorer.cli.features import add_features_commands
 from stream_scorer.cli.model import add_model_commands
 from stream_scorer.cli.run import add_run_commands
@@ -61,5 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_commands(commands, common)
     add_model_commands(commands, common)
     add_features_commands(commands, common)
+    add_events_command(commands, common)
     add_watch_command(commands, common)
     return parser

@@ -49,7 +49,7 @@ def add_batch_commands(
     fit.add_argument("--label", default=None, help="label column (default: the spec's, else 'label')")
     fit.add_argument("--time-column", default=None, help="event-time column (default: the spec's, else 'event_time')")
     fit.add_argument("--out", type=Path, default=None, help="artifact directory (default: settings model_path)")
-    fit.add_argument("--name", default="fraud", help="model name")
+    fit.add_argument("--name", default="model", help="model name")
     fit.add_argument("--version", default=None, help="model version (default: a UTC timestamp)")
     fit.add_argument("--C", type=float, default=1.0, help="inverse regularization strength, as in scikit-learn")
     fit.add_argument("--penalty", choices=["l2", "l1", "elasticnet", "none"], default="l2")

@@ -2,7 +2,7 @@
 
 This module is the only reader of settings files and environment variables. Environment variables
 override the file; nested keys use a double underscore, for example
-``STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`` or ``STREAM_SCORER_MODEL_PATH=models/fraud``.
+``STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`` or ``STREAM_SCORER_MODEL_PATH=models/churn``.
 Tables in lists (``[[feature_groups]]``, ``[[events.entities]]``, ``[[events.rules]]``) are declared in the
 file only. Schema paths (``events.schema``, ``labels.schema``, ``kafka.schema_ids``) are read relative to the
 file's folder.

@@ -57,7 +57,7 @@ class EventSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KafkaSettings:
     bootstrap_servers: str = "127.0.0.1:19092"
-    input_topic: str = "transactions"
+    input_topic: str = "events"
     output_topic: str = "predictions"
     labels_topic: str = "labels"
     group_id: str = "stream-scorer"
@@ -68,7 +68,7 @@ class KafkaSettings:
     create_topics: bool = True
     topic_partitions: int = 4
     topic_replication_factor: int = 1
-    dead_letter_topic: str = "transactions.dlq"
+    dead_letter_topic: str = "events.dlq"
     # How long the group waits for a silent (killed, stopped) worker before handing its partitions over.
     session_timeout_seconds: float = 45.0
     delivery: DeliveryMode = "at_least_once"
@@ -246,7 +246,7 @@ class Settings:
     feature_groups: tuple[FeatureGroup, ...] = ()
     # An artifact directory, or a registry (stream_scorer.model.registry): then the worker serves its CURRENT
     # version and, between batches, reloads when CURRENT moves (checked every model_reload_seconds).
-    model_path: Path = Path("models/fraud")
+    model_path: Path = Path("models/model")
     model_reload_seconds: float = 1.0
     # Challenger artifact directories: scored in shadow in the same batch, never deciding.
     challengers: tuple[str, ...] = ()

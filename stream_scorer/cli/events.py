@@ -39,11 +39,11 @@ def _events_check(args: argparse.Namespace, settings: Settings) -> int:
     for group in settings.feature_groups:
         key = contract.entity(group.entity).key
         print(f"group {group.name} of entity {group.entity} (key {key}): {', '.join(group.features)}")
-    path = args.model or settings.model_path
-    if args.model is None and not path.exists():
-        print(f"no model at {path} to check (--model names one)")
+    model_path: Path = args.model or settings.model_path
+    if args.model is None and not model_path.exists():
+        print(f"no model at {model_path} to check (--model names one)")
         return 0
-    configured = settings if args.model is None else _with_model(settings, path)
+    configured = settings if args.model is None else _with_model(settings, model_path)
     served, _, _ = wiring.served_model_path(configured)
     model = wiring.model_loader(configured)(served)
     plan = plan_inputs(model.serving_spec.input_columns.items(), settings.feature_groups, contract.fields)

@@ -1,0 +1,139 @@
+"""The event contract from configuration: checked against the schema at startup, with errors that say how to
+fix them; and the columns and rules of any schema, without a line written for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_scorer.cli import main
+from stream_scorer.errors import ConfigError
+from stream_scorer.events.columns import check, to_batch
+from stream_scorer.events.contract import Entity, FieldRule, build_contract
+from tests.support import FRAUD_SETTINGS_FILE, FakeMessage
+
+SCHEMA = {
+    "type": "record",
+    "name": "Order",
+    "fields": [
+        {"name": "order_id", "type": "long"},
+        {"name": "placed_at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {
+            "name": "buyer",
+            "type": {
+                "type": "record",
+                "name": "Buyer",
+                "fields": [
+                    {"name": "id", "type": "string"},
+                    {"name": "tier", "type": {"type": "enum", "name": "Tier", "symbols": ["BASIC", "GOLD"]}},
+                ],
+            },
+        },
+        {"name": "previous_tier", "type": ["null", "Tier"], "default": None},
+        {"name": "total", "type": "double"},
+        {"name": "coupon", "type": ["null", "string"], "default": None},
+        {"name": "lines", "type": {"type": "array", "items": "string"}},
+        {"name": "gift", "type": "boolean"},
+    ],
+}
+
+
+def contract(**changes: object):  # type: ignore[no-untyped-def]
+    options: dict[str, object] = {
+        "id_field": "order_id",
+        "time_field": "placed_at",
+        "entities": (Entity(name="buyer", key="buyer.id"),),
+        "rules": (
+            FieldRule(field="total", finite=True, minimum=0, maximum=100),
+            FieldRule(field="coupon", max_length=4),
+        ),
+        "passthrough": ("buyer.tier",),
+        "sensitive": ("coupon",),
+    } | changes
+    return build_contract(SCHEMA, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"id_field": "nope"}, r"events.id_field: 'nope' is not in the schema Order; its fields are: order_id"),
+        ({"id_field": "total"}, "must be a string, int or long field"),
+        ({"time_field": "total"}, r"'total' is double; it must be a long, timestamp-millis or timestamp-micros"),
+        ({"entities": (Entity(name="buyer", key="buyer.tier"),)}, "an entity key must be a string, int or long"),
+        ({"entities": (Entity(name="buyer", key="buyer.email"),)}, r"buyer's key field 'buyer.email' is not in"),
+        ({"entities": (Entity(name="a", key="buyer.id"),) * 2}, "distinct identifiers"),
+        ({"rules": (FieldRule(field="coupon", minimum=0),)}, "apply to numbers only"),
+        ({"rules": (FieldRule(field="total", max_length=3),)}, "string fields only"),
+        ({"rules": (FieldRule(field="total", minimum=5, maximum=1),)}, "above maximum"),
+        ({"rules": (FieldRule(field="total"),)}, "checks nothing"),
+        ({"passthrough": ("lines",)}, r"passthrough: field 'lines' is not in"),  # an array is not a leaf
+        ({"sensitive": ("buyer.name",)}, "sensitive_fields"),
+    ],
+)
+def test_startup_refuses_a_contract_the_schema_cannot_keep(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        contract(**changes)
+
+
+def records() -> list[dict[str, object]]:
+    base = {
+        "order_id": 9_000_000_001,
+        "placed_at": 1_700_000_000_123_456,
+        "buyer": {"id": "b-1", "tier": "GOLD"},
+        "previous_tier": None,
+        "total": 12.5,
+        "coupon": None,
+        "lines": ["x"],
+        "gift": False,
+    }
+    return [
+        base,
+        {**base, "order_id": 2, "previous_tier": "BASIC", "coupon": "SAVE"},
+        {**base, "order_id": 3, "total": float("nan")},
+        {**base, "order_id": 4, "buyer": {"id": "", "tier": "BASIC"}},
+        {**base, "order_id": 5, "total": 101.0},
+        {**base, "order_id": 6, "coupon": "TOOLONG"},
+        {**base, "order_id": 7, "placed_at": 1_800_000_000_000_000},
+    ]
+
+
+def test_any_schema_decodes_into_typed_columns_and_its_rules_are_checked() -> None:
+    c = contract()
+    rows = records()
+    batch = to_batch(
+        rows, [FakeMessage(None, offset_value=i) for i in range(len(rows))], c, ("previous_tier", "gift"), 0
+    )
+    assert batch.event_id[:2] == ["9000000001", "2"]
+    assert batch.event_time_ms[0] == 1_700_000_000_123  # micros read as milliseconds
+    assert batch.entity_keys == {"buyer": ["b-1"] * 3 + [""] + ["b-1"] * 3}
+    tier = batch.fields["previous_tier"]
+    assert tier.kind == "enum" and tier.symbols == ("BASIC", "GOLD") and tier.present.tolist()[:2] == [False, True]
+    assert batch.fields["gift"].values.dtype == np.bool_ and "lines" not in batch.fields
+    problems = check(batch, c, earliest_ms=0, latest_ms=1_750_000_000_000)
+    assert {row: e.reason for row, e in problems.items()} == {
+        2: "not_finite",
+        3: "missing_entity_id",
+        4: "above_maximum",
+        5: "too_long",
+        6: "event_time_in_future",
+    }
+    assert "total=101.0 is above the maximum 100" in problems[4].detail
+    assert "TOOLONG" not in problems[5].detail and "coupon has 7 characters, over 4" in problems[5].detail
+
+
+def test_events_check_lists_the_fields_and_refuses_a_broken_contract(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["events", "check", "--config", str(FRAUD_SETTINGS_FILE), "--model", str(tmp_path / "none")]) == 1
+    out = capsys.readouterr()
+    assert "event.merchant_category_code" in out.out and "(key of entity card)" in out.out
+    assert "manifest.json is missing" in out.err
+    broken = tmp_path / "settings.toml"
+    broken.write_text(
+        FRAUD_SETTINGS_FILE.read_text()
+        .replace('key = "card_id"', 'key = "card.pan"')
+        .replace('schema = "transaction.avsc"', f'schema = "{FRAUD_SETTINGS_FILE.parent / "transaction.avsc"}"')
+        .replace('"1" = "transaction.avsc"', f'"1" = "{FRAUD_SETTINGS_FILE.parent / "transaction.avsc"}"')
+    )
+    assert main(["events", "check", "--config", str(broken)]) == 1
+    assert "card's key field 'card.pan' is not in the schema Transaction" in capsys.readouterr().err

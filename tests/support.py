@@ -231,5 +231,6 @@ def _plain(column: Any, row: int) -> Any:
     """One value of a batch column as the passthrough map holds it."""
     if column.present is not None and not column.present[row]:
         return None
-    value = column.values[row].item()
+    value = column.values[row]
+    value = value.item() if isinstance(value, np.generic) else value
     return column.symbols[value] if column.kind == "enum" else value

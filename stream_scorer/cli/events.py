@@ -9,7 +9,8 @@ from typing import Any
 from stream_scorer import wiring
 from stream_scorer.config import Settings
 from stream_scorer.events.contract import EventContract
-from stream_scorer.pipeline.vectorize import plan_inputs
+from stream_scorer.pipeline.vectorize import check_categories, plan_inputs
+from stream_scorer.wiring.labels import label_fields
 
 
 def add_events_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -20,8 +21,8 @@ def add_events_command(commands: Any, common: argparse.ArgumentParser) -> None:
         "check",
         parents=[common],
         help="check [events] against the schema, and a model's inputs",
-        description="Check the settings' [events] (id, time, entities, rules, passthrough) and feature groups "
-        "against the event schema, list every field a model may read, and with --model (or when the "
+        description="Check the settings' [events] (id, time, entities, rules, passthrough), [labels] and feature "
+        "groups against the schemas, list every field a model may read, and with --model (or when the "
         "settings' model_path exists) check that the model's inputs are all provided. Exit 1 on a problem.",
     )
     check.add_argument("--model", type=Path, default=None, help="artifact or registry (default: model_path)")
@@ -36,6 +37,8 @@ def _events_check(args: argparse.Namespace, settings: Settings) -> int:
         kind = f"{field.avro}{' or null' if field.nullable else ''}"
         symbols = f" {{{', '.join(field.symbols)}}}" if field.symbols else ""
         print(f"  event.{path:32s} {kind}{symbols}{'  ' + roles[path] if path in roles else ''}")
+    names = label_fields(settings)
+    print(f"labels: {names.event_id} (the event id), {names.label} (0/1), {names.label_time} (the label time)")
     for group in settings.feature_groups:
         key = contract.entity(group.entity).key
         print(f"group {group.name} of entity {group.entity} (key {key}): {', '.join(group.features)}")
@@ -48,6 +51,7 @@ def _events_check(args: argparse.Namespace, settings: Settings) -> int:
     model = wiring.model_loader(configured)(served)
     plan = plan_inputs(model.serving_spec.input_columns.items(), settings.feature_groups, contract.fields)
     groups = ", ".join(g.name for g in plan.feature_groups) or "none"
+    check_categories(model.serving_spec, contract.fields)
     print(f"model {model.name} {model.version}: reads event fields {list(plan.event_fields)} and groups {groups}")
     return 0
 

@@ -15,13 +15,14 @@ import fastavro
 
 from stream_scorer import wiring
 from stream_scorer.config import Settings
-from stream_scorer.errors import ConfigError
+from stream_scorer.errors import ConfigError, ModelArtifactError, TrainingError
 from stream_scorer.model import artifact
 from stream_scorer.model import multinomial as served_multinomial
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.fitted_spec import transform
 from stream_scorer.model.registry import Registry
 from stream_scorer.model.score import score_columns
+from stream_scorer.pipeline.vectorize import check_categories, plan_inputs
 from stream_scorer.training import multinomial, train
 from stream_scorer.training.dataset import Table, input_columns, read_table, with_event_fields
 from stream_scorer.training.featurespec import FeatureSpec
@@ -47,7 +48,9 @@ def add_batch_commands(
     fit.add_argument("--format", default="auto", choices=["auto", "csv", "avro", "parquet"])
     fit.add_argument("--spec", type=Path, default=None, help="feature spec TOML (default: every numeric column)")
     fit.add_argument("--label", default=None, help="label column (default: the spec's, else 'label')")
-    fit.add_argument("--time-column", default=None, help="event-time column (default: the spec's, else 'event_time')")
+    fit.add_argument(
+        "--time-column", default=None, help="event-time column (default: the spec's, else event.<events.time_field>)"
+    )
     fit.add_argument("--out", type=Path, default=None, help="artifact directory (default: settings model_path)")
     fit.add_argument("--name", default="model", help="model name")
     fit.add_argument("--version", default=None, help="model version (default: a UTC timestamp)")
@@ -117,6 +120,25 @@ def _read(args: argparse.Namespace, settings: Settings) -> Table:
     return with_event_fields(table, wiring.event_contract(settings, wiring.schemas(settings)).fields)
 
 
+def _servable(model: LogisticModel, settings: Settings) -> None:
+    """Refuse, before it is written, a model the worker would refuse: inputs the configured events and groups
+    do not provide, or categories an event field can never hold."""
+    if settings.events.schema is None:
+        return
+    fields = wiring.event_contract(settings, wiring.schemas(settings)).fields
+    try:
+        plan_inputs(model.serving_spec.input_columns.items(), settings.feature_groups, fields)
+        check_categories(model.serving_spec, fields)
+    except ModelArtifactError as exc:
+        raise TrainingError(f"the worker would refuse this model: {exc}") from exc
+
+
+def _time_column(settings: Settings) -> str:
+    """The dataset column of the event time: ``event.<time_field>`` when events are configured."""
+    events = settings.events
+    return f"event.{events.time_field}" if events.schema is not None and events.time_field else "event_time"
+
+
 def _train(args: argparse.Namespace, settings: Settings) -> int:
     if args.promote and args.registry is None:
         raise ConfigError("--promote needs --registry")
@@ -126,7 +148,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     spec = load_spec(args.spec) if args.spec is not None else None
     options = train.TrainOptions(
         label=args.label or (spec.label if spec and spec.label else "label"),
-        time_column=args.time_column or (spec.time_column if spec and spec.time_column else "event_time"),
+        time_column=args.time_column or (spec.time_column if spec and spec.time_column else _time_column(settings)),
         C=args.C,
         penalty=args.penalty,
         l1_ratio=args.l1_ratio,
@@ -143,7 +165,9 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     models: list[LogisticModel] = []
 
     def fit(version: str) -> LogisticModel:
-        return train.train(table, name=args.name, version=version, spec=spec, options=options, progress=progress)
+        model = train.train(table, name=args.name, version=version, spec=spec, options=options, progress=progress)
+        _servable(model, settings)
+        return model
 
     if args.registry is not None:  # the registry numbers versions: the manifest carries that number
         registry = Registry.create(args.registry, verify=wiring.model_loader(settings))

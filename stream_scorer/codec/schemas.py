@@ -11,7 +11,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class Schemas:
     prediction: Any
     label: Any
     writers_by_id: Mapping[int, Any]
+    label_json: Mapping[str, Any] = field(default_factory=dict)
 
 
 def load_schemas(
@@ -45,12 +46,14 @@ def load_schemas(
     ``schemas_dir``, and the writer schemas by id (paths)."""
     writers = {int(k): _parse(Path(v))[0] for k, v in (schema_ids or {}).items()}
     parsed, raw = _parse(events) if events is not None else (None, {})
+    label_parsed, label_raw = _parse(label or schemas_dir / "label.avsc")
     return Schemas(
         events=parsed,
         events_json=raw,
         prediction=_parse(schemas_dir / "prediction.avsc")[0],
-        label=_parse(label or schemas_dir / "label.avsc")[0],
+        label=label_parsed,
         writers_by_id=writers,
+        label_json=label_raw,
     )
 
 

@@ -57,8 +57,8 @@ def column_of(values: Sequence[Any], field: FieldType) -> Column:
         if not present.all():
             empty = "" if field.kind == "string" else field.symbols[0] if field.kind == "enum" else 0
             values = [empty if v is None else v for v in values]
-    if field.kind == "string":
-        return Column("string", np.array(values, dtype=str) if n else np.zeros(0, "<U1"), present)
+    if field.kind == "string":  # object, not fixed-width: a long value costs its own length, NULs are kept
+        return Column("string", np.array(values, dtype=object), present)
     if field.kind == "enum":
         code = {s: i for i, s in enumerate(field.symbols)}
         return Column("enum", np.fromiter((code[v] for v in values), np.int32, n), present, field.symbols)
@@ -74,7 +74,7 @@ def as_input(column: Column) -> npt.NDArray[Any]:
     if column.kind == "string":
         return column.values
     if column.kind == "enum":
-        text = np.array(column.symbols, dtype=str)[column.values]
+        text = np.array(column.symbols, dtype=object)[column.values]
         return text if column.present is None else np.where(column.present, text, "")
     numbers: Float64Array = column.values.astype(np.float64)
     return numbers if column.present is None else np.where(column.present, numbers, np.nan)

@@ -103,6 +103,11 @@ def build_contract(
             f"events.time_field: {time_field!r} is {t.avro}; it must be a long, timestamp-millis or "
             'timestamp-micros field (or "" to use the Kafka message timestamp)'
         )
+    if time_field and fields[time_field].nullable:
+        raise ConfigError(
+            f'events.time_field: {time_field!r} may be null; name a required field, or "" for the '
+            "Kafka message timestamp"
+        )
     names = [e.name for e in entities]
     if len(set(names)) < len(names) or not all(n.isidentifier() for n in names):
         raise ConfigError(f"events.entities: names must be distinct identifiers, not {names}")

@@ -29,7 +29,12 @@ _KINDS: Mapping[str, ColumnKind] = {
     "double": "float",
     "string": "string",
 }
-_TIME_UNITS = {"timestamp-millis": 1, "timestamp-micros": 1000}  # raw units per millisecond
+_TIME_UNITS = {  # raw units per millisecond (a local timestamp is read as if it were UTC, as training reads it)
+    "timestamp-millis": 1,
+    "timestamp-micros": 1000,
+    "local-timestamp-millis": 1,
+    "local-timestamp-micros": 1000,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,6 @@ def _leaf(schema: Any, named: dict[str, Any]) -> FieldType | None:
         return FieldType("timestamp", f"long ({logical})", nullable, units_per_ms=_TIME_UNITS[logical])
     if kind == "enum":
         return FieldType("enum", "enum", nullable, tuple(schema["symbols"]))
-    if isinstance(kind, str) and kind in _KINDS:
-        return FieldType(_KINDS[kind], kind, nullable)
+    if isinstance(kind, str) and kind in _KINDS:  # another logical type (time-micros, uuid, date) keeps its name
+        return FieldType(_KINDS[kind], f"{kind} ({logical})" if logical else kind, nullable)
     return None

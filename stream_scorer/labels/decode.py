@@ -22,6 +22,7 @@ class LabelFields:
     event_id: str = "event_id"
     label: str = "label"
     label_time: str = "label_time"
+    time_units_per_ms: int = 1  # 1000 when the label time is timestamp-micros
 
 
 LABEL_FIELDS = LabelFields()  # the names in schemas/label.avsc
@@ -48,12 +49,12 @@ def decode_labels(
             error = InvalidEventError("trailing_bytes", detail, topic=topic, partition=partition, offset=offset)
             invalid.append(InvalidMessage(message, error))
             continue
-        event_id, label = record[names.event_id], record[names.label]
-        if event_id is None or event_id == "" or isinstance(label, bool) or label not in (0, 1):
-            detail = f"{names.label} must be 0 or 1 and {names.event_id} non-empty"
+        event_id, label, at = record[names.event_id], record[names.label], record[names.label_time]
+        if event_id is None or event_id == "" or label not in (0, 1) or not isinstance(at, int):
+            detail = f"{names.label} must be 0 or 1, {names.event_id} non-empty and {names.label_time} set"
             error = InvalidEventError("invalid_label", detail, topic=topic, partition=partition, offset=offset)
             invalid.append(InvalidMessage(message, error))
             continue
         source = f"{topic}/{partition}/{offset}"
-        labels.append(Label(str(event_id), int(label), int(record[names.label_time]), source))
+        labels.append(Label(str(event_id), int(label), at // names.time_units_per_ms, source))
     return labels, invalid

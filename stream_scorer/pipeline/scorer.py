@@ -21,7 +21,7 @@ from stream_scorer.features.store import FeatureLookup
 from stream_scorer.model.artifact import LogisticModel
 from stream_scorer.model.fitted_spec import FittedSpec, transform
 from stream_scorer.model.score import StackedWeights, score_stacked, top_contributions
-from stream_scorer.pipeline.vectorize import InputPlan, gather, groups_read, plan_inputs
+from stream_scorer.pipeline.vectorize import InputPlan, check_categories, gather, groups_read, plan_inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,8 @@ class Scorer:
             offsets.append(blocks[key])
         inputs = (item for s in self._specs for item in s.input_columns.items())
         self.plan: InputPlan = plan_inputs(inputs, groups, event_fields or {})
+        for spec in self._specs:
+            check_categories(spec, event_fields or {})
         self._champion_groups = groups_read(self._specs[0])  # the prediction's flags describe the champion's inputs
         self._stacked = StackedWeights.of(models, offsets, width)
         self._thresholds = np.array([c.threshold for c in self.challengers], dtype=np.float64)

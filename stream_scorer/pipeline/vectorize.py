@@ -100,6 +100,24 @@ def plan_inputs(
     )
 
 
+def check_categories(spec: FittedSpec, event_fields: Mapping[str, FieldType]) -> None:
+    """Refuse listed categories an event field can never hold: an enum's non-symbols, a boolean's other than
+    1/0 (a typo would make the feature constant)."""
+    listed = [(o.column, o.categories) for o in spec.onehot]
+    listed += [(n.derive.inputs[0], n.derive.values) for n in spec.numeric if n.derive and n.derive.values]
+    for column, values in listed:
+        field = event_fields.get(column.removeprefix("event.")) if column.startswith("event.") else None
+        allowed = (
+            field.symbols
+            if field and field.kind == "enum"
+            else ("0", "1")
+            if field and field.kind == "boolean"
+            else None
+        )
+        if allowed is not None and (unknown := [v for v in values if v not in allowed]):
+            raise ModelArtifactError(f"{column} can never be {unknown}: its values are {list(allowed)}")
+
+
 def gather(
     plan: InputPlan,
     batch: EventBatch,

@@ -4,7 +4,8 @@ Numeric columns are float64 with NaN for missing; string columns are object arra
 for missing (the feature spec treats ``""`` as missing too). In a CSV a column is numeric when every
 non-empty value parses as a float, so a column that is empty throughout is numeric (all NaN), and only an
 empty field is missing: ``NA`` or ``null`` make the column a string column. Avro and Parquet columns take
-their kind from the schema; booleans become 0/1 and timestamps epoch milliseconds. Parquet needs the
+their kind from the schema, and fields of nested records are dotted columns (``event.total``); booleans become
+0/1 and timestamps epoch milliseconds. Parquet needs the
 optional ``pyarrow`` (``pip install stream-scorer[parquet]``).
 """
 
@@ -15,7 +16,7 @@ import hashlib
 import importlib
 import io
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -44,6 +45,8 @@ class Table:
     rows: int
     fingerprint: str
     source: str
+    # A CSV's text of the columns read as numbers: a string field that looks numeric ("02134") keeps it.
+    text: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
 
     def kind(self, column: str) -> Literal["numeric", "string"]:
         """Whether ``column`` holds numbers (float64) or strings."""
@@ -64,8 +67,9 @@ def read_table(path: Path, fmt: TableFormat = "auto") -> Table:
         raise TrainingError(f"dataset {path} does not exist") from exc
     except OSError as exc:
         raise TrainingError(f"dataset {path} cannot be read: {exc.strerror}") from exc
+    text: dict[str, npt.NDArray[Any]] = {}
     if fmt == "csv":
-        columns = _csv_columns(path, raw)
+        columns = _csv_columns(path, raw, text)
     elif fmt == "avro":
         columns = _avro_columns(path, raw)
     elif fmt == "parquet":
@@ -75,10 +79,10 @@ def read_table(path: Path, fmt: TableFormat = "auto") -> Table:
     rows = len(next(iter(columns.values()))) if columns else 0
     if rows == 0:
         raise TrainingError(f"dataset {path} is empty: it needs at least one row")
-    return Table(columns, rows, hashlib.sha256(raw).hexdigest(), str(path))
+    return Table(columns, rows, hashlib.sha256(raw).hexdigest(), str(path), text)
 
 
-def _csv_columns(path: Path, raw: bytes) -> dict[str, npt.NDArray[Any]]:
+def _csv_columns(path: Path, raw: bytes, texts: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
     try:
         text = raw.decode("utf-8-sig")  # tolerate the byte-order mark spreadsheets write
     except UnicodeDecodeError as exc:
@@ -102,7 +106,10 @@ def _csv_columns(path: Path, raw: bytes) -> dict[str, npt.NDArray[Any]]:
     except csv.Error as exc:
         raise TrainingError(f"dataset {path}: line {reader.line_num} is not valid CSV: {exc}") from exc
     columns = list(zip(*body, strict=True)) if body else [() for _ in header]
-    return {name: _csv_column(values) for name, values in zip(header, columns, strict=True)}
+    out = {name: _csv_column(values) for name, values in zip(header, columns, strict=True)}
+    numeric = [(n, v) for n, v in zip(header, columns, strict=True) if out[n].dtype.kind == "f"]
+    texts.update((n, np.array(v, dtype=object)) for n, v in numeric)
+    return out
 
 
 def _csv_column(values: tuple[str, ...]) -> npt.NDArray[Any]:
@@ -127,17 +134,35 @@ def _avro_columns(path: Path, raw: bytes) -> dict[str, npt.NDArray[Any]]:
     return {".".join(at): _avro_column(kind, (_dig(r, at) for r in records)) for at, kind in kinds.items()}
 
 
-def _avro_fields(path: Path, fields: list[dict[str, Any]], prefix: tuple[str, ...]) -> dict[tuple[str, ...], str]:
+def _avro_fields(
+    path: Path, fields: list[dict[str, Any]], prefix: tuple[str, ...], named: dict[str, Any] | None = None
+) -> dict[tuple[str, ...], str]:
     """Column kinds by field path. A nested (non-null) record becomes dotted columns: record ``event`` with a
-    field ``total`` is the column ``event.total``, which is how the model names its inputs."""
+    field ``total`` is the column ``event.total``, which is how the model names its inputs. A type given
+    by name (an enum used twice) reads as the type it names."""
+    named = {} if named is None else named
     kinds: dict[tuple[str, ...], str] = {}
     for f in fields:
-        t = f["type"]
+        t = _named(f["type"], named)
         if isinstance(t, dict) and t.get("type") == "record":
-            kinds.update(_avro_fields(path, t["fields"], (*prefix, f["name"])))
+            kinds.update(_avro_fields(path, t["fields"], (*prefix, f["name"]), named))
         else:
-            kinds[(*prefix, f["name"])] = _avro_kind(path, f)
+            kinds[(*prefix, f["name"])] = _avro_kind(path, {**f, "type": t}, named)
     return kinds
+
+
+def _named(schema: Any, named: dict[str, Any]) -> Any:
+    """``schema`` with a reference by name resolved; a named type met here is remembered."""
+    if isinstance(schema, list):
+        return [_named(s, named) for s in schema]
+    if isinstance(schema, str):
+        return named.get(schema, schema)
+    if isinstance(schema, dict) and schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
+        named[schema["name"]] = schema
+        named[schema["name"].rsplit(".", 1)[-1]] = schema
+        if "namespace" in schema:
+            named[f"{schema['namespace']}.{schema['name']}"] = schema
+    return schema
 
 
 def _dig(record: dict[str, Any], at: tuple[str, ...]) -> Any:
@@ -147,9 +172,9 @@ def _dig(record: dict[str, Any], at: tuple[str, ...]) -> Any:
     return value
 
 
-def _avro_kind(path: Path, field: dict[str, Any]) -> str:
+def _avro_kind(path: Path, field: dict[str, Any], named: dict[str, Any]) -> str:
     types = field["type"] if isinstance(field["type"], list) else [field["type"]]
-    types = [t for t in types if t != "null"]
+    types = [_named(t, named) for t in types if t != "null"]
     if len(types) != 1:
         raise TrainingError(
             f"dataset {path}: field {field['name']!r} is a union of {types}; only [null, T] is supported"
@@ -161,7 +186,7 @@ def _avro_kind(path: Path, field: dict[str, Any]) -> str:
         return "timestamp"
     if logical is None and name in _AVRO_NUMERIC:
         return "numeric"
-    if logical is None and name in _AVRO_STRING:
+    if logical in (None, "uuid") and name in _AVRO_STRING:
         return "string"
     what = f"{name} ({logical})" if logical else name
     raise TrainingError(
@@ -172,7 +197,7 @@ def _avro_kind(path: Path, field: dict[str, Any]) -> str:
 
 def _avro_column(kind: str, values: Iterator[Any]) -> npt.NDArray[Any]:
     if kind == "string":
-        return np.array(["" if v is None else v for v in values], dtype=object)
+        return np.array(["" if v is None else str(v) for v in values], dtype=object)  # str: a uuid reads as UUID
     if kind == "timestamp":
         # fastavro hands back datetimes; the trainer wants epoch milliseconds (naive ones are taken as UTC).
         values = (None if v is None else _epoch_ms(v) for v in values)
@@ -194,13 +219,15 @@ def _parquet_columns(path: Path, raw: bytes) -> dict[str, npt.NDArray[Any]]:
         ) from exc
     try:
         table = pq.read_table(pa.BufferReader(raw))
+        while any(pa.types.is_struct(f.type) for f in table.schema):  # nested records: dotted columns, as in Avro
+            table = table.flatten()
     except (pa.ArrowException, OSError) as exc:
         raise TrainingError(f"dataset {path} is not a readable Parquet file: {exc}") from exc
     columns: dict[str, npt.NDArray[Any]] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         t = column.type
         if pa.types.is_timestamp(t):
-            column = column.cast(pa.timestamp("ms", tz=t.tz)).cast(pa.int64())
+            column = column.cast(pa.timestamp("ms", tz=t.tz), safe=False).cast(pa.int64())  # micros: floored
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(t):
             values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
             columns[name] = np.asarray(values, dtype=np.float64)  # nulls come back as NaN
@@ -268,16 +295,17 @@ def with_event_fields(table: Table, event_fields: Mapping[str, FieldType]) -> Ta
     """The table with its ``event.<path>`` columns read as the worker reads those event fields (a boolean or
     integer field written as text, "true" or "0742", becomes a number); raise :class:`TrainingError` when a
     value cannot be one."""
+    columns = dict(table.columns)
     try:
-        columns = {
-            n: canonical_column(
-                n, values, event_fields.get(n.removeprefix("event.")) if n.startswith("event.") else None
-            )
-            for n, values in table.columns.items()
-        }
+        for name, values in table.columns.items():
+            field = event_fields.get(name.removeprefix("event.")) if name.startswith("event.") else None
+            if field is not None and field.kind in ("string", "enum") and name in table.text:
+                columns[name] = np.array([v.strip() and v for v in table.text[name]], dtype=object)  # text stays text
+            else:
+                columns[name] = canonical_column(name, values, field)
     except ModelArtifactError as exc:
         raise TrainingError(f"dataset {table.source}: {exc}") from exc
-    return Table(columns, table.rows, table.fingerprint, table.source)
+    return Table(columns, table.rows, table.fingerprint, table.source, table.text)
 
 
 def canonical_column(name: str, values: npt.NDArray[Any], field: FieldType | None) -> npt.NDArray[Any]:

@@ -97,7 +97,7 @@ def _numeric(section: str, t: dict[str, Any]) -> list[NumericFeature]:
             if not isinstance(t.get("log1p", False), bool):
                 raise TrainingError(f"{where}: log1p must be true or false")
             derive = None
-            if t.get("log1p") or bounds != [None, None]:
+            if t.get("log1p") or bounds != [None, None] or t.get("name", t["column"]) != t["column"]:
                 low, high = (None if b is None else float(b) for b in bounds)
                 derive = Derivation("log1p" if t.get("log1p") else "value", (t["column"],), low=low, high=high)
             return [NumericFeature(t.get("name", t["column"]), rule, standardize, derive)]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.config import Settings, window_seconds
-from stream_scorer.errors import ConfigError
+from stream_scorer.errors import ConfigError, SchemaError
+from stream_scorer.events.schema import FieldType, leaf_fields
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
@@ -130,14 +132,30 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
 
 
 def label_fields(settings: Settings) -> LabelFields:
-    """The configured names of the label record's fields, checked against its schema."""
+    """The configured names of the label record's fields, checked against its schema: an id (string, int or
+    long), a 0/1 label (int, long or boolean) and a time (long epoch ms, or timestamp-millis/micros), none null."""
     labels = settings.labels
-    names = LabelFields(labels.id_field, labels.label_field, labels.time_field)
-    schema = schemas(settings).label
-    present = {f["name"] for f in schema["fields"]}
-    if missing := [n for n in (names.event_id, names.label, names.label_time) if n not in present]:
-        raise ConfigError(
-            f"labels: the label schema {schema.get('name')} has no field(s) {missing}; its fields are "
-            f"{sorted(present)}: set labels.id_field, labels.label_field and labels.time_field"
-        )
-    return names
+    schema = schemas(settings).label_json
+    try:
+        fields = leaf_fields(schema)
+    except SchemaError as exc:
+        raise ConfigError(f"labels.schema: {exc}") from exc
+    wanted: dict[str, tuple[str, Callable[[FieldType], bool], str]] = {  # setting: (field, whether it fits, what)
+        "labels.id_field": (labels.id_field, lambda f: f.kind in ("string", "int"), "a string, int or long"),
+        "labels.label_field": (labels.label_field, lambda f: f.kind in ("int", "boolean"), "an int or a boolean"),
+        "labels.time_field": (
+            labels.time_field,
+            lambda f: f.kind == "timestamp" or f.avro == "long",
+            "a long (epoch ms), timestamp-millis or timestamp-micros",
+        ),
+    }
+    for setting, (name, fits, expected) in wanted.items():
+        field = fields.get(name)
+        if field is None or field.nullable or not fits(field):
+            shown = "missing" if field is None else f"{field.avro}{' or null' if field.nullable else ''}"
+            raise ConfigError(
+                f"{setting}: {name!r} in the label schema {schema.get('name')} is {shown}; it must be "
+                f"{expected}, not null. The schema's fields: {sorted(fields)}"
+            )
+    units = fields[labels.time_field].units_per_ms
+    return LabelFields(labels.id_field, labels.label_field, labels.time_field, units)

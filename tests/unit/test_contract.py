@@ -36,6 +36,7 @@ SCHEMA = {
         {"name": "coupon", "type": ["null", "string"], "default": None},
         {"name": "lines", "type": {"type": "array", "items": "string"}},
         {"name": "gift", "type": "boolean"},
+        {"name": "shipped_at", "type": ["null", "long"], "default": None},
     ],
 }
 
@@ -61,6 +62,8 @@ def contract(**changes: object):  # type: ignore[no-untyped-def]
         ({"id_field": "nope"}, r"events.id_field: 'nope' is not in the schema Order; its fields are: order_id"),
         ({"id_field": "total"}, "must be a string, int or long field"),
         ({"time_field": "total"}, r"'total' is double; it must be a long, timestamp-millis or timestamp-micros"),
+        ({"time_field": "previous_tier"}, "is enum; it must be a long"),
+        ({"time_field": "shipped_at"}, "may be null"),
         ({"entities": (Entity(name="buyer", key="buyer.tier"),)}, "an entity key must be a string, int or long"),
         ({"entities": (Entity(name="buyer", key="buyer.email"),)}, r"buyer's key field 'buyer.email' is not in"),
         ({"entities": (Entity(name="a", key="buyer.id"),) * 2}, "distinct identifiers"),
@@ -87,6 +90,7 @@ def records() -> list[dict[str, object]]:
         "coupon": None,
         "lines": ["x"],
         "gift": False,
+        "shipped_at": None,
     }
     return [
         base,
@@ -137,3 +141,45 @@ def test_events_check_lists_the_fields_and_refuses_a_broken_contract(tmp_path: P
     )
     assert main(["events", "check", "--config", str(broken)]) == 1
     assert "card's key field 'card.pan' is not in the schema Transaction" in capsys.readouterr().err
+
+
+def label_settings(tmp_path: Path, fields: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+    import json
+
+    from stream_scorer.config import load_settings
+
+    (tmp_path / "outcome.avsc").write_text(json.dumps({"type": "record", "name": "Outcome", "fields": fields}))
+    (tmp_path / "s.toml").write_text(
+        '[labels]\nschema = "outcome.avsc"\nid_field = "order_id"\nlabel_field = "returned"\ntime_field = "at"\n'
+    )
+    return load_settings(tmp_path / "s.toml", {})
+
+
+def test_the_label_record_is_checked_and_read_by_its_own_types(tmp_path: Path) -> None:
+    from stream_scorer.codec import encode
+    from stream_scorer.labels.decode import decode_labels
+    from stream_scorer.wiring import schemas
+    from stream_scorer.wiring.labels import label_fields
+
+    micros = {"type": "long", "logicalType": "timestamp-micros"}
+    good = [
+        {"name": "order_id", "type": "long"},
+        {"name": "returned", "type": "boolean"},
+        {"name": "at", "type": micros},
+    ]
+    settings = label_settings(tmp_path, good)
+    names = label_fields(settings)
+    assert names.time_units_per_ms == 1000
+    schema = schemas(settings).label
+    value = encode(schema, {"order_id": 42, "returned": True, "at": 1_700_000_000_123_456})
+    [label], invalid = decode_labels(schema, [FakeMessage(value)], names)
+    assert (label.event_id, label.label, label.label_time_ms, invalid) == ("42", 1, 1_700_000_000_123, [])
+    for bad, message in (
+        ({"name": "at", "type": ["null", "long"]}, r"labels.time_field: 'at' .* is long or null; it must be"),
+        ({"name": "at", "type": "string"}, "it must be a long"),
+        ({"name": "at", "type": {"type": "long", "logicalType": "time-micros"}}, "long \\(time-micros\\)"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            label_fields(label_settings(tmp_path, [*good[:2], bad]))
+    with pytest.raises(ConfigError, match=r"labels.label_field: 'returned' .* is missing"):
+        label_fields(label_settings(tmp_path, [good[0], good[2]]))

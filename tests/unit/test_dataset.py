@@ -162,9 +162,17 @@ def test_parquet_without_pyarrow_says_which_extra_to_install(tmp_path: Path, mon
 def test_parquet_round_trip_when_pyarrow_is_installed(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    data = {"amount": [1.5, None], "mcc": [5411, 7995], "flag": [True, None], "channel": ["POS", None]}
+    data = {
+        "amount": [1.5, None],
+        "mcc": [5411, 7995],
+        "flag": [True, None],
+        "channel": ["POS", None],
+        "event": [{"total": 1.0, "buyer": {"tier": "GOLD"}}, {"total": None, "buyer": {"tier": None}}],
+    }
     pq.write_table(pa.table(data), tmp_path / "d.parquet")
     table = read_table(tmp_path / "d.parquet")
+    np.testing.assert_array_equal(table.columns["event.total"], [1.0, np.nan])  # nested records: dotted paths
+    assert table.columns["event.buyer.tier"].tolist() == ["GOLD", ""]
     np.testing.assert_array_equal(table.columns["amount"], [1.5, np.nan])
     np.testing.assert_array_equal(table.columns["flag"], [1.0, np.nan])
     assert table.columns["mcc"].tolist() == [5411.0, 7995.0]
@@ -196,3 +204,32 @@ def test_class_labels_sort_numbers_as_numbers_and_refuse_missing() -> None:
         class_labels_from(table_of(y=np.array(["ok", ""], dtype=object)), "y")
     with pytest.raises(TrainingError, match="1 labels in 'y' are missing"):
         class_labels_from(table_of(y=np.array([1.0, np.nan])), "y")
+
+
+def test_avro_named_type_references_and_uuids_read_as_the_types_they_name(tmp_path: Path) -> None:
+    tier = {"type": "enum", "name": "Tier", "symbols": ["BASIC", "GOLD"]}
+    fields = [
+        {"name": "event", "type": {"type": "record", "name": "E", "fields": [{"name": "tier", "type": tier}]}},
+        {"name": "previous", "type": ["null", "Tier"]},
+        {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "label", "type": "int"},
+    ]
+    records = [
+        {"event": {"tier": "GOLD"}, "previous": None, "id": "0b7e3a4e-1f0c-4c7a-9a57-6d1d1f5c8a11", "label": 1},
+        {"event": {"tier": "BASIC"}, "previous": "GOLD", "id": "5f2a6b1c-0d9e-4e3f-8a7b-2c1d0e9f8a7b", "label": 0},
+    ]
+    table = read_table(write_avro(tmp_path / "d.avro", fields, records))
+    assert table.columns["event.tier"].tolist() == ["GOLD", "BASIC"]
+    assert table.columns["previous"].tolist() == ["", "GOLD"]
+    assert table.columns["id"].tolist()[1].startswith("5f2a")
+
+
+def test_a_string_field_that_looks_numeric_keeps_its_text(tmp_path: Path) -> None:
+    from stream_scorer.events.schema import FieldType
+    from stream_scorer.training.dataset import with_event_fields
+
+    table = read_table(write(tmp_path / "d.csv", "event.zip,event.count,label\n02134,7,1\n,8,0\n"))
+    assert table.columns["event.zip"].tolist()[0] == 2134.0  # a CSV alone cannot tell
+    typed = with_event_fields(table, {"zip": FieldType("string", "string"), "count": FieldType("int", "int")})
+    assert typed.columns["event.zip"].tolist() == ["02134", ""]  # the schema says it is text: as the worker reads it
+    assert typed.columns["event.count"].tolist() == [7.0, 8.0]

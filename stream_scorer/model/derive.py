@@ -114,9 +114,9 @@ def derived(d: Derivation, columns: Mapping[str, npt.NDArray[Any] | Sequence[Any
         with np.errstate(invalid="ignore", divide="ignore"):  # below -1: NaN, imputed like a missing value
             logged: Float64Array = np.log1p(x)
         return np.where(np.isfinite(logged), logged, np.nan)
-    first = as_categories(columns[d.inputs[0]])
     if d.operation == "member":
-        return np.isin(first, np.array(d.values, dtype=object)).astype(np.float64)
+        return _member(np.asarray(columns[d.inputs[0]]), d.values)
+    first = as_categories(columns[d.inputs[0]])
     if d.operation == "missing":
         absent: Float64Array = np.asarray(first == "", dtype=bool).astype(np.float64)
         return absent
@@ -124,6 +124,24 @@ def derived(d: Derivation, columns: Mapping[str, npt.NDArray[Any] | Sequence[Any
     same = np.asarray(first == second, dtype=bool)
     compared: Float64Array = (same if d.operation == "equal" else ~same).astype(np.float64)
     return compared
+
+
+def _member(values: npt.NDArray[Any], listed: tuple[str, ...]) -> Float64Array:
+    """1.0 where the category text of ``values`` is in ``listed``. Numbers are compared as numbers: the text of a
+    number is canonical (``742.0`` is ``"742"``), so a listed text that is not canonical (``"0742"``) never matches."""
+    if values.dtype.kind in "fiub":
+        numbers = [float(v) for v in listed if _is_number(v) and as_categories(np.array([float(v)]))[0] == v]
+        return np.isin(values, numbers).astype(np.float64)
+    text = as_categories(values)
+    found = text == listed[0] if len(listed) == 1 else np.isin(text, np.array(listed, dtype=object))
+    return np.asarray(found, dtype=bool).astype(np.float64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def as_categories(values: npt.NDArray[Any] | Sequence[Any]) -> npt.NDArray[Any]:

@@ -44,6 +44,11 @@ _ITEM = [("group", "string"), ("status", "enum"), ("age_ms", "union")]
 _SHADOW = [("model_name", "string"), ("model_version", "string"), ("score", "double"), ("decision", "boolean")]
 _BOOL = (b"\x00", b"\x01")
 _PASSTHROUGH_BRANCHES = ("null", "boolean", "long", "double", "string")  # the passthrough map's value union
+_KEY_HEAD = [bytes((2, n << 1)) for n in range(64)]  # union branch 1 (bytes), then a length under 64
+
+
+def _key(key: bytes) -> bytes:
+    return b"\x02" + avro.string_bytes(key)
 
 
 def union_values(column: Column) -> list[bytes]:
@@ -142,7 +147,7 @@ class PredictionEncoder:
         )
         reasons = self._reasons(scored, n)
         shadow = self._shadow(scored, n)
-        keys = [b"\x00" if k is None else b"\x02" + avro.string_bytes(k) for k in batch.key]
+        keys = [b"\x00" if k is None else _KEY_HEAD[len(k)] + k if len(k) < 64 else _key(k) for k in batch.key]
         passthrough = self._passthrough_maps(batch, n)
         head, threshold = self._head, self._threshold
         return [

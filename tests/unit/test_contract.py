@@ -183,3 +183,23 @@ def test_the_label_record_is_checked_and_read_by_its_own_types(tmp_path: Path) -
             label_fields(label_settings(tmp_path, [*good[:2], bad]))
     with pytest.raises(ConfigError, match=r"labels.label_field: 'returned' .* is missing"):
         label_fields(label_settings(tmp_path, [good[0], good[2]]))
+
+
+def test_without_a_time_field_the_kafka_timestamp_is_the_event_time() -> None:
+    c = contract(time_field="")
+    assert c.time_field is None and "placed_at" not in c.read_fields
+    rows = records()[:2]
+    messages = [FakeMessage(None, timestamp_ms=1_700_000_000_000 + i) for i in range(2)]
+    batch = to_batch(rows, messages, c, (), 0)
+    assert batch.event_time_ms.tolist() == [1_700_000_000_000, 1_700_000_000_001]
+
+
+def test_an_artifact_that_named_computed_event_features_is_refused_with_how_to_retrain() -> None:
+    import dataclasses
+
+    from stream_scorer.errors import ModelArtifactError
+    from tests.support import FRAUD_SETTINGS, fraud_scorer, small_model
+
+    trained_before = dataclasses.replace(small_model(("event.amount_log", "card_velocity.txn_count_1h")), spec=None)
+    with pytest.raises(ModelArtifactError, match=r"\['event.amount_log'\].*must be retrained"):
+        fraud_scorer(trained_before, FRAUD_SETTINGS.feature_groups, None)

@@ -169,8 +169,10 @@ def test_parquet_round_trip_when_pyarrow_is_installed(tmp_path: Path) -> None:
         "channel": ["POS", None],
         "event": [{"total": 1.0, "buyer": {"tier": "GOLD"}}, {"total": None, "buyer": {"tier": None}}],
     }
+    data["at"] = pa.array([1_700_000_000_123_456, None], type=pa.timestamp("us"))  # micros: floored to ms
     pq.write_table(pa.table(data), tmp_path / "d.parquet")
     table = read_table(tmp_path / "d.parquet")
+    np.testing.assert_array_equal(table.columns["at"], [1_700_000_000_123.0, np.nan])
     np.testing.assert_array_equal(table.columns["event.total"], [1.0, np.nan])  # nested records: dotted paths
     assert table.columns["event.buyer.tier"].tolist() == ["GOLD", ""]
     np.testing.assert_array_equal(table.columns["amount"], [1.5, np.nan])

@@ -32,6 +32,7 @@ class PredictionStats:
     decisions: int = 0
     imputed: int = 0
     status: dict[str, dict[str, int]] = field(default_factory=dict)
+    unreadable: int = 0  # records this prediction schema cannot read (written by an older one, or not ours)
 
     def add(self, record: dict[str, Any], broker_ms: int) -> None:
         if record["event_id"] in self.event_ids:
@@ -125,7 +126,12 @@ def watch(
         while stats.count < expect and time.monotonic() < deadline:
             for message in consumer.consume(1000, 0.2):
                 if message.error() is None:
-                    stats.add(decode(schema, message.value() or b""), message.timestamp()[1])
+                    try:
+                        record = decode(schema, message.value() or b"")
+                    except Exception:  # fastavro raises many types on bytes of another schema
+                        stats.unreadable += 1
+                        continue
+                    stats.add(record, message.timestamp()[1])
             if time.monotonic() >= next_report:
                 next_report += 1.0
                 p50, _, p99 = stats.percentiles(stats.latency_ms[-5000:])
@@ -162,6 +168,8 @@ def _watch(args: argparse.Namespace, settings: Settings) -> int:
         extra=settings.kafka.librdkafka(),
     )
     print(stats.summary())
+    if stats.unreadable:
+        print(f"unreadable         {stats.unreadable} record(s) skipped: not a Prediction of schemas/prediction.avsc")
     if stats.count < args.expect:
         print(
             f"watch: only {stats.count} of {args.expect} predictions arrived within {args.timeout:.0f} s",

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 class Stack:
     bootstrap: str
     redis_url: str
+    registry_url: str  # the Apicurio registry's Confluent-compatible API
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +46,9 @@ def stack() -> Stack:
     values = dict(line.split("=", 1) for line in status.stdout.splitlines() if "=" in line)
     if status.returncode != 0:
         pytest.fail(f"the local stack is down ({status.stdout.strip()}); run scripts/stack up, or use scripts/test")
-    return Stack(bootstrap=values["KAFKA_BOOTSTRAP"], redis_url=values["REDIS_URL"])
+    return Stack(
+        bootstrap=values["KAFKA_BOOTSTRAP"], redis_url=values["REDIS_URL"], registry_url=values["SCHEMA_REGISTRY_URL"]
+    )
 
 
 @pytest.fixture(scope="session")

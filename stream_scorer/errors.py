@@ -19,6 +19,9 @@
      │                           Policy: counted; predictions keep flowing (those labels count as unknown).
      ├── LabelStoreError         the label flow's Redis calls failed (join, held labels). Policy: the
      │                           batch is rewound, nothing is committed, and it is read again after a pause.
+     ├── SchemaRegistryError     transient: the schema registry did not answer for a writer schema id not
+     │                           seen before. Policy: the batch is rewound (nothing committed past it, no dead
+     │                           letter) and read again after a backoff (1 s doubling to 30 s), not ready meanwhile.
      └── KafkaError              a Kafka client call failed (consume, produce, commit, admin): fatal
           ├── DeliveryError      transient: a produced record (prediction or dead letter) was not
           │                      acknowledged: topic missing, access denied, broker refusing or away.
@@ -95,6 +98,10 @@ class PendingWriteError(StreamScorerError):
 
 class LabelStoreError(StreamScorerError):
     """The label join's store (Redis) could not answer."""
+
+
+class SchemaRegistryError(StreamScorerError):
+    """The schema registry could not be reached (or answered with an error) for a writer schema id."""
 
 
 class KafkaError(StreamScorerError):

@@ -4,7 +4,8 @@ Two input framings are accepted, chosen by configuration:
 
 * ``avro``: the message value is the plain Avro binary body of an event (the configured reader schema);
 * ``confluent``: magic byte ``0``, a 4-byte big-endian schema id, then the body. Only the schema ids
-  configured are accepted; each maps to its writer schema file, resolved against our reader schema.
+  configured are accepted; each maps to its writer schema file, resolved against our reader schema. With a
+  schema registry, an id not configured is fetched from it on first sight (:mod:`stream_scorer.codec.registry`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import numpy as np
 from fastavro.read import SchemaResolutionError
 
 from stream_scorer.batch import EventBatch, KafkaMessage
+from stream_scorer.codec.registry import SchemaSource, WriterSchemas
 from stream_scorer.codec.schemas import CONFLUENT_HEADER, CONFLUENT_MAGIC, Schemas
-from stream_scorer.codec.strict import MalformedAvro, compile_reader
+from stream_scorer.codec.strict import MalformedAvro, Reader, compile_reader
 from stream_scorer.errors import InvalidEventError, SchemaError
 from stream_scorer.events.columns import RULE_REASONS, check, location, to_batch
 from stream_scorer.events.contract import EventContract
@@ -73,6 +75,7 @@ class EventDecoder:
         max_message_bytes: int = 65536,
         max_future_ms: int = 300_000,
         max_past_ms: int = 0,
+        registry: SchemaSource | None = None,
     ) -> None:
         self._contract = contract
         self._paths: tuple[str, ...] = ()
@@ -83,9 +86,9 @@ class EventDecoder:
         self._max_past_ms = max_past_ms
         try:
             self._read_events = compile_reader(schemas.events)
-            self._read_writers = {id(w): compile_reader(w) for w in schemas.writers_by_id.values()}
         except MalformedAvro as exc:
             raise SchemaError(f"cannot build a reader for the input schemas: {exc}") from exc
+        self._writers = WriterSchemas(schemas.events, schemas.writers_by_id, registry)
 
     @property
     def contract(self) -> EventContract:
@@ -107,7 +110,7 @@ class EventDecoder:
             raise InvalidEventError("empty_value", "message has no value")
         if len(value) > self._max_bytes:
             raise InvalidEventError("oversized", f"{len(value)} bytes, over the {self._max_bytes}-byte limit")
-        writer = self._schemas.events
+        writer, read = self._schemas.events, self._read_events
         start = 0
         schema_id = None
         if self._confluent:
@@ -116,14 +119,9 @@ class EventDecoder:
             if value[0] != CONFLUENT_MAGIC:
                 raise InvalidEventError("bad_magic_byte", f"expected Confluent magic byte 0, got {value[0]}")
             _, schema_id = CONFLUENT_HEADER.unpack_from(value)
-            found = self._schemas.writers_by_id.get(schema_id)
-            if found is None:
-                raise InvalidEventError(
-                    "unknown_schema_id", f"schema id {schema_id} is not configured", schema_id=schema_id
-                )
-            writer, start = found, CONFLUENT_HEADER.size
+            (writer, read), start = self._writers.writer(schema_id), CONFLUENT_HEADER.size
         try:
-            record = self._strict_one(value, start, writer)
+            record = self._strict_one(value, start, writer, read)
         except SchemaResolutionError as exc:
             raise InvalidEventError("incompatible_schema", str(exc)[:200], schema_id=schema_id) from exc
         except InvalidEventError as exc:
@@ -134,10 +132,9 @@ class EventDecoder:
             raise InvalidEventError("malformed_avro", detail, schema_id=schema_id) from exc
         return record, schema_id
 
-    def _strict_one(self, value: bytes, start: int, writer: Any) -> dict[str, Any]:
+    def _strict_one(self, value: bytes, start: int, writer: Any, read: Reader) -> dict[str, Any]:
         """Decode strictly (see :mod:`stream_scorer.codec.strict`): the body must be exactly one record in
         Avro's canonical encoding; a newer writer schema is then resolved against the reader schema."""
-        read = self._read_events if writer is self._schemas.events else self._read_writers[id(writer)]
         try:
             record, end = read(value, start)
         except (IndexError, struct.error) as exc:
@@ -150,7 +147,11 @@ class EventDecoder:
         return typing.cast(dict[str, Any], record)
 
     def decode(self, messages: Sequence[KafkaMessage], consumed_at_ms: int) -> DecodeResult:
-        """Decode and validate a micro-batch; bad messages are returned as errors, never raised."""
+        """Decode and validate a micro-batch; bad messages are returned as errors, never raised. With a schema
+        registry, the writer schemas of ids not seen before are fetched first: a registry that cannot answer
+        raises :class:`~stream_scorer.errors.SchemaRegistryError` before anything is decoded."""
+        if self._confluent:
+            self._writers.learn(m.value() for m in messages)
         records: list[dict[str, Any]] = []
         origin: list[KafkaMessage] = []
         invalid: list[InvalidMessage] = []

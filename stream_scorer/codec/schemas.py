@@ -60,18 +60,19 @@ def load_schemas(
 def _parse(path: Path) -> tuple[Any, dict[str, Any]]:
     try:
         raw = json.loads(path.read_text())
-        return fastavro.parse_schema(_without_logical_types(raw)), raw
+        return fastavro.parse_schema(strip_logical_types(raw)), raw
     except FileNotFoundError as exc:
         raise SchemaError(f"schema file {path} does not exist") from exc
     except (ValueError, fastavro.schema.SchemaParseException) as exc:
         raise SchemaError(f"schema file {path} does not parse: {exc}") from exc
 
 
-def _without_logical_types(schema: Any) -> Any:
+def strip_logical_types(schema: Any) -> Any:
+    """A schema's JSON without its logical types: timestamps read as the integers they are."""
     if isinstance(schema, dict):
-        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+        return {k: strip_logical_types(v) for k, v in schema.items() if k != "logicalType"}
     if isinstance(schema, list):
-        return [_without_logical_types(s) for s in schema]
+        return [strip_logical_types(s) for s in schema]
     return schema
 
 

@@ -1,11 +1,11 @@
 """The settings: one frozen, typed object; the only reader of settings files, environment variables and secrets."""
 
+from stream_scorer.config.events import EventSettings, SchemaRegistrySettings
 from stream_scorer.config.load import ENV_PREFIX, load_settings
 from stream_scorer.config.secrets import resolve_secret
 from stream_scorer.config.settings import (
     BatchSettings,
     DriftSettings,
-    EventSettings,
     FeatureGroup,
     KafkaSettings,
     LabelSettings,
@@ -26,6 +26,7 @@ __all__ = [
     "LabelSettings",
     "MetricsSettings",
     "RedisSettings",
+    "SchemaRegistrySettings",
     "Settings",
     "ValidationSettings",
     "load_settings",

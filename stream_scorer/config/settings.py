@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from stream_scorer.config.events import EventSettings, SchemaRegistrySettings
 from stream_scorer.config.secrets import is_secret, mask_url, resolve_secret
 from stream_scorer.errors import ConfigError
-from stream_scorer.events.contract import Entity, FieldRule
 
 InputFormat = Literal["avro", "confluent"]
 DeliveryMode = Literal["at_least_once", "exactly_once"]
@@ -39,19 +39,6 @@ class FeatureGroup:
             raise ConfigError(f"feature group {self.name!r}: max_age_seconds must be > 0")
         if not 0 <= self.version < 2**16:
             raise ConfigError(f"feature group {self.name!r}: version must fit in 16 bits")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EventSettings:
-    """The events the worker scores: their schema, and which fields are the id, the time and the entity keys."""
-
-    schema: Path | None = None  # the reader schema (.avsc); a relative path is read from the settings file's folder
-    id_field: str = "event_id"
-    time_field: str = "event_time"  # a long or timestamp field; "" to use the Kafka message timestamp
-    entities: tuple[Entity, ...] = ()
-    rules: tuple[FieldRule, ...] = ()
-    # Event fields copied into every prediction's passthrough map, so that consumers need no join.
-    passthrough: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,6 +230,7 @@ class Settings:
     labels: LabelSettings = field(default_factory=LabelSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    schema_registry: SchemaRegistrySettings = field(default_factory=SchemaRegistrySettings)
     feature_groups: tuple[FeatureGroup, ...] = ()
     # An artifact directory, or a registry (stream_scorer.model.registry): then the worker serves its CURRENT
     # version and, between batches, reloads when CURRENT moves (checked every model_reload_seconds).

@@ -173,6 +173,11 @@ class ScorerMetrics:
             ["output"],
             registry=registry,
         )
+        self.schema_registry_errors = Counter(
+            "stream_scorer_schema_registry_errors",
+            "Batches read again because the schema registry did not answer for a new writer schema id.",
+            registry=registry,
+        )
         self.retry_backoff = Gauge(
             "stream_scorer_batch_retry_backoff_seconds",
             "The backoff before the failed batch is read again; 0 when the last batch was committed.",

@@ -11,6 +11,7 @@ from pathlib import Path
 from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, Schemas
+from stream_scorer.codec.registry import RegistryClient
 from stream_scorer.config import Settings, window_seconds
 from stream_scorer.errors import StreamScorerError
 from stream_scorer.features.breaker import CircuitBreakerLookup
@@ -226,6 +227,15 @@ def kafka_side(
 def event_decoder(settings: Settings, parsed: Schemas) -> EventDecoder:
     """The decoder of the configured events and framing, with the validation settings."""
     validation = settings.validation
+    registry = settings.schema_registry
+    client = None
+    if registry.url and settings.kafka.input_format == "confluent":
+        client = RegistryClient(
+            registry.url,
+            username=registry.username,
+            password=registry.secret(),
+            timeout_seconds=registry.timeout_seconds,
+        )
     return EventDecoder(
         event_contract(settings, parsed),
         parsed,
@@ -233,6 +243,7 @@ def event_decoder(settings: Settings, parsed: Schemas) -> EventDecoder:
         max_message_bytes=validation.max_message_bytes,
         max_future_ms=int(validation.max_future_seconds * 1000),
         max_past_ms=int(validation.max_past_seconds * 1000),
+        registry=client,
     )
 
 

@@ -19,12 +19,13 @@ import numpy as np
 
 from stream_scorer.batch import KafkaMessage
 from stream_scorer.codec import EventDecoder, InvalidMessage
-from stream_scorer.errors import BatchAborted, DeliveryError, InvalidInputRateError
+from stream_scorer.errors import BatchAborted, DeliveryError, InvalidInputRateError, SchemaRegistryError
 from stream_scorer.kafka.delivery import Delivery
 from stream_scorer.monitoring.drift import DriftMonitor
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline import ScoredBatch, Scorer
 from stream_scorer.pipeline.observe import observe_scored
+from stream_scorer.worker import parts
 from stream_scorer.worker.deadletter import dead_letters
 from stream_scorer.worker.guard import InvalidInputGuard
 from stream_scorer.worker.join_records import JoinRecords, PendingPredictionStore
@@ -97,31 +98,29 @@ class Worker:
         while not stop.is_set():
             try:
                 self.step()
-            except (DeliveryError, BatchAborted) as exc:
+            except (DeliveryError, BatchAborted, SchemaRegistryError) as exc:
                 if isinstance(exc, DeliveryError) and exc.fatal:
                     raise
                 self._back_off(exc, stop)
         self.commit_window()
 
-    def _back_off(self, exc: DeliveryError | BatchAborted, stop: threading.Event) -> None:
+    def _back_off(self, exc: DeliveryError | BatchAborted | SchemaRegistryError, stop: threading.Event) -> None:
         self._failures_in_row += 1
         undelivered = exc if isinstance(exc, DeliveryError) else exc.__cause__
-        aborted = not isinstance(undelivered, DeliveryError)
-        bounds = self._bounds
+        aborted = isinstance(exc, BatchAborted) and not isinstance(undelivered, DeliveryError)
         waits = self._failures_in_row - aborted  # a first aborted transaction is retried at once, as before
-        delay = (
-            0.0
-            if waits == 0
-            else min(bounds.max_retry_backoff_seconds, bounds.retry_backoff_seconds * 2.0 ** (waits - 1))
-        )
+        delay = parts.backoff_seconds(self._bounds, waits)
         if isinstance(exc, BatchAborted):
             self._metrics.batches_aborted.inc()
         if isinstance(undelivered, DeliveryError):
             outputs = {"dead_letters" if t == self._topics.dead_letters else "predictions" for t in undelivered.topics}
             for output in outputs or {"predictions"}:
                 self._metrics.delivery_failures.labels(output).inc()
+        if isinstance(exc, SchemaRegistryError):
+            self._metrics.schema_registry_errors.inc()
         self._metrics.retry_backoff.set(delay)
         what = "transaction aborted" if aborted else "batch not delivered"
+        what = "schema registry unavailable" if isinstance(exc, SchemaRegistryError) else what
         self.retrying = f"{what}, read again in {delay:g} s: {exc}"
         log.log(
             logging.WARNING if waits == 0 else logging.ERROR,
@@ -159,7 +158,12 @@ class Worker:
                 self.commit_window()  # traffic stopped: do not leave a window (or a transaction) open
             return 0
         seconds["poll"] = t1 - t0
-        decoded = self._decoder.decode(messages, self._clock_ms())  # decode
+        try:
+            decoded = self._decoder.decode(messages, self._clock_ms())  # decode
+        except SchemaRegistryError:
+            self.commit_window()  # the batches before this one are complete
+            self._source.rewind_to_committed()  # this one is read again once the registry answers
+            raise
         t2 = time.perf_counter()
         seconds["decode"] = t2 - t1
         if not self._window:

@@ -36,6 +36,14 @@ class MessageSource(Protocol):
 
     def subscribe(self, listener: RebalanceListener) -> None: ...
     def poll_batch(self, max_events: int, timeout: float) -> list[KafkaMessage]: ...
+    def rewind_to_committed(self) -> None: ...
+
+
+def backoff_seconds(bounds: BatchBounds, waits: int) -> float:
+    """How long a failed batch waits before it is read again: not at all before the first wait, then doubling."""
+    if waits == 0:
+        return 0.0
+    return min(bounds.max_retry_backoff_seconds, bounds.retry_backoff_seconds * 2.0 ** (waits - 1))
 
 
 def wall_clock_ms() -> int:

@@ -33,6 +33,33 @@ class RegistryClient:
             token = base64.b64encode(f"{username}:{password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
 
+    def register(self, subject: str, schema: str) -> int:
+        """The id of ``schema`` under ``subject``, registering it as a new version when it is not there yet."""
+        answer = self._call(f"/subjects/{subject}/versions", {"schema": schema}, f"registering {subject}")
+        return int(answer["id"])
+
+    def latest(self, subject: str) -> tuple[int, str]:
+        """The id and schema text of the latest version under ``subject``."""
+        answer = self._call(f"/subjects/{subject}/versions/latest", None, f"the latest version of {subject}")
+        return int(answer["id"]), str(answer["schema"])
+
+    def _call(self, path: str, body: dict[str, str] | None, what: str) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {**self._headers, "Content-Type": "application/vnd.schemaregistry.v1+json"}
+        request = urllib.request.Request(f"{self.url}{path}", data, headers, method="GET" if body is None else "POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            with exc:  # an error response is a response too: close it
+                detail = exc.read()[:300].decode(errors="replace")
+            raise SchemaRegistryError(f"schema registry {self.url}: HTTP {exc.code} for {what}: {detail}") from exc
+        except (OSError, ValueError) as exc:
+            raise SchemaRegistryError(f"schema registry {self.url} did not answer for {what}: {exc}") from exc
+        if not isinstance(answer, dict) or "id" not in answer:
+            raise SchemaRegistryError(f"schema registry {self.url}: no id in its answer for {what}")
+        return answer
+
     def schema(self, schema_id: int) -> str | None:
         """The schema text registered under ``schema_id``, or None when the registry has no such id."""
         request = urllib.request.Request(f"{self.url}/schemas/ids/{schema_id}", headers=self._headers)
@@ -40,6 +67,7 @@ class RegistryClient:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 answer = json.loads(response.read())
         except urllib.error.HTTPError as exc:
+            exc.close()
             if exc.code == 404:
                 return None
             raise SchemaRegistryError(f"schema registry {self.url}: HTTP {exc.code} for schema id {schema_id}") from exc

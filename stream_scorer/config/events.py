@@ -32,6 +32,9 @@ class SchemaRegistrySettings:
     username: str = ""
     password: str = ""  # "env:NAME" or "file:/path"
     timeout_seconds: float = 2.0
+    # With kafka.output_format = "confluent": register the prediction schema under "<output topic>-value" at
+    # startup (true), or require its latest version there to be ours (false).
+    auto_register: bool = True
 
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(("http://", "https://")):

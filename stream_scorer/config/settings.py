@@ -49,6 +49,8 @@ class KafkaSettings:
     labels_topic: str = "labels"
     group_id: str = "stream-scorer"
     input_format: InputFormat = "avro"
+    # "confluent": predictions are framed with the id of the prediction schema in [schema_registry]
+    output_format: InputFormat = "avro"
     # Confluent wire format: the schema ids we accept, each mapped to its writer schema file (a relative path is
     # read from the settings file's folder).
     schema_ids: Mapping[str, str] = field(default_factory=dict)
@@ -187,6 +189,7 @@ class LabelSettings:
     id_field: str = "event_id"
     label_field: str = "label"
     time_field: str = "label_time"
+    input_format: InputFormat = "avro"  # or "confluent" (the body after the header is read with this schema)
     max_events: int = 1000
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ import fastavro
 
 from stream_scorer.batch import KafkaMessage
 from stream_scorer.codec import InvalidMessage
+from stream_scorer.codec.schemas import CONFLUENT_HEADER, CONFLUENT_MAGIC
 from stream_scorer.errors import InvalidEventError
 from stream_scorer.labels.join import Label
 
@@ -23,6 +24,7 @@ class LabelFields:
     label: str = "label"
     label_time: str = "label_time"
     time_units_per_ms: int = 1  # 1000 when the label time is timestamp-micros
+    confluent: bool = False  # the values are in the Confluent framing (magic byte, schema id, then the body)
 
 
 LABEL_FIELDS = LabelFields()  # the names in schemas/label.avsc
@@ -36,15 +38,24 @@ def decode_labels(
     invalid: list[InvalidMessage] = []
     for message in messages:
         topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
+        value = message.value() or b""
+        if names.confluent:
+            if len(value) < CONFLUENT_HEADER.size or value[0] != CONFLUENT_MAGIC:
+                error = InvalidEventError(
+                    "bad_magic_byte", "not a Confluent-framed label", topic=topic, partition=partition, offset=offset
+                )
+                invalid.append(InvalidMessage(message, error))
+                continue
+            value = value[CONFLUENT_HEADER.size :]
         try:
-            body = io.BytesIO(message.value() or b"")
+            body = io.BytesIO(value)
             record: dict[str, Any] = fastavro.schemaless_reader(body, schema, schema)  # type: ignore[assignment]
         except Exception as exc:  # fastavro raises many types on garbage
             detail = f"not a Label record ({type(exc).__name__})"
             error = InvalidEventError("malformed_avro", detail, topic=topic, partition=partition, offset=offset)
             invalid.append(InvalidMessage(message, error))
             continue
-        if body.tell() != len(message.value() or b""):
+        if body.tell() != len(value):
             detail = "bytes left after the Label record"
             error = InvalidEventError("trailing_bytes", detail, topic=topic, partition=partition, offset=offset)
             invalid.append(InvalidMessage(message, error))

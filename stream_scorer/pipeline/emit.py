@@ -85,6 +85,7 @@ class PredictionEncoder:
         model: LogisticModel,
         challengers: Sequence[LogisticModel] = (),
         passthrough: Sequence[str] = (),
+        frame: bytes = b"",
     ) -> None:
         fields = schema["fields"]
         shape = [(f["name"], _type_name(f["type"])) for f in fields]
@@ -105,6 +106,7 @@ class PredictionEncoder:
             or fields[13]["type"] != ["null", "bytes"]
         ):
             raise SchemaError("prediction.avsc no longer has the shape the prediction encoder writes; update emit.py")
+        self._frame = frame  # the Confluent header (magic byte, schema id) of every record, or nothing
         self._head = avro.string(model.name) + avro.string(model.version)
         self._threshold = avro.doubles(np.array([model.threshold]))[0]
         self._status = [bytes((2 * i,)) for i in range(len(STATUS_NAMES))]  # enum index as a zigzag varint
@@ -149,10 +151,11 @@ class PredictionEncoder:
         shadow = self._shadow(scored, n)
         keys = [b"\x00" if k is None else _KEY_HEAD[len(k)] + k if len(k) < 64 else _key(k) for k in batch.key]
         passthrough = self._passthrough_maps(batch, n)
-        head, threshold = self._head, self._threshold
+        head, threshold, frame = self._head, self._threshold, self._frame
         return [
             b"".join(
                 (
+                    frame,
                     avro.string(event_id),
                     head,
                     scores[i],

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import confluent_kafka
+import fastavro
 import redis
 from prometheus_client.registry import CollectorRegistry
 
-from stream_scorer.codec import Schemas, load_schemas
+from stream_scorer.codec import Schemas, confluent_frame, load_schemas
+from stream_scorer.codec.registry import RegistryClient
 from stream_scorer.config import RedisSettings, Settings, resolve_secret
 from stream_scorer.errors import ConfigError, KafkaError, ModelArtifactError
 from stream_scorer.events.contract import EventContract, build_contract
@@ -67,6 +70,36 @@ def pending_store(settings: Settings, client: redis.Redis) -> RedisPendingStore:
 def schemas(settings: Settings) -> Schemas:
     """The parsed schemas: events (and their Confluent writer schemas by id), predictions, labels."""
     return load_schemas(settings.schemas_dir, settings.events.schema, settings.kafka.schema_ids, settings.labels.schema)
+
+
+def registry_client(settings: Settings) -> RegistryClient:
+    """The configured schema registry's client."""
+    registry = settings.schema_registry
+    if not registry.url:
+        raise ConfigError('the Confluent framing of predictions needs [schema_registry] url = "http://..."')
+    return RegistryClient(
+        registry.url, username=registry.username, password=registry.secret(), timeout_seconds=registry.timeout_seconds
+    )
+
+
+def prediction_frame(settings: Settings) -> bytes:
+    """The Confluent header every prediction starts with when ``kafka.output_format`` is ``confluent``: the id
+    of ``prediction.avsc`` under ``<output topic>-value``, registered now or required to be the latest there."""
+    if settings.kafka.output_format != "confluent":
+        return b""
+    client = registry_client(settings)
+    text = (settings.schemas_dir / "prediction.avsc").read_text()
+    subject = f"{settings.kafka.output_topic}-value"
+    if settings.schema_registry.auto_register:
+        return confluent_frame(client.register(subject, text), b"")
+    schema_id, registered = client.latest(subject)
+    ours = fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(json.loads(text)))
+    if fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(json.loads(registered))) != ours:
+        raise ConfigError(
+            f"the latest schema under {subject} (id {schema_id}) is not schemas/prediction.avsc: register it, "
+            "or set schema_registry.auto_register = true"
+        )
+    return confluent_frame(schema_id, b"")
 
 
 def event_contract(settings: Settings, parsed: Schemas) -> EventContract:

@@ -158,4 +158,5 @@ def label_fields(settings: Settings) -> LabelFields:
                 f"{expected}, not null. The schema's fields: {sorted(fields)}"
             )
     units = fields[labels.time_field].units_per_ms
-    return LabelFields(labels.id_field, labels.label_field, labels.time_field, units)
+    confluent = labels.input_format == "confluent"
+    return LabelFields(labels.id_field, labels.label_field, labels.time_field, units, confluent)

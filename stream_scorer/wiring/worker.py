@@ -11,7 +11,6 @@ from pathlib import Path
 from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, Schemas
-from stream_scorer.codec.registry import RegistryClient
 from stream_scorer.config import Settings, window_seconds
 from stream_scorer.errors import StreamScorerError
 from stream_scorer.features.breaker import CircuitBreakerLookup
@@ -37,7 +36,9 @@ from stream_scorer.wiring.clients import (
     lag_statistics,
     model_loader,
     pending_store,
+    prediction_frame,
     redis_client,
+    registry_client,
     schemas,
     serve_metrics,
     served_model_path,
@@ -115,7 +116,8 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         on_state=metrics.feature_store_circuit.set,
         on_error=metrics.feature_store_errors.inc,
     )
-    serve = functools.partial(model_serving, settings, parsed, decoder, lookup, challengers)
+    frame = prediction_frame(settings)
+    serve = functools.partial(model_serving, settings, parsed, decoder, lookup, challengers, frame)
     serving = serve(model)
     log.info(
         "model %s %s (sha256 %s) reads %d features; %d challenger(s) in shadow",
@@ -168,6 +170,7 @@ def model_serving(
     decoder: EventDecoder,
     lookup: FeatureLookup,
     challengers: Sequence[LogisticModel],
+    frame: bytes,
     champion: LogisticModel,
 ) -> ModelServing:
     """What scores and encodes batches for ``champion`` (and the challengers that are not it) in shadow;
@@ -186,7 +189,7 @@ def model_serving(
     decoder.read_also(scorer.plan.event_fields)
     return ModelServing(
         scorer=scorer,
-        encoder=PredictionEncoder(parsed.prediction, champion, shadow, settings.events.passthrough),
+        encoder=PredictionEncoder(parsed.prediction, champion, shadow, settings.events.passthrough, frame),
         drift=drift_monitor(settings, champion),
         join_header=models_header([(m.name, m.version) for m in (champion, *shadow)]),
     )
@@ -227,15 +230,9 @@ def kafka_side(
 def event_decoder(settings: Settings, parsed: Schemas) -> EventDecoder:
     """The decoder of the configured events and framing, with the validation settings."""
     validation = settings.validation
-    registry = settings.schema_registry
     client = None
-    if registry.url and settings.kafka.input_format == "confluent":
-        client = RegistryClient(
-            registry.url,
-            username=registry.username,
-            password=registry.secret(),
-            timeout_seconds=registry.timeout_seconds,
-        )
+    if settings.schema_registry.url and settings.kafka.input_format == "confluent":
+        client = registry_client(settings)
     return EventDecoder(
         event_contract(settings, parsed),
         parsed,

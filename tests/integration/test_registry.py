@@ -50,7 +50,8 @@ def call(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> t
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        with exc:
+            return exc.code, json.loads(exc.read() or b"null")
 
 
 def test_the_stack_registry_registers_serves_by_id_and_enforces_compatibility(stack: Stack) -> None:
@@ -166,3 +167,52 @@ def test_a_registry_outage_holds_the_batch_until_it_answers(
 
 def run_stack(*args: str) -> None:
     subprocess.run([str(REPO / "scripts" / "stack"), *args], check=True, capture_output=True, timeout=180)
+
+
+def test_confluent_framed_predictions_are_read_by_a_standard_deserializer_and_framed_labels_join(
+    stack: Stack, topics: Topics, redis_prefix: str, store: RedisFeatureStore, world: World, model_path: Path, schemas
+) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from tests.integration.conftest import RunningLabels
+
+    v1 = json.loads(TRANSACTION.read_text())
+    event_id = register(stack, f"{topics.input}-value", v1)
+    label_schema = json.loads((REPO / "schemas" / "label.avsc").read_text())
+    label_id = register(stack, f"{topics.labels}-value", label_schema)
+    settings = registry_settings(stack, topics, redis_prefix, model_path)
+    settings = dataclasses.replace(
+        settings,
+        kafka=dataclasses.replace(settings.kafka, output_format="confluent"),
+        labels=dataclasses.replace(settings.labels, input_format="confluent", hold_seconds=5.0, retry_seconds=0.2),
+    )
+    synth_io.seed_features(world, store, settings.feature_groups, now_ms=int(time.time() * 1000))
+    records, _ = sample_events(world, 60, start_ms=int(time.time() * 1000), rng=np.random.default_rng(7))
+    labels_parsed = fastavro.parse_schema(label_schema)
+    worker, flow = RunningWorker(settings), RunningLabels(settings)
+    try:
+        produce(stack.bootstrap, topics.input, framed(event_id, v1, records))
+        raw = read_raw(stack.bootstrap, topics.output, expect=60)
+        outcomes = [
+            {"event_id": r["event_id"], "label": i % 2, "label_time": int(time.time() * 1000)}
+            for i, r in enumerate(records)
+        ]
+        produce(
+            stack.bootstrap,
+            topics.labels,
+            [(None, confluent_frame(label_id, encode(labels_parsed, o))) for o in outcomes],
+        )
+        wait_for(lambda: flow.value("stream_scorer_labels_joined_total") >= 60, 60, "60 framed labels joined")
+    finally:
+        flow.stop()
+        worker.stop()
+    context = SerializationContext(topics.output, MessageField.VALUE)
+    with SchemaRegistryClient({"url": stack.registry_url}) as client:  # a standard reader, knowing nothing of ours
+        deserialize = AvroDeserializer(client)
+        read = [deserialize(m.value(), context) for m in raw]
+    assert sorted(p["event_id"] for p in read) == sorted(r["event_id"] for r in records)
+    assert all(0.0 <= p["score"] <= 1.0 and p["key"] == r for p, r in zip(read, (m.key() for m in raw), strict=True))
+    status, latest = call(f"{stack.registry_url}/subjects/{topics.output}-value/versions/latest")
+    assert status == 200 and json.loads(latest["schema"])["name"] == "Prediction"

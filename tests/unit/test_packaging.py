@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_compose_runs_kafka_redis_and_the_worker_with_healthchecks() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"kafka", "redis", "worker", "labels", "prometheus", "grafana"} <= set(services)
+    assert {"kafka", "redis", "registry", "worker", "labels", "prometheus", "grafana"} <= set(services)
+    assert services["registry"]["image"].startswith("apicurio/apicurio-registry:3.")
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["redis"]["image"].startswith("redis:")
     for name in services:

@@ -16,6 +16,7 @@ from confluent_kafka import TopicPartition
 
 from stream_scorer import wiring
 from stream_scorer.codec import decode
+from stream_scorer.codec.schemas import CONFLUENT_HEADER
 from stream_scorer.config import Settings
 from stream_scorer.errors import KafkaError
 
@@ -100,8 +101,10 @@ def watch(
     extra: dict[str, str] | None = None,
     out: TextIO = sys.stdout,
     stop_when: Callable[[PredictionStats], bool] | None = None,
+    framed: bool = False,
 ) -> PredictionStats:
-    """Read predictions produced since ``since_ms`` until ``expect`` distinct ones arrived or the timeout."""
+    """Read predictions produced since ``since_ms`` until ``expect`` distinct ones arrived or the timeout;
+    ``framed``: in the Confluent framing (``kafka.output_format = "confluent"``)."""
     consumer = confluent_kafka.Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
@@ -126,8 +129,9 @@ def watch(
         while stats.count < expect and time.monotonic() < deadline:
             for message in consumer.consume(1000, 0.2):
                 if message.error() is None:
+                    value = message.value() or b""
                     try:
-                        record = decode(schema, message.value() or b"")
+                        record = decode(schema, value[CONFLUENT_HEADER.size :] if framed else value)
                     except Exception:  # fastavro raises many types on bytes of another schema
                         stats.unreadable += 1
                         continue
@@ -166,6 +170,7 @@ def _watch(args: argparse.Namespace, settings: Settings) -> int:
         expect=args.expect,
         timeout_seconds=args.timeout,
         extra=settings.kafka.librdkafka(),
+        framed=settings.kafka.output_format == "confluent",
     )
     print(stats.summary())
     if stats.unreadable:

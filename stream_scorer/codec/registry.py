@@ -8,6 +8,7 @@ a :class:`~stream_scorer.errors.SchemaRegistryError`, a transient fault the work
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import time
 import urllib.error
@@ -54,7 +55,7 @@ class RegistryClient:
             with exc:  # an error response is a response too: close it
                 detail = exc.read()[:300].decode(errors="replace")
             raise SchemaRegistryError(f"schema registry {self.url}: HTTP {exc.code} for {what}: {detail}") from exc
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise SchemaRegistryError(f"schema registry {self.url} did not answer for {what}: {exc}") from exc
         if not isinstance(answer, dict) or "id" not in answer:
             raise SchemaRegistryError(f"schema registry {self.url}: no id in its answer for {what}")
@@ -67,11 +68,16 @@ class RegistryClient:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 answer = json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code == 404:
+            with exc:
+                body = exc.read()[:1000]
+            if exc.code == 404 and b"40403" in body:  # Confluent's "schema not found" (a wrong path is a fault)
                 return None
             raise SchemaRegistryError(f"schema registry {self.url}: HTTP {exc.code} for schema id {schema_id}") from exc
-        except (OSError, ValueError) as exc:  # refused, timed out, reset; or an answer that is not JSON
+        except (
+            OSError,
+            ValueError,
+            http.client.HTTPException,
+        ) as exc:  # refused, timed out, reset; or an answer that is not JSON
             raise SchemaRegistryError(
                 f"schema registry {self.url} did not answer for schema id {schema_id}: {exc}"
             ) from exc
@@ -94,9 +100,9 @@ class WriterSchemas:
 
     A writer schema equal to the reader schema (in Avro's parsing canonical form) is the reader schema
     itself, so its messages skip schema resolution. An id the registry does not have is asked again after
-    ``forget_absent_seconds``; at most ``lookups_per_batch`` new ids are asked per batch (garbage ids cannot
-    turn one batch into thousands of requests); a schema the registry holds that cannot be a writer schema
-    (not JSON, not Avro, not a record) makes its messages ``incompatible_schema``.
+    ``forget_absent_seconds`` (each distinct id once per batch: the batch size bounds the requests); a schema the
+    registry holds that cannot be a writer schema (not JSON, not Avro, not a record) makes its messages
+    ``incompatible_schema``.
     """
 
     def __init__(
@@ -105,13 +111,11 @@ class WriterSchemas:
         configured: Mapping[int, Any],
         registry: SchemaSource | None = None,
         *,
-        lookups_per_batch: int = 20,
         forget_absent_seconds: float = 30.0,
     ) -> None:
         self._reader = reader
         self._canonical = fastavro.schema.to_parsing_canonical_form(reader)
         self._registry = registry
-        self._lookups = lookups_per_batch
         self._forget = forget_absent_seconds
         self._known: dict[int, Any] = {}
         self._readers: dict[int, Reader] = {}
@@ -152,7 +156,7 @@ class WriterSchemas:
                 seen = schema_id in self._known or schema_id in self._refused
                 if not seen and self._absent_until.get(schema_id, 0.0) <= now:
                     new[schema_id] = None
-        for schema_id in list(new)[: self._lookups]:
+        for schema_id in new:  # every new id is asked: one not asked would be dead-lettered, valid or not
             text = self._registry.schema(schema_id)
             if text is None:
                 self._absent_until[schema_id] = now + self._forget
@@ -162,5 +166,12 @@ class WriterSchemas:
                 if not isinstance(parsed, dict) or parsed.get("type") != "record":
                     raise ValueError("it is not an Avro record schema")
                 self._add(schema_id, fastavro.parse_schema(strip_logical_types(parsed)))
-            except (ValueError, TypeError, KeyError, SchemaError, fastavro.schema.SchemaParseException) as exc:
+            except (
+                ValueError,
+                TypeError,
+                KeyError,
+                RecursionError,
+                SchemaError,
+                fastavro.schema.SchemaParseException,
+            ) as exc:
                 self._refused[schema_id] = f"schema id {schema_id} in the registry cannot be read: {exc}"[:300]

@@ -196,6 +196,8 @@ class _Compiler:
 
     def _fixed(self, function: str, schema: Any) -> None:
         size = int(schema["size"])
+        if size < 0:
+            raise MalformedAvro(f"a fixed of size {size}")
         self._emit(
             f"def {function}(b, p):",
             f"    end = p + {size}",

@@ -156,6 +156,20 @@ class BatchConsumer:
         """The consumer group metadata that exactly-once sends with the transaction's offsets."""
         return self._consumer.consumer_group_metadata()
 
+    def rewind_to(self, messages: Sequence[KafkaMessage]) -> None:
+        """Seek each partition of ``messages`` back to its first offset among them: they are read again."""
+        first: dict[tuple[str, int], int] = {}
+        for m in messages:
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            if topic is not None and partition is not None and offset is not None:
+                key = (topic, partition)
+                first[key] = min(offset, first.get(key, offset))
+        try:
+            for (topic, partition), offset in first.items():
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+        except confluent_kafka.KafkaException as exc:
+            raise KafkaError(f"cannot rewind to the batch's first offsets: {exc}") from exc
+
     def rewind_to_committed(self, timeout: float = 30.0) -> None:
         """Seek every assigned partition back to its committed offset (after an aborted transaction)."""
         assigned = self._consumer.assignment()

@@ -162,7 +162,7 @@ class Worker:
             decoded = self._decoder.decode(messages, self._clock_ms())  # decode
         except SchemaRegistryError:
             self.commit_window()  # the batches before this one are complete
-            self._source.rewind_to_committed()  # this one is read again once the registry answers
+            self._source.rewind_to(messages)  # this one is read again once the registry answers
             raise
         t2 = time.perf_counter()
         seconds["decode"] = t2 - t1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,7 +37,7 @@ class MessageSource(Protocol):
 
     def subscribe(self, listener: RebalanceListener) -> None: ...
     def poll_batch(self, max_events: int, timeout: float) -> list[KafkaMessage]: ...
-    def rewind_to_committed(self) -> None: ...
+    def rewind_to(self, messages: Sequence[KafkaMessage]) -> None: ...
 
 
 def backoff_seconds(bounds: BatchBounds, waits: int) -> float:

@@ -216,3 +216,14 @@ def test_confluent_framed_predictions_are_read_by_a_standard_deserializer_and_fr
     assert all(0.0 <= p["score"] <= 1.0 and p["key"] == r for p, r in zip(read, (m.key() for m in raw), strict=True))
     status, latest = call(f"{stack.registry_url}/subjects/{topics.output}-value/versions/latest")
     assert status == 200 and json.loads(latest["schema"])["name"] == "Prediction"
+
+
+def test_the_client_tells_an_absent_id_from_a_registry_fault(stack: Stack) -> None:
+    from stream_scorer.codec.registry import RegistryClient
+    from stream_scorer.errors import SchemaRegistryError
+
+    assert RegistryClient(stack.registry_url).schema(987_654_321) is None  # 404 with Confluent's 40403
+    with pytest.raises(SchemaRegistryError, match="HTTP 404"):
+        RegistryClient(stack.registry_url + "/wrong").schema(1)  # a 404 of a wrong path is a fault, retried
+    with pytest.raises(SchemaRegistryError, match="did not answer"):
+        RegistryClient("http://127.0.0.1:9", timeout_seconds=0.5).schema(1)  # nothing listens on port 9

@@ -160,3 +160,14 @@ def test_the_largest_and_smallest_longs_and_ints_read() -> None:
 def test_blocks_that_lie_and_odd_types(schema: object, body: bytes, match: str) -> None:
     with pytest.raises(MalformedAvro, match=match):
         compile_reader(fastavro.parse_schema(schema))(body, 0)
+
+
+def test_a_fixed_of_negative_size_is_refused_when_the_reader_is_compiled() -> None:
+    # fastavro accepts it; inside an array it would move the read position backwards, forever.
+    import fastavro
+
+    from stream_scorer.codec.strict import MalformedAvro, compile_reader
+
+    schema = fastavro.parse_schema({"type": "array", "items": {"type": "fixed", "name": "F", "size": -1}})
+    with pytest.raises(MalformedAvro, match="size -1"):
+        compile_reader(schema)

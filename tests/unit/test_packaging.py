@@ -34,6 +34,7 @@ def test_compose_runs_kafka_redis_and_the_worker_with_healthchecks() -> None:
     assert worker["depends_on"] == {
         "kafka": {"condition": "service_healthy"},
         "redis": {"condition": "service_healthy"},
+        "registry": {"condition": "service_healthy"},
     }
     assert worker["environment"]["STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert "9464:9464" in worker["ports"]

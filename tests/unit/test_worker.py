@@ -106,13 +106,15 @@ class FakeLookup:
         return out
 
 
-def make_worker(source, sink, lookup=None, registry=None, guard=None, commit_interval=0.0, models=None, backoff=0.01):
+def make_worker(
+    source, sink, lookup=None, registry=None, guard=None, commit_interval=0.0, models=None, backoff=0.01, decoder=None
+):
     registry = registry or CollectorRegistry()
     scorer = fraud_scorer(small_model(FEATURE_NAMES), DEFAULT_FEATURE_GROUPS, lookup or FakeLookup())
     worker = Worker(
         source=source,
         delivery=sink,
-        decoder=fraud_decoder(input_format="avro"),
+        decoder=decoder or fraud_decoder(input_format="avro"),
         serving=ModelServing(scorer, PredictionEncoder(SCHEMAS.prediction, scorer.model)),
         metrics=ScorerMetrics(registry),
         bounds=BatchBounds(
@@ -456,3 +458,58 @@ def test_a_rebalance_clears_the_retrying_state_and_an_aborted_delivery_counts_as
     assert worker.retrying is not None and worker.retrying.startswith("batch not delivered, read again in 0.01 s")
     worker.before_revoke()  # the partitions move: their new owner retries the batch
     assert worker.retrying is None and registry.get_sample_value("stream_scorer_batch_retry_backoff_seconds") == 0
+
+
+def test_a_batch_waits_for_the_schema_registry_rewound_to_its_own_offsets_and_nothing_is_dead_lettered() -> None:
+    import json as json_module
+    import threading
+
+    from stream_scorer.codec import confluent_frame
+    from stream_scorer.errors import SchemaRegistryError
+    from tests.support import FRAUD_SETTINGS_FILE
+
+    writer = json_module.loads((FRAUD_SETTINGS_FILE.parent / "transaction.avsc").read_text())
+    writer["fields"].append({"name": "tier", "type": "string", "default": "none"})
+
+    class Registry:
+        calls = 0
+
+        def schema(self, schema_id: int) -> str | None:
+            Registry.calls += 1
+            if Registry.calls == 1:
+                raise SchemaRegistryError("registry down")
+            return json_module.dumps(writer)
+
+    class RewindingSource(FakeSource):
+        def __init__(self, batches: list[list[FakeMessage]]) -> None:
+            super().__init__(batches)
+            self.rewound: list[list[int]] = []
+
+        def poll_batch(self, max_events: int, timeout: float) -> list[FakeMessage]:
+            self.last = super().poll_batch(max_events, timeout)
+            return self.last
+
+        def rewind_to(self, polled) -> None:
+            self.rewound.append([m.offset() for m in polled])
+            self.batches.insert(0, self.last)
+
+    import fastavro
+
+    parsed = fastavro.parse_schema(writer)
+    values = [confluent_frame(42, encode(parsed, {**transaction(i), "tier": "gold"})) for i in range(3)]
+    source = RewindingSource([[FakeMessage(v, offset_value=10 + i) for i, v in enumerate(values)]])
+    sink = FakeSink()
+    worker, registry = make_worker(source, sink)
+    worker._decoder = fraud_decoder(input_format="confluent", registry=Registry())
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not sink.committed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    thread.join(10)
+    assert source.rewound == [[10, 11, 12]]  # read again from its own first offset
+    assert sink.committed == [[10, 11, 12]] and sink.dead == [] and len(sink.produced) == 3
+    assert registry.get_sample_value("stream_scorer_schema_registry_errors_total") == 1
+    assert worker.retrying is None

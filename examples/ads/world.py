@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from examples.truth import solve_intercept
 from stream_scorer.batch import Float64Array
 from stream_scorer.model.calibration import sigmoid
 
@@ -76,7 +77,7 @@ def make_world(seed: int = 7, n_users: int = 5_000, n_creatives: int = 300) -> W
         },
     )
     records, rows = _sample(world, 40_000, 1_700_000_000_000, np.random.default_rng(seed + 1), 50.0, "calibrate")
-    intercept = _solve_intercept(_logits(world, records, rows), BASE_RATE)
+    intercept = solve_intercept(_logits(world, records, rows), BASE_RATE)
     return replace(world, truth_intercept=intercept)
 
 
@@ -162,14 +163,3 @@ def _logits(world: World, records: Sequence[dict[str, Any]], rows: _Rows) -> Flo
         - 0.01 * creative[:, 2]
     )
     return logits
-
-
-def _solve_intercept(logits: Float64Array, rate: float) -> float:
-    low, high = -30.0, 30.0
-    for _ in range(80):
-        mid = (low + high) / 2
-        if sigmoid(logits + mid).mean() > rate:
-            high = mid
-        else:
-            low = mid
-    return (low + high) / 2

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from examples.truth import solve_intercept
 from stream_scorer.batch import Float64Array
 from stream_scorer.config import FeatureGroup, load_settings
 from stream_scorer.model.calibration import sigmoid
@@ -153,22 +154,11 @@ def make_world(seed: int = 7, n_cards: int = 20_000, n_merchants: int = 2_000, n
     )
     sample, _ = sample_events(world, 50_000, start_ms=1_700_000_000_000, rng=np.random.default_rng(seed + 1))
     logits = feature_matrix(world, sample) @ truth_vector()
-    return World(**{**_fields(world), "truth_intercept": _solve_intercept(logits, BASE_RATE)})
+    return World(**{**_fields(world), "truth_intercept": solve_intercept(logits, BASE_RATE)})
 
 
 def _fields(world: World) -> dict[str, Any]:
     return {name: getattr(world, name) for name in World.__slots__}
-
-
-def _solve_intercept(logits: Float64Array, rate: float) -> float:
-    low, high = -30.0, 30.0
-    for _ in range(80):
-        mid = (low + high) / 2
-        if sigmoid(logits + mid).mean() > rate:
-            high = mid
-        else:
-            low = mid
-    return (low + high) / 2
 
 
 def truth_vector() -> Float64Array:

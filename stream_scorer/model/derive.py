@@ -15,6 +15,7 @@ the same values. A :class:`Derivation` is stored in the artifact with the featur
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -130,11 +131,16 @@ def _member(values: npt.NDArray[Any], listed: tuple[str, ...]) -> Float64Array:
     """1.0 where the category text of ``values`` is in ``listed``. Numbers are compared as numbers: the text of a
     number is canonical (``742.0`` is ``"742"``), so a listed text that is not canonical (``"0742"``) never matches."""
     if values.dtype.kind in "fiub":
-        numbers = [float(v) for v in listed if _is_number(v) and as_categories(np.array([float(v)]))[0] == v]
-        return np.isin(values, numbers).astype(np.float64)
+        return np.isin(values, _numbers_of(listed)).astype(np.float64)
     text = as_categories(values)
     found = text == listed[0] if len(listed) == 1 else np.isin(text, np.array(listed, dtype=object))
     return np.asarray(found, dtype=bool).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=256)
+def _numbers_of(listed: tuple[str, ...]) -> tuple[float, ...]:
+    """The listed texts that a number's canonical text can equal, as numbers (computed once per feature)."""
+    return tuple(float(v) for v in listed if _is_number(v) and as_categories(np.array([float(v)]))[0] == v)
 
 
 def _is_number(text: str) -> bool:

@@ -20,7 +20,7 @@ from stream_scorer.batch import Float64Array
 from stream_scorer.codec import Schemas, confluent_frame, encode
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import DeliveryError
-from stream_scorer.events.columns import getter
+from stream_scorer.events.columns import as_input, getter, to_batch
 from stream_scorer.events.contract import EventContract
 from stream_scorer.features.freshness import FRESH, MISSING, STALE
 from stream_scorer.features.store import RedisFeatureStore
@@ -59,19 +59,34 @@ class Example(Protocol):
 
 
 def flatten(records: Sequence[Mapping[str, Any]], contract: EventContract) -> dict[str, list[Any]]:
-    """Every leaf field as a dataset column named ``event.<path>``: numbers (booleans 1/0, timestamps epoch
-    ms) with NaN for null, enums and strings as text with "" for null: what the worker reads."""
-    columns: dict[str, list[Any]] = {}
-    for path, field in contract.fields.items():
-        read = getter(path)
-        values = [read(r) for r in records]
-        if field.kind in ("string", "enum"):
-            columns[f"event.{path}"] = ["" if v is None else v for v in values]
-        elif field.kind == "timestamp":
-            columns[f"event.{path}"] = [math.nan if v is None else float(v // field.units_per_ms) for v in values]
-        else:
-            columns[f"event.{path}"] = [math.nan if v is None else float(v) for v in values]
-    return columns
+    """Every leaf field as a dataset column named ``event.<path>``, as the worker reads it (the package's own
+    columns): numbers (booleans 1/0, timestamps epoch ms) with NaN for null, enums and strings as text."""
+    if not records:
+        return {f"event.{path}": [] for path in contract.fields}
+    batch = to_batch(records, [_Unsent()] * len(records), contract, tuple(contract.fields), 0)
+    return {f"event.{path}": as_input(column).tolist() for path, column in batch.fields.items()}
+
+
+class _Unsent:
+    """Stands in for the message of a record that was never sent (a history row)."""
+
+    def value(self) -> bytes | None:
+        return None
+
+    def key(self) -> bytes | None:
+        return None
+
+    def topic(self) -> str | None:
+        return None
+
+    def partition(self) -> int | None:
+        return None
+
+    def offset(self) -> int | None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0)
 
 
 def group_columns(

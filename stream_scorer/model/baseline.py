@@ -4,6 +4,11 @@ A :class:`FeatureHistogram` cuts the real line at interior ``edges`` ``e0 < e1 <
 the bins ``(-inf, e0], (e0, e1], ..., (e_last, inf)`` and keeps the share of training rows in each.
 A live monitor counts a window of values into the same bins (:func:`bin_counts`) and compares the
 two with the population stability index (:func:`psi`).
+
+A seasonal series (a time-of-day or day-of-week feature of the event time, and the score of a model that
+has one) also keeps :class:`PhaseCounts`: its training rows per bin in each of :data:`PHASE_SLOTS` slots
+of its cycle, so that a live window can be compared with the training rows of the same hours
+(:meth:`PhaseCounts.expected`) instead of with the whole cycle.
 """
 
 from __future__ import annotations
@@ -21,7 +26,44 @@ from stream_scorer.batch import Int64Array
 from stream_scorer.errors import ModelArtifactError
 
 SCORE = "score"
+PHASE_SLOTS = 288  # slots per cycle: 5 minutes of a day, 35 minutes of a week
 _KEYS = frozenset({"edges", "proportions", "count"})
+_PHASE_KEY = "by_phase"
+
+
+def phase_slot(epoch_seconds: npt.ArrayLike, period_seconds: int) -> npt.NDArray[np.intp]:
+    """The slot of the cycle that each UTC time falls in (0 .. PHASE_SLOTS - 1).
+
+    >>> phase_slot([0.0, 299.9, 300.0, 86_399.0, 86_400.0], 86_400).tolist()
+    [0, 0, 1, 287, 0]
+    """
+    t = np.asarray(epoch_seconds, dtype=np.float64)
+    return (np.mod(t, period_seconds) * (PHASE_SLOTS / period_seconds)).astype(np.intp) % PHASE_SLOTS
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseCounts:
+    """Training rows of one series by slot of its cycle (``period_seconds``) and by bin: ``counts[slot][bin]``."""
+
+    period_seconds: int
+    counts: tuple[tuple[int, ...], ...]
+
+    def expected(self, slot_weights: npt.ArrayLike, overall: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The shares a window should show when its rows arrived in the slots as ``slot_weights`` says.
+
+        Each slot contributes its own training shares, weighted by the window's rows in it; a slot with no
+        training row contributes ``overall`` (the whole cycle's shares) instead; so does a window without weight.
+
+        >>> pc = PhaseCounts(86_400, ((3, 1),) + ((0, 0),) * 287)
+        >>> pc.expected([2.0] + [0.0] * 286 + [2.0], [0.5, 0.5]).tolist()
+        [0.625, 0.375]
+        """
+        weights = np.asarray(slot_weights, dtype=np.float64)
+        counts = np.asarray(self.counts, dtype=np.float64)
+        rows = counts.sum(axis=1, keepdims=True)
+        shares = np.divide(counts, rows, out=np.tile(np.asarray(overall, np.float64), (len(counts), 1)), where=rows > 0)
+        total = weights.sum()
+        return weights @ shares / total if total > 0 else np.asarray(overall, np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +74,15 @@ class FeatureHistogram:
     edges: tuple[float, ...]
     proportions: tuple[float, ...]
     count: int
+    by_phase: PhaseCounts | None = None  # a seasonal series: the same rows by slot of its cycle
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the manifest (the name is the key it is stored under)."""
-        return {"edges": list(self.edges), "proportions": list(self.proportions), "count": self.count}
+        out: dict[str, Any] = {"edges": list(self.edges), "proportions": list(self.proportions), "count": self.count}
+        if self.by_phase is not None:
+            counts = [list(row) for row in self.by_phase.counts]
+            out[_PHASE_KEY] = {"period_seconds": self.by_phase.period_seconds, "counts": counts}
+        return out
 
 
 def bin_counts(hist: FeatureHistogram, values: npt.ArrayLike) -> Int64Array:
@@ -96,8 +143,8 @@ def baselines_from_dict(d: object) -> dict[str, FeatureHistogram]:
 
 def _histogram(name: str, entry: object) -> FeatureHistogram:
     where = f"baseline {name!r}"
-    if not isinstance(entry, Mapping) or set(entry) != _KEYS:
-        raise ModelArtifactError(f"{where}: expected an object with exactly the keys {sorted(_KEYS)}")
+    if not isinstance(entry, Mapping) or not _KEYS <= set(entry) <= _KEYS | {_PHASE_KEY}:
+        raise ModelArtifactError(f"{where}: expected an object with the keys {sorted(_KEYS)} (and {_PHASE_KEY!r})")
     edges, proportions, count = entry["edges"], entry["proportions"], entry["count"]
     if not isinstance(edges, list | tuple) or not isinstance(proportions, list | tuple):
         raise ModelArtifactError(f"{where}: edges and proportions must be lists of numbers")
@@ -113,7 +160,25 @@ def _histogram(name: str, entry: object) -> FeatureHistogram:
         raise ModelArtifactError(f"{where}: proportions must sum to 1, not {math.fsum(p):.12g}")
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
         raise ModelArtifactError(f"{where}: count must be a positive integer, got {count!r}")
-    return FeatureHistogram(name, e, p, count)
+    by_phase = _phase_counts(where, entry[_PHASE_KEY], len(p)) if _PHASE_KEY in entry else None
+    return FeatureHistogram(name, e, p, count, by_phase)
+
+
+def _phase_counts(where: str, entry: object, bins: int) -> PhaseCounts:
+    period = entry.get("period_seconds") if isinstance(entry, Mapping) else None
+    counts = entry.get("counts") if isinstance(entry, Mapping) else None
+    if isinstance(period, bool) or not isinstance(period, int) or period <= 0:
+        raise ModelArtifactError(f"{where}: {_PHASE_KEY}.period_seconds must be a positive integer, got {period!r}")
+    if not isinstance(counts, list) or len(counts) != PHASE_SLOTS:
+        raise ModelArtifactError(f"{where}: {_PHASE_KEY}.counts must be a list of {PHASE_SLOTS} slots")
+    if not all(
+        isinstance(row, list)
+        and len(row) == bins
+        and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in row)
+        for row in counts
+    ):
+        raise ModelArtifactError(f"{where}: each slot of {_PHASE_KEY}.counts needs {bins} non-negative integers")
+    return PhaseCounts(period, tuple(tuple(row) for row in counts))
 
 
 def _number(value: object, where: str, what: str) -> float:

@@ -20,6 +20,13 @@ The KS statistic reported here is the *binned* Kolmogorov-Smirnov distance: the 
 the baseline's and the window's cumulative shares at the baseline's edges. It never exceeds the
 exact KS distance of the raw values (the CDFs are compared at the edges only).
 
+Seasonal series (a time-of-day or day-of-week feature of the event time, and then the score: see
+:func:`~stream_scorer.training.baselines.seasonal_periods`) are compared with the training rows of the
+hours the window's events arrived in, not with the whole cycle: each bucket remembers the wall-clock time
+it opened, and the expected shares are the training shares of each slot of the cycle, weighted by the
+window's events in that slot (:meth:`~stream_scorer.model.baseline.PhaseCounts.expected`). A window that
+holds a whole cycle of traffic (as long as the cycle, and open that long) is compared with the whole cycle.
+
 Features the artifact has no baseline for (older artifacts) are skipped; so is the score.
 :class:`DriftCollector` exports the current monitor's numbers at scrape time.
 """
@@ -39,7 +46,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from stream_scorer.batch import Float64Array, Int64Array
-from stream_scorer.model.baseline import SCORE, FeatureHistogram, baselines_from_dict, psi
+from stream_scorer.model.baseline import PHASE_SLOTS, SCORE, FeatureHistogram, baselines_from_dict, phase_slot, psi
 
 FEATURE_PSI = "stream_scorer_feature_psi"
 PREDICTION_PSI = "stream_scorer_prediction_psi"
@@ -122,6 +129,7 @@ class DriftMonitor:
         windows: Sequence[float] = DEFAULT_WINDOWS,
         bucket_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if bucket_seconds <= 0:
             raise ValueError(f"bucket_seconds must be a positive number of seconds, got {bucket_seconds}")
@@ -148,6 +156,7 @@ class DriftMonitor:
         self._features = None if tracked == list(range(self._k)) else np.asarray(tracked, np.intp)
         self._bucket_seconds = bucket_seconds
         self._clock = clock
+        self._wall_clock = wall_clock
         self._hists: tuple[FeatureHistogram, ...] = tuple(h for _, h in series)
         self._columns = tuple(j for j, _ in series)
         self._edges = tuple(np.asarray((*h.edges, np.inf), dtype=np.float64) for h in self._hists)
@@ -160,6 +169,7 @@ class DriftMonitor:
         self._ring = np.zeros((ring, self._bins), np.int64)
         self._ring_events = np.zeros(ring, np.int64)
         self._ring_ids = np.full(ring, _NEVER, np.int64)
+        self._ring_wall = np.zeros(ring, np.float64)  # the wall-clock time each bucket opened (seasonal series)
         self._totals = np.zeros((len(self.windows), self._bins), np.int64)
         self._events = np.zeros(len(self.windows), np.int64)
         self._head = self._bucket(clock())
@@ -173,7 +183,7 @@ class DriftMonitor:
         if n == 0:
             return
         counts = self._count(matrix, scores)
-        bucket = self._bucket(self._clock())
+        bucket, wall = self._bucket(self._clock()), self._wall_clock()
         with self._lock:
             self._advance(bucket)
             slot = self._head % len(self._ring)
@@ -181,6 +191,7 @@ class DriftMonitor:
                 self._ring[slot] = 0
                 self._ring_events[slot] = 0
                 self._ring_ids[slot] = self._head
+                self._ring_wall[slot] = wall
             self._ring[slot] += counts
             self._ring_events[slot] += n
             self._totals += counts
@@ -192,15 +203,24 @@ class DriftMonitor:
         with self._lock:
             self._advance(bucket)
             totals, events = self._totals.copy(), self._events.copy()
+            ids, ring_events, opened = self._ring_ids.copy(), self._ring_events.copy(), self._ring_wall.copy()
+            lows, head = list(self._low), self._head
         out = []
         for w, seconds in enumerate(self.windows):
             psis: dict[str, float] = {}
             kss: dict[str, float] = {}
+            inside = (ids >= lows[w]) & (ids <= head)
+            spanned = (head - ids[inside].min() + 1) * self._bucket_seconds if inside.any() else 0.0
             for i, (hist, column) in enumerate(zip(self._hists, self._columns, strict=True)):
                 counts = totals[w, self._starts[i] : self._starts[i + 1]]
-                psis[hist.name] = psi(hist.proportions, counts)
+                expected: npt.ArrayLike = hist.proportions
+                if hist.by_phase is not None and spanned < hist.by_phase.period_seconds:
+                    slots = phase_slot(opened[inside], hist.by_phase.period_seconds)
+                    weights = np.bincount(slots, weights=ring_events[inside], minlength=PHASE_SLOTS)
+                    expected = hist.by_phase.expected(weights, hist.proportions)
+                psis[hist.name] = psi(expected, counts)
                 if column >= 0:
-                    kss[hist.name] = binned_ks(hist.proportions, counts)
+                    kss[hist.name] = binned_ks(expected, counts)
             out.append(WindowDrift(seconds, window_label(seconds), int(events[w]), psis, kss))
         return tuple(out)
 

@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,9 @@ import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import TrainingError
-from stream_scorer.model.baseline import SCORE, FeatureHistogram, bin_counts
+from stream_scorer.model.baseline import PHASE_SLOTS, SCORE, FeatureHistogram, PhaseCounts, bin_counts, phase_slot
+from stream_scorer.model.derive import PERIODS_MS
+from stream_scorer.model.fitted_spec import FittedSpec
 
 
 def baseline_histogram(name: str, values: npt.ArrayLike, bins: int = 10) -> FeatureHistogram:
@@ -24,7 +27,7 @@ def baseline_histogram(name: str, values: npt.ArrayLike, bins: int = 10) -> Feat
     ``1/bins, ..., (bins-1)/bins`` below the maximum, so a value shared by many rows is never split.
 
     >>> baseline_histogram("flag", np.array([0.0, 1.0, 1.0, 0.0, 0.0]))
-    FeatureHistogram(name='flag', edges=(0.0,), proportions=(0.6, 0.4), count=5)
+    FeatureHistogram(name='flag', edges=(0.0,), proportions=(0.6, 0.4), count=5, by_phase=None)
     >>> h = baseline_histogram("total", np.arange(100.0), bins=4)
     >>> h.edges, h.proportions
     ((24.0, 49.0, 74.0), (0.25, 0.25, 0.25, 0.25))
@@ -45,8 +48,19 @@ def baseline_histogram(name: str, values: npt.ArrayLike, bins: int = 10) -> Feat
     return FeatureHistogram(name, hist.edges, tuple(proportions.tolist()), len(v))
 
 
-def baselines(names: Sequence[str], matrix: Float64Array, scores: Float64Array, bins: int = 10) -> dict[str, Any]:
+def baselines(
+    names: Sequence[str],
+    matrix: Float64Array,
+    scores: Float64Array,
+    bins: int = 10,
+    *,
+    periods: Mapping[str, int] | None = None,
+    event_time_ms: Float64Array | None = None,
+) -> dict[str, Any]:
     """JSON-ready baselines of every feature column and of the model's score, keyed by name (``"score"``).
+
+    The series named in ``periods`` (feature names or ``"score"``, each with its cycle in seconds) also get
+    their rows counted by slot of that cycle, from ``event_time_ms`` (one epoch-millisecond time per row).
 
     >>> b = baselines(["flag"], np.array([[0.0], [1.0], [1.0]]), np.array([0.2, 0.7, 0.9]))
     >>> sorted(b), b["flag"]["proportions"]
@@ -58,6 +72,58 @@ def baselines(names: Sequence[str], matrix: Float64Array, scores: Float64Array, 
         )
     if SCORE in names or len(set(names)) != len(names):
         raise TrainingError(f"feature names must be distinct and not {SCORE!r}")
-    out = {name: baseline_histogram(name, matrix[:, j], bins).to_dict() for j, name in enumerate(names)}
-    out[SCORE] = baseline_histogram(SCORE, scores, bins).to_dict()
+    periods = dict(periods or {})
+    if periods and (event_time_ms is None or event_time_ms.shape != scores.shape):
+        raise TrainingError("seasonal baselines need one event time per row")
+    columns = {name: matrix[:, j] for j, name in enumerate(names)} | {SCORE: scores}
+    out = {}
+    for name, values in columns.items():
+        hist = baseline_histogram(name, values, bins)
+        if name in periods and event_time_ms is not None:
+            # The score varies with the hour but is not a function of it: pool an hour of a day (a 24th of the
+            # cycle) around each slot, so that a five-minute window is not compared with a handful of rows.
+            pool = PHASE_SLOTS // 24 if name == SCORE else 1
+            by_phase = phase_counts(hist, values, event_time_ms, periods[name], pool=pool)
+            hist = dataclasses.replace(hist, by_phase=by_phase)
+        out[name] = hist.to_dict()
     return out
+
+
+def phase_counts(
+    hist: FeatureHistogram, values: Float64Array, event_time_ms: Float64Array, period: int, *, pool: int = 1
+) -> PhaseCounts:
+    """How many of the rows fall in each (slot of the cycle, bin of ``hist``); with ``pool`` > 1, each slot
+    counts the rows of the ``pool`` slots centred on it (around the cycle).
+
+    >>> h = FeatureHistogram("x", (0.5,), (0.5, 0.5), 2)
+    >>> pc = phase_counts(h, np.array([0.0, 1.0, 1.0]), np.array([0.0, 1000.0, 400_000.0]), 86_400)
+    >>> pc.counts[:2]
+    ((1, 1), (0, 1))
+    >>> phase_counts(h, np.array([0.0, 1.0, 1.0]), np.array([0.0, 1000.0, 400_000.0]), 86_400, pool=3).counts[:3]
+    ((1, 2), (1, 2), (0, 1))
+    """
+    slots = phase_slot(event_time_ms / 1000.0, period)
+    bins = len(hist.proportions)
+    index = slots * bins + np.searchsorted(np.asarray(hist.edges, np.float64), values, side="left")
+    counts = np.bincount(index, minlength=PHASE_SLOTS * bins).reshape(PHASE_SLOTS, bins)
+    if pool > 1:
+        counts = np.sum([np.roll(counts, shift, axis=0) for shift in range(-(pool // 2), pool - pool // 2)], axis=0)
+    return PhaseCounts(period, tuple(tuple(int(c) for c in row) for row in counts))
+
+
+def seasonal_periods(fitted: FittedSpec, time_column: str) -> dict[str, int]:
+    """The series to compare by time of arrival: each cyclic feature of ``time_column`` with its period in
+    seconds, and the score (with the longest of those periods) when there is one.
+
+    A time-of-day feature of the event time is, by construction, the hour the event arrived: a window of an
+    hour can only ever show one hour of the day, so it is compared with the training rows of the same hours.
+    A cyclic feature of another time (an account's opening, say) keeps the plain comparison.
+    """
+    periods = {
+        n.column: PERIODS_MS[n.derive.period][0] // 1000
+        for n in fitted.numeric
+        if n.derive is not None and n.derive.operation in ("sin", "cos") and n.derive.inputs == (time_column,)
+    }
+    if periods:
+        periods[SCORE] = max(periods.values())
+    return periods

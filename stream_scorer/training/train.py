@@ -33,7 +33,7 @@ from stream_scorer.model.calibration import Calibration, Method, sigmoid
 from stream_scorer.model.fitted_spec import FittedSpec, transform
 from stream_scorer.model.score import golden_vectors
 from stream_scorer.training import solvers
-from stream_scorer.training.baselines import baselines
+from stream_scorer.training.baselines import baselines, seasonal_periods
 from stream_scorer.training.calibration import fit_isotonic, fit_platt
 from stream_scorer.training.dataset import Table, input_columns, labels_from
 from stream_scorer.training.featurespec import FeatureSpec, default_spec, fit_spec
@@ -209,11 +209,21 @@ def train(
         training=_provenance(o, table, len(labels), timed),
         spec=fitted,
         calibration=calibrated,
-        baselines=baselines(fitted.feature_names, matrix[train_rows], scores[train_rows]),
+        baselines=_baselines(data, scores, table.columns[o.time_column] if timed else None, o.time_column),
     )
     golden = test_rows[:8] if len(test_rows) else train_rows[:8]
     stored = {c: _json_values(values[golden]) for c, values in inputs.items()}
     return dataclasses.replace(model, golden_vectors=golden_vectors(model, matrix[golden], stored))
+
+
+def _baselines(data: Prepared, scores: Float64Array, times: Float64Array | None, time_column: str) -> dict[str, Any]:
+    """The training rows' baselines; with event times, the seasonal series also by slot of their cycle."""
+    rows = data.train_rows
+    periods = seasonal_periods(data.fitted, time_column) if times is not None else None
+    event_time_ms = times[rows] if times is not None else None
+    return baselines(
+        data.fitted.feature_names, data.matrix[rows], scores[rows], periods=periods, event_time_ms=event_time_ms
+    )
 
 
 def _checked_labels(table: Table, o: TrainOptions) -> Float64Array:

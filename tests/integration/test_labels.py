@@ -4,7 +4,6 @@ joined pairs, label lag, the join's edge cases, a restart mid-stream, and PSI un
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,8 @@ import confluent_kafka
 import numpy as np
 import pytest
 import redis
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import brier_score_loss, precision_score, recall_score
 
 from examples.fraud import world as fraud_world
@@ -273,9 +274,11 @@ def test_the_join_is_correct_after_a_restart_mid_stream(
     assert committed == ends and sum(ends.values()) == n
 
 
-def test_psi_stays_low_on_unshifted_data_and_crosses_the_threshold_after_a_shift(
+def test_no_feature_drifts_on_unshifted_data_and_both_kinds_of_shift_cross_the_threshold(
     stack: Stack, topics: Topics, redis_prefix: str, store: RedisFeatureStore, world: World, model_path: Path, schemas
 ) -> None:
+    """Unshifted events stamped with the current time: every feature, the time of day too, under the alert
+    threshold. Amounts times 3: the amount drifts. Events stamped 8 hours early: the time of day drifts."""
     settings = dataclasses.replace(
         label_settings(stack, topics, redis_prefix, model_path),
         drift=DriftSettings(windows=("4s",), bucket_seconds=1.0),
@@ -283,24 +286,30 @@ def test_psi_stays_low_on_unshifted_data_and_crosses_the_threshold_after_a_shift
     synth_io.seed_features(world, store, settings.feature_groups, now_ms=int(time.time() * 1000))
     worker = RunningWorker(settings)
 
-    def psi(feature: str) -> float:
-        value = worker.registry.get_sample_value("stream_scorer_feature_psi", {"feature": feature, "window": "4s"})
-        return math.nan if value is None else value
+    def psi() -> dict[str, float]:
+        families = text_string_to_metric_families(generate_latest(worker.registry).decode())
+        return {
+            s.labels.get("feature", "score"): s.value
+            for f in families
+            if f.name in ("stream_scorer_feature_psi", "stream_scorer_prediction_psi")
+            for s in f.samples
+        }
+
+    def scored(n: int) -> None:
+        wait_for(lambda: worker.registry.get_sample_value("stream_scorer_predictions_produced_total") == n, 30, str(n))
 
     try:
         publish(stack, settings, world, schemas, 3000, 0.0, rate=1500.0, seed=21)
-        wait_for(
-            lambda: worker.registry.get_sample_value("stream_scorer_predictions_produced_total") == 3000, 30, "3000"
-        )
-        unshifted = psi("event.amount_log")
-        score_psi = worker.registry.get_sample_value("stream_scorer_prediction_psi", {"window": "4s"})
+        scored(3000)
+        unshifted = psi()
         time.sleep(4.5)  # the window forgets the unshifted events
         publish(stack, settings, world, schemas, 3000, 0.0, rate=1500.0, seed=22, shift_after=0, shift_factor=3.0)
-        wait_for(
-            lambda: worker.registry.get_sample_value("stream_scorer_predictions_produced_total") == 6000, 30, "6000"
-        )
-        shifted = psi("event.amount_log")
-        untouched = psi("merchant_risk.fraud_rate_30d")
+        scored(6000)
+        amounts = psi()
+        time.sleep(4.5)
+        publish(stack, settings, world, schemas, 3000, 0.0, rate=1500.0, seed=23, clock_offset_seconds=8 * 3600.0)
+        scored(9000)
+        clock = psi()
         # Consumer lag per partition, from librdkafka's statistics (every 5 s); the input is drained by now.
         wait_for(
             lambda: (
@@ -314,7 +323,11 @@ def test_psi_stays_low_on_unshifted_data_and_crosses_the_threshold_after_a_shift
         )
     finally:
         worker.stop()
-    assert unshifted < 0.1 and score_psi is not None and score_psi < 0.1
-    assert shifted > 0.25  # the alert threshold (deploy/prometheus/alerts.yml)
-    assert untouched < 0.1  # a feature the shift does not touch
-    # (Time-of-day features drift by construction here: training history spans 30 days, the test a few seconds.)
+    assert {"event.hour_sin", "event.hour_cos", "event.amount_log", "score"} <= set(unshifted)
+    assert max(unshifted.values()) < 0.25, unshifted  # the alert threshold (deploy/prometheus/alerts.yml)
+    assert unshifted["event.amount_log"] < 0.1 and unshifted["score"] < 0.1
+    assert unshifted["event.hour_sin"] < 0.1 and unshifted["event.hour_cos"] < 0.1
+    assert amounts["event.amount_log"] > 0.25
+    assert amounts["merchant_risk.fraud_rate_30d"] < 0.1  # a feature the shift does not touch
+    assert clock["event.hour_sin"] > 0.25 or clock["event.hour_cos"] > 0.25
+    assert clock["event.amount_log"] < 0.1

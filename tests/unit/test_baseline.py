@@ -144,9 +144,9 @@ GOOD = {"edges": [0.0, 1.0], "proportions": [0.25, 0.5, 0.25], "count": 8}
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("nope", "exactly the keys"),
-        ({**GOOD, "name": "x"}, "exactly the keys"),
-        ({"edges": [0.0], "proportions": [0.5, 0.5]}, "exactly the keys"),
+        ("nope", "with the keys"),
+        ({**GOOD, "name": "x"}, "with the keys"),
+        ({"edges": [0.0], "proportions": [0.5, 0.5]}, "with the keys"),
         ({**GOOD, "edges": [1.0, 1.0]}, "strictly increasing"),
         ({**GOOD, "edges": [0.0, float("nan")]}, "finite numbers"),
         ({**GOOD, "edges": "0,1"}, "lists of numbers"),
@@ -157,6 +157,10 @@ GOOD = {"edges": [0.0, 1.0], "proportions": [0.25, 0.5, 0.25], "count": 8}
         ({**GOOD, "count": 0}, "positive integer"),
         ({**GOOD, "count": 8.0}, "positive integer"),
         ({**GOOD, "count": True}, "positive integer"),
+        ({**GOOD, "by_phase": {"period_seconds": 0, "counts": []}}, "period_seconds"),
+        ({**GOOD, "by_phase": {"period_seconds": 86400, "counts": [[1, 2, 3]]}}, "288 slots"),
+        ({**GOOD, "by_phase": {"period_seconds": 86400, "counts": [[1, 2]] * 288}}, "3 non-negative"),
+        ({**GOOD, "by_phase": {"period_seconds": 86400, "counts": [[1, -2, 3]] * 288}}, "3 non-negative"),
     ],
 )
 def test_baselines_from_dict_refuses_bad_entries(entry: Any, message: str) -> None:

@@ -254,3 +254,113 @@ def test_collector_exports_the_current_monitor_at_scrape_time() -> None:
         ("stream_scorer_feature_ks", (("feature", "hour"), ("window", "1m"))),
         ("stream_scorer_drift_window_events", (("window", "1m"),)),
     }
+
+
+# Seasonal series: a time-of-day feature of the event time, compared with the training rows of the same hours.
+DAY = 86_400
+
+
+def _seasonal_training(days: int = 30, rows: int = 60_000) -> dict[str, Any]:
+    """A history spread over ``days`` days: the time of day on the unit circle, a plain feature, a score."""
+    rng = np.random.default_rng(3)
+    times_ms = np.sort(rng.uniform(0, days * DAY, rows)) * 1000.0
+    angle = (times_ms % (DAY * 1000)) * (2 * np.pi / (DAY * 1000))
+    matrix = np.column_stack([np.sin(angle), rng.gamma(2.0, 2.0, rows)])
+    scores = 1 / (1 + np.exp(-(0.8 * np.sin(angle) + rng.normal(0, 1, rows))))
+    return baselines(
+        ["hour_sin", "velocity"], matrix, scores, periods={"hour_sin": DAY, "score": DAY}, event_time_ms=times_ms
+    )
+
+
+def _live(
+    monitor: DriftMonitor, clock: FakeClock, wall: FakeClock, start: float, seconds: int, offset_hours: float = 0.0
+) -> None:
+    """One batch of 100 events every 10 s from wall time ``start``, stamped ``offset_hours`` off the clock."""
+    rng = np.random.default_rng(int(start))
+    for step in range(0, seconds, 10):
+        clock.now, wall.now = step, start + step
+        event_time = wall.now - offset_hours * 3600 + rng.uniform(-5, 0, 100)
+        angle = (event_time % DAY) * (2 * np.pi / DAY)
+        matrix = np.column_stack([np.sin(angle), rng.gamma(2.0, 2.0, 100)])
+        monitor.observe(matrix, 1 / (1 + np.exp(-(0.8 * np.sin(angle) + rng.normal(0, 1, 100)))))
+
+
+@pytest.mark.parametrize("hour", [0, 5, 6.1, 13.5, 18, 23.9])
+def test_a_time_of_day_feature_is_compared_with_the_same_hours_of_training(hour: float) -> None:
+    stored = _seasonal_training()
+    for series in ("hour_sin", "score"):
+        assert len(stored[series]["by_phase"]["counts"]) == 288
+    assert "by_phase" not in stored["velocity"]
+    clock, wall = FakeClock(), FakeClock()
+    monitor = DriftMonitor(stored, ["hour_sin", "velocity"], windows=(300, 3600, DAY), clock=clock, wall_clock=wall)
+    _live(monitor, clock, wall, start=100 * DAY + hour * 3600, seconds=3600)
+    windows = _by_label(monitor)
+    for label in ("5m", "1h"):
+        assert all(v < 0.05 for v in windows[label].psi.values()), (label, windows[label].psi)
+    # A day's window that holds an hour is compared with the same hour too; against the whole day, that
+    # hour is a large "drift" (the old standing false alarm).
+    assert all(v < 0.05 for v in windows["1d"].psi.values()), windows["1d"].psi
+    whole_day = psi(stored["hour_sin"]["proportions"], np.asarray(_counts(monitor, "hour_sin")))
+    assert whole_day > 1.0
+
+
+def test_a_window_that_holds_a_whole_cycle_is_compared_with_the_whole_cycle() -> None:
+    stored = _seasonal_training()
+    clock, wall = FakeClock(), FakeClock()
+    monitor = DriftMonitor(
+        stored, ["hour_sin", "velocity"], windows=(DAY,), bucket_seconds=600.0, clock=clock, wall_clock=wall
+    )
+    _live(monitor, clock, wall, start=100 * DAY, seconds=DAY)  # a whole day, the hours as in training
+    day = monitor.psi()[0]
+    assert day.psi["hour_sin"] < 0.01
+    expected = psi(
+        stored["hour_sin"]["proportions"], np.asarray(monitor._totals[0, : len(_counts(monitor, "hour_sin"))])
+    )
+    assert day.psi["hour_sin"] == pytest.approx(expected)
+
+
+def _counts(monitor: DriftMonitor, name: str) -> list[int]:
+    i = [h.name for h in monitor._hists].index(name)
+    return monitor._totals[-1, monitor._starts[i] : monitor._starts[i + 1]].tolist()
+
+
+def test_events_stamped_hours_off_the_clock_drift_on_the_time_of_day_only() -> None:
+    clock, wall = FakeClock(), FakeClock()
+    monitor = DriftMonitor(_seasonal_training(), ["hour_sin", "velocity"], clock=clock, wall_clock=wall)
+    _live(monitor, clock, wall, start=100 * DAY + 14 * 3600, seconds=3600, offset_hours=8)
+    hour = _by_label(monitor)["1h"]
+    assert hour.psi["hour_sin"] > 0.25 and hour.ks["hour_sin"] > 0.3
+    assert hour.psi["velocity"] < 0.05
+
+
+def test_slots_without_training_rows_fall_back_to_the_whole_cycle() -> None:
+    stored = _seasonal_training(days=1, rows=20_000)
+    counts = stored["hour_sin"]["by_phase"]["counts"]
+    for slot in range(12 * 14, 12 * 15):  # no training row between 14:00 and 15:00
+        counts[slot] = [0] * len(counts[slot])
+    clock, wall = FakeClock(), FakeClock()
+    monitor = DriftMonitor(stored, ["hour_sin", "velocity"], clock=clock, wall_clock=wall)
+    _live(monitor, clock, wall, start=3 * DAY + 14 * 3600, seconds=1800)
+    hour = _by_label(monitor)["1h"]
+    expected = psi(stored["hour_sin"]["proportions"], np.asarray(_counts(monitor, "hour_sin")))
+    assert hour.psi["hour_sin"] == pytest.approx(expected)
+
+
+def test_seasonal_periods_are_the_cyclic_features_of_the_time_column_and_then_the_score() -> None:
+    from stream_scorer.model.derive import Derivation
+    from stream_scorer.model.fitted_spec import FittedNumeric, FittedSpec
+    from stream_scorer.training.baselines import seasonal_periods
+
+    def cyclic(name: str, column: str, op: str, period: str) -> FittedNumeric:
+        return FittedNumeric(name, 0.0, 0.0, 1.0, -1.0, 1.0, Derivation(op, (column,), period=period))  # type: ignore[arg-type]
+
+    spec = FittedSpec(
+        numeric=(
+            cyclic("event.hour_sin", "event.ts", "sin", "day"),
+            cyclic("event.dow_cos", "event.ts", "cos", "week"),
+            cyclic("event.opened_hour_sin", "event.opened_at", "sin", "day"),
+            FittedNumeric("event.amount", 0.0, 0.0, 1.0),
+        )
+    )
+    assert seasonal_periods(spec, "event.ts") == {"event.hour_sin": DAY, "event.dow_cos": 7 * DAY, "score": 7 * DAY}
+    assert seasonal_periods(spec, "event.other") == {}

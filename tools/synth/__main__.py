@@ -56,9 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--rate", type=float, default=0.0, help="events per second (0: as fast as possible)")
     publish.add_argument("--labels-delay", type=float, default=5.0, help="seconds between an event and its label")
     publish.add_argument("--schema-id", type=int, default=None, help="frame events in the Confluent wire format")
-    publish.add_argument("--seed", type=int, default=3)
+    publish.add_argument("--seed", type=int, default=None, help="repeat a run's events and ids (default: fresh ones)")
     publish.add_argument("--shift-after", type=int, default=None, help="shift events from this one on (drift)")
-    publish.add_argument("--shift-factor", type=float, default=3.0, help="with --shift-after: how far")
+    publish.add_argument(
+        "--shift-factor",
+        "--amount-factor",
+        type=float,
+        default=3.0,
+        help="with --shift-after: how far (fraud: amount x)",
+    )
+    publish.add_argument(
+        "--clock-offset-hours", type=float, default=0.0, help="stamp events this many hours before the clock"
+    )
     publish.set_defaults(handler=_synth_publish)
 
     return parser
@@ -121,6 +130,7 @@ def _synth_publish(args: argparse.Namespace, settings: Settings) -> int:
         shift_after=args.shift_after,
         shift_factor=args.shift_factor,
         label_fields=label_fields(settings),
+        clock_offset_seconds=args.clock_offset_hours * 3600.0,
     )
     print(
         f"published {sent['events']} events and {sent['labels']} labels ({sent['positives']} positive) "

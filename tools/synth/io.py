@@ -202,18 +202,20 @@ def publish(
     count: int,
     rate: float = 0.0,
     label_delay_seconds: float = 0.0,
-    seed: int = 3,
+    seed: int | None = None,
     schema_id: int | None = None,
     progress: Callable[[int], None] | None = None,
     shift_after: int | None = None,
     shift_factor: float = 1.0,
     label_fields: LabelFields = LABEL_FIELDS,
+    clock_offset_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Publish ``count`` events keyed by their first entity's key, stamped with the time of sending (when the
     schema has a time field), at ``rate`` per second (0: as fast as possible); publish each one's label
-    ``label_delay_seconds`` later. With ``schema_id`` the events are framed in the Confluent wire format.
-    From event ``shift_after`` on, the world's ``shift`` moves each event (drift; labels keep the truth of
-    the unshifted event). Returns what was sent, with the records as sent."""
+    ``label_delay_seconds`` later. Each run draws fresh events and ids unless ``seed`` is given. With
+    ``schema_id`` the events are framed in the Confluent wire format.
+    From event ``shift_after`` on, the world's ``shift`` moves each event (drift; labels keep the truth of the
+    unshifted event). ``clock_offset_seconds`` stamps events that much early (a producer in another time zone)."""
     records, labels = _events(module, world, count, seed, shift_after, shift_factor)
     key_of = getter(contract.entities[0].key) if contract.entities else None
     read_id = getter(contract.id_field)
@@ -222,17 +224,14 @@ def publish(
     due: collections.deque[tuple[float, dict[str, Any]]] = collections.deque()
     send, failures = _sender(producer)
     started = time.monotonic()
-    chunk = 200
+    chunk = max(1, min(200, int(rate / 200))) if rate > 0 else 200  # at a rate: a few events every 5 ms
     for start in range(0, count, chunk):
-        if rate > 0:
-            wait = started + start / rate - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+        time.sleep(max(0.0, started + start / rate - time.monotonic()) if rate > 0 else 0.0)
         now = time.time()
         for i in range(start, min(start + chunk, count)):
             record = records[i]
             if time_field:
-                set_path(record, time_field, int(now * 1000) * units)
+                set_path(record, time_field, int((now - clock_offset_seconds) * 1000) * units)
             body = encode(schemas.events, record)
             key = None if key_of is None else str(key_of(record)).encode()
             send(events_topic, body if schema_id is None else confluent_frame(schema_id, body), key)
@@ -265,7 +264,7 @@ def _flushed(producer: confluent_kafka.Producer, failures: list[str]) -> None:
 
 
 def _events(
-    module: Example, world: World, count: int, seed: int, shift_after: int | None, factor: float
+    module: Example, world: World, count: int, seed: int | None, shift_after: int | None, factor: float
 ) -> tuple[list[dict[str, Any]], npt.NDArray[np.int64]]:
     """The simulated records (shifted from ``shift_after`` on) and their labels, drawn from the truth."""
     rng = np.random.default_rng(seed)

@@ -6,9 +6,10 @@ A live monitor counts a window of values into the same bins (:func:`bin_counts`)
 two with the population stability index (:func:`psi`).
 
 A seasonal series (a time-of-day or day-of-week feature of the event time, and the score of a model that
-has one) also keeps :class:`PhaseCounts`: its training rows per bin in each of :data:`PHASE_SLOTS` slots
-of its cycle, so that a live window can be compared with the training rows of the same hours
-(:meth:`PhaseCounts.expected`) instead of with the whole cycle.
+has one) also keeps a :class:`Seasonal`, so that a live window is compared with what the hours its events
+arrived in should show instead of with the whole cycle: a cyclic feature of the event time is a function
+of that time (:meth:`Seasonal.function_shares`); the score varies with it, and keeps its training rows per
+bin in each of :data:`PHASE_SLOTS` slots of its cycle (:meth:`Seasonal.slot_shares`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy.typing as npt
 
 from stream_scorer.batch import Int64Array
 from stream_scorer.errors import ModelArtifactError
+from stream_scorer.model.derive import PERIODS_MS, Derivation, derivation_from_dict, derived
 
 SCORE = "score"
 PHASE_SLOTS = 288  # slots per cycle: 5 minutes of a day, 35 minutes of a week
@@ -42,20 +44,41 @@ def phase_slot(epoch_seconds: npt.ArrayLike, period_seconds: int) -> npt.NDArray
 
 
 @dataclass(frozen=True, slots=True)
-class PhaseCounts:
-    """Training rows of one series by slot of its cycle (``period_seconds``) and by bin: ``counts[slot][bin]``."""
+class Seasonal:
+    """A series compared by the time of day (or week) its window's events arrived, over a cycle of ``period_seconds``.
+
+    Either ``function`` (a cyclic derivation: the series *is* that function of the arrival time) or
+    ``counts``, the training rows by slot of the cycle and by bin (``counts[slot][bin]``).
+    """
 
     period_seconds: int
-    counts: tuple[tuple[int, ...], ...]
+    counts: tuple[tuple[int, ...], ...] = ()
+    function: Derivation | None = None
 
-    def expected(self, slot_weights: npt.ArrayLike, overall: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    def function_shares(
+        self, edges: npt.ArrayLike, epoch_seconds: npt.ArrayLike, weights: npt.ArrayLike
+    ) -> npt.NDArray[np.float64]:
+        """The shares of the bins cut at ``edges`` that the function takes at the given times, so weighted.
+
+        >>> day = Seasonal(86_400, function=Derivation("sin", ("t",), period="day"))
+        >>> day.function_shares([0.0], [21_600.0, 64_800.0, 0.0], [3.0, 1.0, 0.0]).tolist()  # 6:00, 18:00
+        [0.25, 0.75]
+        """
+        assert self.function is not None
+        values = derived(self.function, {self.function.inputs[0]: np.asarray(epoch_seconds, np.float64) * 1000.0})
+        w = np.asarray(weights, dtype=np.float64)
+        index = np.searchsorted(np.asarray(edges, np.float64), values, side="left")
+        counts = np.bincount(index, weights=w, minlength=len(np.atleast_1d(edges)) + 1)
+        return counts / w.sum() if w.sum() > 0 else np.full(len(counts), 1.0 / len(counts))
+
+    def slot_shares(self, slot_weights: npt.ArrayLike, overall: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """The shares a window should show when its rows arrived in the slots as ``slot_weights`` says.
 
         Each slot contributes its own training shares, weighted by the window's rows in it; a slot with no
         training row contributes ``overall`` (the whole cycle's shares) instead; so does a window without weight.
 
-        >>> pc = PhaseCounts(86_400, ((3, 1),) + ((0, 0),) * 287)
-        >>> pc.expected([2.0] + [0.0] * 286 + [2.0], [0.5, 0.5]).tolist()
+        >>> pc = Seasonal(86_400, ((3, 1),) + ((0, 0),) * 287)
+        >>> pc.slot_shares([2.0] + [0.0] * 286 + [2.0], [0.5, 0.5]).tolist()
         [0.625, 0.375]
         """
         weights = np.asarray(slot_weights, dtype=np.float64)
@@ -64,6 +87,31 @@ class PhaseCounts:
         shares = np.divide(counts, rows, out=np.tile(np.asarray(overall, np.float64), (len(counts), 1)), where=rows > 0)
         total = weights.sum()
         return weights @ shares / total if total > 0 else np.asarray(overall, np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored under the baseline's ``by_phase``."""
+        out: dict[str, Any] = {"period_seconds": self.period_seconds}
+        if self.function is not None:
+            out["function"] = self.function.to_dict()
+        else:
+            out["counts"] = [list(row) for row in self.counts]
+        return out
+
+
+def expected_shares(
+    hist: FeatureHistogram, arrived: npt.ArrayLike, events: npt.ArrayLike, spanned_seconds: float
+) -> npt.ArrayLike:
+    """The shares of ``hist``'s bins a live window should show: the training's over the whole cycle, or, for a
+    seasonal series whose window has not yet held a whole cycle (``spanned_seconds``), those of the hours its
+    events arrived in (``events`` of them at each of the epoch-second times ``arrived``)."""
+    seasonal = hist.by_phase
+    if seasonal is None or spanned_seconds >= seasonal.period_seconds:
+        return hist.proportions
+    if seasonal.function is not None:
+        return seasonal.function_shares(hist.edges, arrived, events)
+    slots = phase_slot(arrived, seasonal.period_seconds)
+    by_slot = np.bincount(slots, weights=np.asarray(events, np.float64), minlength=PHASE_SLOTS)
+    return seasonal.slot_shares(by_slot, hist.proportions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +122,13 @@ class FeatureHistogram:
     edges: tuple[float, ...]
     proportions: tuple[float, ...]
     count: int
-    by_phase: PhaseCounts | None = None  # a seasonal series: the same rows by slot of its cycle
+    by_phase: Seasonal | None = None  # a seasonal series: how its window is compared by time of arrival
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the manifest (the name is the key it is stored under)."""
         out: dict[str, Any] = {"edges": list(self.edges), "proportions": list(self.proportions), "count": self.count}
         if self.by_phase is not None:
-            counts = [list(row) for row in self.by_phase.counts]
-            out[_PHASE_KEY] = {"period_seconds": self.by_phase.period_seconds, "counts": counts}
+            out[_PHASE_KEY] = self.by_phase.to_dict()
         return out
 
 
@@ -160,15 +207,22 @@ def _histogram(name: str, entry: object) -> FeatureHistogram:
         raise ModelArtifactError(f"{where}: proportions must sum to 1, not {math.fsum(p):.12g}")
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
         raise ModelArtifactError(f"{where}: count must be a positive integer, got {count!r}")
-    by_phase = _phase_counts(where, entry[_PHASE_KEY], len(p)) if _PHASE_KEY in entry else None
+    by_phase = _seasonal(where, entry[_PHASE_KEY], len(p)) if _PHASE_KEY in entry else None
     return FeatureHistogram(name, e, p, count, by_phase)
 
 
-def _phase_counts(where: str, entry: object, bins: int) -> PhaseCounts:
+def _seasonal(where: str, entry: object, bins: int) -> Seasonal:
     period = entry.get("period_seconds") if isinstance(entry, Mapping) else None
-    counts = entry.get("counts") if isinstance(entry, Mapping) else None
     if isinstance(period, bool) or not isinstance(period, int) or period <= 0:
         raise ModelArtifactError(f"{where}: {_PHASE_KEY}.period_seconds must be a positive integer, got {period!r}")
+    assert isinstance(entry, Mapping)
+    if "function" in entry:
+        function = entry["function"]
+        d = derivation_from_dict(function) if isinstance(function, Mapping) else None
+        if d is None or d.operation not in ("sin", "cos") or PERIODS_MS[d.period][0] != period * 1000:
+            raise ModelArtifactError(f"{where}: {_PHASE_KEY}.function must be a cyclic derivation of that period")
+        return Seasonal(period, function=d)
+    counts = entry.get("counts")
     if not isinstance(counts, list) or len(counts) != PHASE_SLOTS:
         raise ModelArtifactError(f"{where}: {_PHASE_KEY}.counts must be a list of {PHASE_SLOTS} slots")
     if not all(
@@ -178,7 +232,7 @@ def _phase_counts(where: str, entry: object, bins: int) -> PhaseCounts:
         for row in counts
     ):
         raise ModelArtifactError(f"{where}: each slot of {_PHASE_KEY}.counts needs {bins} non-negative integers")
-    return PhaseCounts(period, tuple(tuple(row) for row in counts))
+    return Seasonal(period, tuple(tuple(row) for row in counts))
 
 
 def _number(value: object, where: str, what: str) -> float:

@@ -21,11 +21,12 @@ the baseline's and the window's cumulative shares at the baseline's edges. It ne
 exact KS distance of the raw values (the CDFs are compared at the edges only).
 
 Seasonal series (a time-of-day or day-of-week feature of the event time, and then the score: see
-:func:`~stream_scorer.training.baselines.seasonal_periods`) are compared with the training rows of the
-hours the window's events arrived in, not with the whole cycle: each bucket remembers the wall-clock time
-it opened, and the expected shares are the training shares of each slot of the cycle, weighted by the
-window's events in that slot (:meth:`~stream_scorer.model.baseline.PhaseCounts.expected`). A window that
-holds a whole cycle of traffic (as long as the cycle, and open that long) is compared with the whole cycle.
+:func:`~stream_scorer.training.baselines.seasonal_series`) are compared with what the hours the window's
+events arrived in should show, not with the whole cycle. Each bucket keeps the mean wall-clock time its
+events arrived. A cyclic feature's expected shares are the bins its function takes at those times; the
+score's are the training shares of each slot of the cycle, weighted by the window's events in that slot
+(:class:`~stream_scorer.model.baseline.Seasonal`). A window that holds a whole cycle of traffic (as long
+as the cycle, and open that long) is compared with the whole cycle.
 
 Features the artifact has no baseline for (older artifacts) are skipped; so is the score.
 :class:`DriftCollector` exports the current monitor's numbers at scrape time.
@@ -46,7 +47,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from stream_scorer.batch import Float64Array, Int64Array
-from stream_scorer.model.baseline import PHASE_SLOTS, SCORE, FeatureHistogram, baselines_from_dict, phase_slot, psi
+from stream_scorer.model.baseline import SCORE, FeatureHistogram, baselines_from_dict, expected_shares, psi
 
 FEATURE_PSI = "stream_scorer_feature_psi"
 PREDICTION_PSI = "stream_scorer_prediction_psi"
@@ -170,6 +171,7 @@ class DriftMonitor:
         self._ring_events = np.zeros(ring, np.int64)
         self._ring_ids = np.full(ring, _NEVER, np.int64)
         self._ring_wall = np.zeros(ring, np.float64)  # the wall-clock time each bucket opened (seasonal series)
+        self._ring_late = np.zeros(ring, np.float64)  # and the sum, over its events, of their arrival after that
         self._totals = np.zeros((len(self.windows), self._bins), np.int64)
         self._events = np.zeros(len(self.windows), np.int64)
         self._head = self._bucket(clock())
@@ -192,6 +194,8 @@ class DriftMonitor:
                 self._ring_events[slot] = 0
                 self._ring_ids[slot] = self._head
                 self._ring_wall[slot] = wall
+                self._ring_late[slot] = 0.0
+            self._ring_late[slot] += (wall - self._ring_wall[slot]) * n
             self._ring[slot] += counts
             self._ring_events[slot] += n
             self._totals += counts
@@ -203,21 +207,19 @@ class DriftMonitor:
         with self._lock:
             self._advance(bucket)
             totals, events = self._totals.copy(), self._events.copy()
-            ids, ring_events, opened = self._ring_ids.copy(), self._ring_events.copy(), self._ring_wall.copy()
+            ids, ring_events = self._ring_ids.copy(), self._ring_events.copy()
+            arrived = self._ring_wall + self._ring_late / np.maximum(self._ring_events, 1)  # mean arrival time
             lows, head = list(self._low), self._head
         out = []
         for w, seconds in enumerate(self.windows):
             psis: dict[str, float] = {}
             kss: dict[str, float] = {}
             inside = (ids >= lows[w]) & (ids <= head)
+            times, weights = arrived[inside], ring_events[inside]
             spanned = (head - ids[inside].min() + 1) * self._bucket_seconds if inside.any() else 0.0
             for i, (hist, column) in enumerate(zip(self._hists, self._columns, strict=True)):
                 counts = totals[w, self._starts[i] : self._starts[i + 1]]
-                expected: npt.ArrayLike = hist.proportions
-                if hist.by_phase is not None and spanned < hist.by_phase.period_seconds:
-                    slots = phase_slot(opened[inside], hist.by_phase.period_seconds)
-                    weights = np.bincount(slots, weights=ring_events[inside], minlength=PHASE_SLOTS)
-                    expected = hist.by_phase.expected(weights, hist.proportions)
+                expected = expected_shares(hist, times, weights, spanned)
                 psis[hist.name] = psi(expected, counts)
                 if column >= 0:
                     kss[hist.name] = binned_ks(expected, counts)

@@ -71,7 +71,7 @@ class QualityCollector(Collector):
                 labels = [*series, str(b)]
                 families["reliability_predicted"].add_metric(labels, reliability_bin.predicted)
                 families["reliability_observed"].add_metric(labels, reliability_bin.observed)
-                families["reliability_count"].add_metric(labels, reliability_bin.count)
+                families["reliability_labels"].add_metric(labels, reliability_bin.count)
         return iter(families.values())
 
 
@@ -83,7 +83,7 @@ def _families() -> dict[str, GaugeMetricFamily]:
     for suffix, doc in (
         ("reliability_predicted", "Mean score of the reliability bin (nan when empty)."),
         ("reliability_observed", "Share of positive labels in the reliability bin (nan when empty)."),
-        ("reliability_count", "Labels in the reliability bin."),
+        ("reliability_labels", "Labels in the reliability bin."),
     ):
         families[suffix] = GaugeMetricFamily(_PREFIX + suffix, doc, labels=[*LABELS, "bin"])
     return families

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from stream_scorer.batch import Float64Array
 from stream_scorer.errors import TrainingError
-from stream_scorer.model.baseline import PHASE_SLOTS, SCORE, FeatureHistogram, PhaseCounts, bin_counts, phase_slot
+from stream_scorer.model.baseline import PHASE_SLOTS, SCORE, FeatureHistogram, Seasonal, bin_counts, phase_slot
 from stream_scorer.model.derive import PERIODS_MS
 from stream_scorer.model.fitted_spec import FittedSpec
 
@@ -54,13 +54,13 @@ def baselines(
     scores: Float64Array,
     bins: int = 10,
     *,
-    periods: Mapping[str, int] | None = None,
+    seasonal: Mapping[str, Seasonal] | None = None,
     event_time_ms: Float64Array | None = None,
 ) -> dict[str, Any]:
     """JSON-ready baselines of every feature column and of the model's score, keyed by name (``"score"``).
 
-    The series named in ``periods`` (feature names or ``"score"``, each with its cycle in seconds) also get
-    their rows counted by slot of that cycle, from ``event_time_ms`` (one epoch-millisecond time per row).
+    The series named in ``seasonal`` (see :func:`seasonal_series`) keep it; one without a function also gets
+    its rows counted by slot of its cycle, from ``event_time_ms`` (one epoch-millisecond time per row).
 
     >>> b = baselines(["flag"], np.array([[0.0], [1.0], [1.0]]), np.array([0.2, 0.7, 0.9]))
     >>> sorted(b), b["flag"]["proportions"]
@@ -72,26 +72,27 @@ def baselines(
         )
     if SCORE in names or len(set(names)) != len(names):
         raise TrainingError(f"feature names must be distinct and not {SCORE!r}")
-    periods = dict(periods or {})
-    if periods and (event_time_ms is None or event_time_ms.shape != scores.shape):
+    seasonal = dict(seasonal or {})
+    counted = any(s.function is None for s in seasonal.values())
+    if counted and (event_time_ms is None or event_time_ms.shape != scores.shape):
         raise TrainingError("seasonal baselines need one event time per row")
     columns = {name: matrix[:, j] for j, name in enumerate(names)} | {SCORE: scores}
     out = {}
     for name, values in columns.items():
         hist = baseline_histogram(name, values, bins)
-        if name in periods and event_time_ms is not None:
-            # The score varies with the hour but is not a function of it: pool an hour of a day (a 24th of the
-            # cycle) around each slot, so that a five-minute window is not compared with a handful of rows.
-            pool = PHASE_SLOTS // 24 if name == SCORE else 1
-            by_phase = phase_counts(hist, values, event_time_ms, periods[name], pool=pool)
-            hist = dataclasses.replace(hist, by_phase=by_phase)
+        by_phase = seasonal.get(name)
+        if by_phase is not None and by_phase.function is None and event_time_ms is not None:
+            # It varies with the hour but is not a function of it: pool an hour of a day (a 24th of the cycle)
+            # around each slot, so that a five-minute window is not compared with a handful of rows.
+            by_phase = phase_counts(hist, values, event_time_ms, by_phase.period_seconds, pool=PHASE_SLOTS // 24)
+        hist = dataclasses.replace(hist, by_phase=by_phase)
         out[name] = hist.to_dict()
     return out
 
 
 def phase_counts(
     hist: FeatureHistogram, values: Float64Array, event_time_ms: Float64Array, period: int, *, pool: int = 1
-) -> PhaseCounts:
+) -> Seasonal:
     """How many of the rows fall in each (slot of the cycle, bin of ``hist``); with ``pool`` > 1, each slot
     counts the rows of the ``pool`` slots centred on it (around the cycle).
 
@@ -108,22 +109,22 @@ def phase_counts(
     counts = np.bincount(index, minlength=PHASE_SLOTS * bins).reshape(PHASE_SLOTS, bins)
     if pool > 1:
         counts = np.sum([np.roll(counts, shift, axis=0) for shift in range(-(pool // 2), pool - pool // 2)], axis=0)
-    return PhaseCounts(period, tuple(tuple(int(c) for c in row) for row in counts))
+    return Seasonal(period, tuple(tuple(int(c) for c in row) for row in counts))
 
 
-def seasonal_periods(fitted: FittedSpec, time_column: str) -> dict[str, int]:
-    """The series to compare by time of arrival: each cyclic feature of ``time_column`` with its period in
-    seconds, and the score (with the longest of those periods) when there is one.
+def seasonal_series(fitted: FittedSpec, time_column: str) -> dict[str, Seasonal]:
+    """The series to compare by time of arrival: each cyclic feature of ``time_column`` (a function of that
+    time), and the score when there is one (with the longest of their periods; its slots are counted later).
 
     A time-of-day feature of the event time is, by construction, the hour the event arrived: a window of an
-    hour can only ever show one hour of the day, so it is compared with the training rows of the same hours.
+    hour can only ever show one hour of the day, so it is compared with what that hour gives.
     A cyclic feature of another time (an account's opening, say) keeps the plain comparison.
     """
-    periods = {
-        n.column: PERIODS_MS[n.derive.period][0] // 1000
+    series = {
+        n.column: Seasonal(PERIODS_MS[n.derive.period][0] // 1000, function=n.derive)
         for n in fitted.numeric
         if n.derive is not None and n.derive.operation in ("sin", "cos") and n.derive.inputs == (time_column,)
     }
-    if periods:
-        periods[SCORE] = max(periods.values())
-    return periods
+    if series:
+        series[SCORE] = Seasonal(max(s.period_seconds for s in series.values()))
+    return series

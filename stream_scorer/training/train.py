@@ -33,7 +33,7 @@ from stream_scorer.model.calibration import Calibration, Method, sigmoid
 from stream_scorer.model.fitted_spec import FittedSpec, transform
 from stream_scorer.model.score import golden_vectors
 from stream_scorer.training import solvers
-from stream_scorer.training.baselines import baselines, seasonal_periods
+from stream_scorer.training.baselines import baselines, seasonal_series
 from stream_scorer.training.calibration import fit_isotonic, fit_platt
 from stream_scorer.training.dataset import Table, input_columns, labels_from
 from stream_scorer.training.featurespec import FeatureSpec, default_spec, fit_spec
@@ -219,10 +219,10 @@ def train(
 def _baselines(data: Prepared, scores: Float64Array, times: Float64Array | None, time_column: str) -> dict[str, Any]:
     """The training rows' baselines; with event times, the seasonal series also by slot of their cycle."""
     rows = data.train_rows
-    periods = seasonal_periods(data.fitted, time_column) if times is not None else None
+    seasonal = seasonal_series(data.fitted, time_column) if times is not None else None
     event_time_ms = times[rows] if times is not None else None
     return baselines(
-        data.fitted.feature_names, data.matrix[rows], scores[rows], periods=periods, event_time_ms=event_time_ms
+        data.fitted.feature_names, data.matrix[rows], scores[rows], seasonal=seasonal, event_time_ms=event_time_ms
     )
 
 

@@ -38,6 +38,7 @@ class Stack:
     bootstrap: str
     redis_url: str
     registry_url: str  # the Apicurio registry's Confluent-compatible API
+    prometheus_url: str  # Debian's Prometheus with deploy/prometheus/alerts.yml (scripts/stack scrape adds targets)
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +48,10 @@ def stack() -> Stack:
     if status.returncode != 0:
         pytest.fail(f"the local stack is down ({status.stdout.strip()}); run scripts/stack up, or use scripts/test")
     return Stack(
-        bootstrap=values["KAFKA_BOOTSTRAP"], redis_url=values["REDIS_URL"], registry_url=values["SCHEMA_REGISTRY_URL"]
+        bootstrap=values["KAFKA_BOOTSTRAP"],
+        redis_url=values["REDIS_URL"],
+        registry_url=values["SCHEMA_REGISTRY_URL"],
+        prometheus_url=values["PROMETHEUS_URL"],
     )
 
 

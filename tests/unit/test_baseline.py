@@ -161,6 +161,20 @@ GOOD = {"edges": [0.0, 1.0], "proportions": [0.25, 0.5, 0.25], "count": 8}
         ({**GOOD, "by_phase": {"period_seconds": 86400, "counts": [[1, 2, 3]]}}, "288 slots"),
         ({**GOOD, "by_phase": {"period_seconds": 86400, "counts": [[1, 2]] * 288}}, "3 non-negative"),
         ({**GOOD, "by_phase": {"period_seconds": 86400, "counts": [[1, -2, 3]] * 288}}, "3 non-negative"),
+        (
+            {
+                **GOOD,
+                "by_phase": {
+                    "period_seconds": 3600,
+                    "function": {"operation": "sin", "inputs": ["t"], "period": "day"},
+                },
+            },
+            "cyclic derivation of that period",
+        ),
+        (
+            {**GOOD, "by_phase": {"period_seconds": 86400, "function": {"operation": "log1p", "inputs": ["t"]}}},
+            "cyclic derivation",
+        ),
     ],
 )
 def test_baselines_from_dict_refuses_bad_entries(entry: Any, message: str) -> None:

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_scorer.errors import ModelArtifactError
-from stream_scorer.model.baseline import FeatureHistogram, bin_counts, psi
+from stream_scorer.model.baseline import FeatureHistogram, Seasonal, bin_counts, psi
+from stream_scorer.model.derive import Derivation
 from stream_scorer.monitoring.drift import DriftCollector, DriftMonitor, WindowDrift, binned_ks
 from stream_scorer.training.baselines import baselines
 
@@ -267,9 +268,11 @@ def _seasonal_training(days: int = 30, rows: int = 60_000) -> dict[str, Any]:
     angle = (times_ms % (DAY * 1000)) * (2 * np.pi / (DAY * 1000))
     matrix = np.column_stack([np.sin(angle), rng.gamma(2.0, 2.0, rows)])
     scores = 1 / (1 + np.exp(-(0.8 * np.sin(angle) + rng.normal(0, 1, rows))))
-    return baselines(
-        ["hour_sin", "velocity"], matrix, scores, periods={"hour_sin": DAY, "score": DAY}, event_time_ms=times_ms
-    )
+    seasonal = {
+        "hour_sin": Seasonal(DAY, function=Derivation("sin", ("event.ts",), period="day")),
+        "score": Seasonal(DAY),
+    }
+    return baselines(["hour_sin", "velocity"], matrix, scores, seasonal=seasonal, event_time_ms=times_ms)
 
 
 def _live(
@@ -288,8 +291,8 @@ def _live(
 @pytest.mark.parametrize("hour", [0, 5, 6.1, 13.5, 18, 23.9])
 def test_a_time_of_day_feature_is_compared_with_the_same_hours_of_training(hour: float) -> None:
     stored = _seasonal_training()
-    for series in ("hour_sin", "score"):
-        assert len(stored[series]["by_phase"]["counts"]) == 288
+    assert stored["hour_sin"]["by_phase"]["function"] == {"operation": "sin", "inputs": ["event.ts"], "period": "day"}
+    assert len(stored["score"]["by_phase"]["counts"]) == 288
     assert "by_phase" not in stored["velocity"]
     clock, wall = FakeClock(), FakeClock()
     monitor = DriftMonitor(stored, ["hour_sin", "velocity"], windows=(300, 3600, DAY), clock=clock, wall_clock=wall)
@@ -335,21 +338,21 @@ def test_events_stamped_hours_off_the_clock_drift_on_the_time_of_day_only() -> N
 
 def test_slots_without_training_rows_fall_back_to_the_whole_cycle() -> None:
     stored = _seasonal_training(days=1, rows=20_000)
-    counts = stored["hour_sin"]["by_phase"]["counts"]
+    counts = stored["score"]["by_phase"]["counts"]
     for slot in range(12 * 14, 12 * 15):  # no training row between 14:00 and 15:00
         counts[slot] = [0] * len(counts[slot])
     clock, wall = FakeClock(), FakeClock()
     monitor = DriftMonitor(stored, ["hour_sin", "velocity"], clock=clock, wall_clock=wall)
     _live(monitor, clock, wall, start=3 * DAY + 14 * 3600, seconds=1800)
     hour = _by_label(monitor)["1h"]
-    expected = psi(stored["hour_sin"]["proportions"], np.asarray(_counts(monitor, "hour_sin")))
-    assert hour.psi["hour_sin"] == pytest.approx(expected)
+    expected = psi(stored["score"]["proportions"], np.asarray(_counts(monitor, "score")))
+    assert hour.psi["score"] == pytest.approx(expected)
 
 
 def test_seasonal_periods_are_the_cyclic_features_of_the_time_column_and_then_the_score() -> None:
     from stream_scorer.model.derive import Derivation
     from stream_scorer.model.fitted_spec import FittedNumeric, FittedSpec
-    from stream_scorer.training.baselines import seasonal_periods
+    from stream_scorer.training.baselines import seasonal_series
 
     def cyclic(name: str, column: str, op: str, period: str) -> FittedNumeric:
         return FittedNumeric(name, 0.0, 0.0, 1.0, -1.0, 1.0, Derivation(op, (column,), period=period))  # type: ignore[arg-type]
@@ -362,5 +365,30 @@ def test_seasonal_periods_are_the_cyclic_features_of_the_time_column_and_then_th
             FittedNumeric("event.amount", 0.0, 0.0, 1.0),
         )
     )
-    assert seasonal_periods(spec, "event.ts") == {"event.hour_sin": DAY, "event.dow_cos": 7 * DAY, "score": 7 * DAY}
-    assert seasonal_periods(spec, "event.other") == {}
+    series = seasonal_series(spec, "event.ts")
+    assert {name: s.period_seconds for name, s in series.items()} == {
+        "event.hour_sin": DAY,
+        "event.dow_cos": 7 * DAY,
+        "score": 7 * DAY,
+    }
+    assert series["event.hour_sin"].function == spec.numeric[0].derive and series["score"].function is None
+    assert seasonal_series(spec, "event.other") == {}
+
+
+def test_a_young_window_that_crosses_a_bin_edge_of_a_time_of_day_feature_shows_no_drift() -> None:
+    """A minute of traffic around the moment the time of day crosses one of its bin edges: the expected
+    shares follow the function at each bucket's arrival time, so both sides of the edge match."""
+    stored = _seasonal_training()
+    edge = stored["hour_sin"]["edges"][3]
+    crossing = float(np.arcsin(edge) / (2 * np.pi) * DAY)  # the time of day when sin reaches the edge
+    clock, wall = FakeClock(), FakeClock()
+    monitor = DriftMonitor(stored, ["hour_sin", "velocity"], bucket_seconds=1.0, clock=clock, wall_clock=wall)
+    rng = np.random.default_rng(9)
+    for step in range(60):
+        clock.now = wall.now = 100 * DAY + crossing - 30 + step
+        angle = ((wall.now - rng.uniform(0, 0.05, 20)) % DAY) * (2 * np.pi / DAY)
+        monitor.observe(np.column_stack([np.sin(angle), rng.gamma(2.0, 2.0, 20)]), rng.beta(1.0, 8.0, 20))
+    window = _by_label(monitor)["5m"]
+    counts = np.asarray(_counts(monitor, "hour_sin"))
+    assert counts[3] > 0 and counts[4] > 0  # both sides of the edge
+    assert window.psi["hour_sin"] < 0.01, window.psi

@@ -443,7 +443,7 @@ def test_collector_exports_every_window_at_scrape_time() -> None:
             labelled = tuple(sorted((*series, ("bin", str(b)))))
             assert same(samples[("stream_scorer_model_reliability_predicted", labelled)], rel.predicted, 0.0)
             assert same(samples[("stream_scorer_model_reliability_observed", labelled)], rel.observed, 0.0)
-            assert samples[("stream_scorer_model_reliability_count", labelled)] == rel.count
+            assert samples[("stream_scorer_model_reliability_labels", labelled)] == rel.count
     champion = (("model", "champion"), ("version", "7"), ("window", "10000"))
     assert samples[("stream_scorer_model_precision", champion)] == pytest.approx(precision_score(labels, decisions))
     assert ("stream_scorer_model_precision_at_k", (("k", "1"), *champion)) in samples

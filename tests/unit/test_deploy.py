@@ -72,6 +72,8 @@ GAUGES = {
     "stream_scorer_model_precision_at_k",
     "stream_scorer_model_reliability_observed",
     "stream_scorer_model_reliability_predicted",
+    "stream_scorer_model_reliability_labels",
+    "stream_scorer_model_positive_rate",
     "stream_scorer_model_window_labels",
 }
 INFOS = {"stream_scorer_model_info"}

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -59,6 +60,9 @@ def add_run_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     status.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes")
     status.add_argument("--once", action="store_true", help="print one table (two scrapes, for the rates) and exit")
+    status.add_argument("--save", type=Path, default=None, help="write one scrape to this file and exit")
+    status.add_argument("--since", type=Path, default=None, help="with --once: rates since the scrape saved there")
+    status.add_argument("--until", type=Path, default=None, help="with --since: rates until the scrape saved there")
     status.set_defaults(handler=_status)
 
     topics = commands.add_parser("topics", parents=[common], help="create the configured topics if missing")
@@ -113,21 +117,34 @@ def _labels(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from stream_scorer.monitoring.summary import scrape, summary
+    from stream_scorer.monitoring.summary import Scrape, scrape, summary
 
     urls = args.url or [f"http://{settings.metrics.host}:{settings.metrics.port}"]
     before = scrape(urls, time.time())
     if not before.samples:
         print(f"status: no metrics endpoint answers at {urls}", file=sys.stderr)
         return 1
+    if args.save is not None:
+        args.save.write_text(before.to_json())
+        return 0
+    until = None
+    try:
+        if args.since is not None:
+            before = Scrape.from_json(args.since.read_text())
+        if args.until is not None:
+            until = Scrape.from_json(args.until.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"status: cannot read a saved scrape ({args.since}, {args.until}): {exc}", file=sys.stderr)
+        return 1
     try:
         while True:
-            time.sleep(args.interval)
+            if args.since is None or not args.once:
+                time.sleep(args.interval)
             now = scrape(urls, time.time())
             if not args.once:
                 print("\x1b[2J\x1b[H", end="")  # clear the terminal
             print(time.strftime("%H:%M:%S"), " ".join(urls))
-            print(summary(now, before), flush=True)
+            print(summary(now, before, until), flush=True)
             if args.once:
                 return 0
             before = now

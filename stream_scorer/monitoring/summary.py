@@ -1,11 +1,14 @@
 """A terminal view for people without Grafana: scrape ``/metrics`` endpoints and print a summary table.
 
 ``stream-scorer status --url http://127.0.0.1:9464 --url http://127.0.0.1:9465`` scrapes the worker and
-the label flow every few seconds; rates come from the difference between two scrapes.
+the label flow every few seconds; rates and latency quantiles come from the difference between two scrapes,
+which may be far apart: ``status --save FILE`` keeps a scrape, ``status --once --since FILE`` compares with it
+(and ``--until FILE`` ends the rates at another saved scrape: the end of a run, before the final figures).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.request
 from collections import defaultdict
@@ -33,6 +36,22 @@ class Scrape:
     def series(self, name: str) -> list[tuple[dict[str, str], float]]:
         """Every sample of ``name`` with its labels."""
         return [(dict(ls), v) for (n, ls), v in self.samples.items() if n == name]
+
+    def to_json(self) -> str:
+        """A form :meth:`from_json` reads back (``status --save``)."""
+        return json.dumps(
+            {"at": self.at, "samples": [[n, [list(kv) for kv in ls], v] for (n, ls), v in self.samples.items()]}
+        )
+
+    @staticmethod
+    def from_json(text: str) -> Scrape:
+        """Read :meth:`to_json`'s form; ``ValueError`` when it is not one."""
+        try:
+            d = json.loads(text)
+            samples = {(str(n), tuple((str(k), str(v)) for k, v in ls)): float(x) for n, ls, x in d["samples"]}
+            return Scrape(float(d["at"]), samples)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a saved scrape: {exc}") from exc
 
 
 def parse(texts: Iterable[str], at: float) -> Scrape:
@@ -65,12 +84,16 @@ def scrape(urls: Sequence[str], at: float, timeout: float = 5.0) -> Scrape:
     return parse(texts, at)
 
 
-def quantile(scrape: Scrape, name: str, q: float, **labels: str) -> float:
-    """A quantile from a histogram's cumulative buckets (linear inside the bucket, as Prometheus does)."""
+def quantile(scrape: Scrape, name: str, q: float, before: Scrape | None = None, **labels: str) -> float:
+    """A quantile from a histogram's cumulative buckets (linear inside the bucket, as Prometheus does); with
+    ``before``, of the observations made between the two scrapes."""
     buckets: dict[float, float] = defaultdict(float)
     for sample_labels, value in scrape.series(name + "_bucket"):
         if set(labels.items()) <= set(sample_labels.items()):
             buckets[float(sample_labels["le"])] += value
+    for sample_labels, value in before.series(name + "_bucket") if before is not None else ():
+        if set(labels.items()) <= set(sample_labels.items()):
+            buckets[float(sample_labels["le"])] -= value
     if not buckets or buckets.get(math.inf, 0.0) == 0:
         return math.nan
     bounds = sorted(buckets)
@@ -87,14 +110,16 @@ def quantile(scrape: Scrape, name: str, q: float, **labels: str) -> float:
     return math.nan
 
 
-def summary(now: Scrape, before: Scrape | None) -> str:
-    """The table: throughput, latency, freshness, lag, drift, model and label metrics."""
-    seconds = (now.at - before.at) if before is not None else math.nan
+def summary(now: Scrape, before: Scrape | None, until: Scrape | None = None) -> str:
+    """The table: throughput, latency, freshness, lag, drift, model and label metrics. Rates and latency are
+    those between ``before`` and ``until`` (default ``now``); every other figure is ``now``'s."""
+    end = until if until is not None else now
+    seconds = (end.at - before.at) if before is not None else math.nan
 
     def rate(name: str) -> float:
         if before is None or not seconds:
             return math.nan
-        return (now.value(name) - before.value(name)) / seconds
+        return (end.value(name) - before.value(name)) / seconds
 
     rows: list[tuple[str, str]] = []
     models = [ls for ls, v in now.series("stream_scorer_model_info") if v]
@@ -103,20 +128,26 @@ def summary(now: Scrape, before: Scrape | None) -> str:
     rows.append(("events/s consumed", _number(rate("stream_scorer_events_consumed_total"), "{:,.0f}")))
     rows.append(("predictions/s", _number(rate("stream_scorer_predictions_produced_total"), "{:,.0f}")))
     rows.append(("dead letters/s", _number(rate("stream_scorer_dead_letters_total"), "{:,.1f}")))
-    latency = [quantile(now, "stream_scorer_event_to_prediction_seconds", q) * 1000 for q in (0.5, 0.95, 0.99)]
+    latency = [quantile(end, "stream_scorer_event_to_prediction_seconds", q, before) * 1000 for q in (0.5, 0.95, 0.99)]
     rows.append(("event->prediction p50/p95/p99 ms", " / ".join(_number(v, "{:.0f}") for v in latency)))
     lookups = now.value("stream_scorer_feature_group_lookups_total")
     for status in ("stale", "missing", "unavailable"):
         share = now.value("stream_scorer_feature_group_lookups_total", status=status) / lookups
         rows.append((f"feature lookups {status}", _number(100 * share, "{:.1f}%")))
     rows.append(("consumer lag (messages)", _number(now.value("stream_scorer_consumer_lag"), "{:,.0f}")))
-    psi = sorted(((v, ls.get("feature", "")) for ls, v in now.series("stream_scorer_feature_psi") if not math.isnan(v)))
-    if psi:
-        rows.append((f"max feature PSI ({psi[-1][1]})", f"{psi[-1][0]:.3f}"))
+    windows = sorted({ls.get("window", "") for ls, _ in now.series("stream_scorer_feature_psi")})
+    for window in windows:  # the alerts read the 1h window
+        psi = [
+            (v, ls.get("feature", ""))
+            for ls, v in now.series("stream_scorer_feature_psi")
+            if ls.get("window") == window
+        ]
+        value, feature = max(((v, f) for v, f in psi if not math.isnan(v)), default=(math.nan, "-"))
+        rows.append((f"max feature PSI {window} ({feature})", _number(value, "{:.3f}")))
     for labels, value in now.series("stream_scorer_prediction_psi"):
         rows.append((f"prediction PSI {labels.get('window', '')}", _number(value, "{:.3f}")))
     rows.append(("labels joined/s", _number(rate("stream_scorer_labels_joined_total"), "{:,.1f}")))
-    lag = quantile(now, "stream_scorer_label_lag_seconds", 0.5, reference="event_time")
+    lag = quantile(end, "stream_scorer_label_lag_seconds", 0.5, before, reference="event_time")
     rows.append(("label lag p50 (s)", _number(lag, "{:,.1f}")))
     rows.append(("label coverage", _number(now.value("stream_scorer_label_coverage"), "{:.3f}")))
     for labels, support in sorted(

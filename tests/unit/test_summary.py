@@ -44,3 +44,45 @@ def test_a_page_that_is_not_metrics_is_skipped_not_a_crash() -> None:
     merged = parse(["<html><body>not metrics</body></html>", exposition(3)], at=0.0)
     assert merged.value("stream_scorer_events_consumed_total") == 3
     assert parse(["garbage {{{"], at=0.0).samples == {}
+
+
+def test_a_saved_scrape_reads_back_and_quantiles_cover_only_what_came_after_it() -> None:
+    from stream_scorer.monitoring.summary import Scrape
+
+    registry = CollectorRegistry()
+    latency = Histogram("stream_scorer_event_to_prediction_seconds", "", buckets=(0.1, 1.0), registry=registry)
+    for _ in range(100):
+        latency.observe(5.0)  # a backlog's latency, before the steady run
+    before = Scrape.from_json(parse([generate_latest(registry).decode()], at=1.0).to_json())
+    for _ in range(100):
+        latency.observe(0.05)
+    now = parse([generate_latest(registry).decode()], at=2.0)
+    assert before.at == 1.0 and before.value("stream_scorer_event_to_prediction_seconds_count") == 100
+    assert quantile(now, "stream_scorer_event_to_prediction_seconds", 0.99, before) <= 0.1
+    assert quantile(now, "stream_scorer_event_to_prediction_seconds", 0.99) == 1.0  # in (1, +Inf]: its lower bound
+    try:
+        Scrape.from_json('{"at": 1}')
+    except ValueError as exc:
+        assert "not a saved scrape" in str(exc)
+    else:
+        raise AssertionError("a file without samples was read as a scrape")
+
+
+def test_feature_psi_is_shown_per_window() -> None:
+    registry = CollectorRegistry()
+    psi = Gauge("stream_scorer_feature_psi", "", ["feature", "window"], registry=registry)
+    psi.labels("event.amount_log", "5m").set(0.4)
+    psi.labels("event.hour_sin", "5m").set(math.nan)
+    psi.labels("event.hour_sin", "1h").set(0.02)
+    table = summary(parse([generate_latest(registry).decode()], at=0.0), None)
+    rows = {line.rsplit(maxsplit=1)[0].strip(): line.rsplit(maxsplit=1)[1] for line in table.splitlines()}
+    assert rows["max feature PSI 1h (event.hour_sin)"] == "0.020"
+    assert rows["max feature PSI 5m (event.amount_log)"] == "0.400"
+
+
+def test_rates_can_end_at_a_saved_scrape_while_gauges_are_current() -> None:
+    before, until, now = (parse([exposition(n)], at=t) for n, t in ((100, 0.0), (1100, 10.0), (1100, 100.0)))
+    row = next(line for line in summary(now, before, until).splitlines() if line.startswith("events/s consumed"))
+    assert row.split()[-1] == "100"  # 1000 events over the 10 s of the run, not over 100 s
+    row = next(line for line in summary(now, before).splitlines() if line.startswith("events/s consumed"))
+    assert row.split()[-1] == "10"

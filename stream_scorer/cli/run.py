@@ -10,10 +10,13 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream_scorer import wiring
 from stream_scorer.config import Settings
+
+if TYPE_CHECKING:
+    from stream_scorer.monitoring.summary import Scrape
 
 log = logging.getLogger("stream_scorer")
 
@@ -60,9 +63,12 @@ def add_run_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     status.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes")
     status.add_argument("--once", action="store_true", help="print one table (two scrapes, for the rates) and exit")
-    status.add_argument("--save", type=Path, default=None, help="write one scrape to this file and exit")
-    status.add_argument("--since", type=Path, default=None, help="with --once: rates since the scrape saved there")
-    status.add_argument("--until", type=Path, default=None, help="with --since: rates until the scrape saved there")
+    status.add_argument(
+        "--record", type=Path, default=None, help="append a scrape to this file every --interval seconds, until stopped"
+    )
+    status.add_argument(
+        "--since", type=Path, default=None, help="with --once: rates over a recording (each counter while it moved)"
+    )
     status.set_defaults(handler=_status)
 
     topics = commands.add_parser("topics", parents=[common], help="create the configured topics if missing")
@@ -117,39 +123,49 @@ def _labels(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from stream_scorer.monitoring.summary import Scrape, scrape, summary
+    from stream_scorer.monitoring.summary import read_recording, scrape, summary
 
     urls = args.url or [f"http://{settings.metrics.host}:{settings.metrics.port}"]
     before = scrape(urls, time.time())
     if not before.samples:
         print(f"status: no metrics endpoint answers at {urls}", file=sys.stderr)
         return 1
-    if args.save is not None:
-        args.save.write_text(before.to_json())
-        return 0
-    until = None
+    if args.record is not None:
+        return _record(args.record, urls, before, args.interval)
+    recording: list[Scrape] = []
     try:
-        if args.since is not None:
-            before = Scrape.from_json(args.since.read_text())
-        if args.until is not None:
-            until = Scrape.from_json(args.until.read_text())
+        recording = read_recording(args.since.read_text()) if args.since is not None else []
     except (OSError, ValueError) as exc:
-        print(f"status: cannot read a saved scrape ({args.since}, {args.until}): {exc}", file=sys.stderr)
+        print(f"status: cannot read the recording {args.since}: {exc}", file=sys.stderr)
         return 1
     try:
         while True:
-            if args.since is None or not args.once:
+            if not recording or not args.once:
                 time.sleep(args.interval)
             now = scrape(urls, time.time())
             if not args.once:
                 print("\x1b[2J\x1b[H", end="")  # clear the terminal
             print(time.strftime("%H:%M:%S"), " ".join(urls))
-            print(summary(now, before, until), flush=True)
+            print(summary(now, before, recording), flush=True)
             if args.once:
                 return 0
             before = now
     except KeyboardInterrupt:
         return 0
+
+
+def _record(path: Path, urls: list[str], first: Scrape, interval: float) -> int:
+    """Append ``first`` and then a scrape every ``interval`` seconds to ``path`` until SIGTERM or Ctrl-C."""
+    from stream_scorer.monitoring.summary import scrape
+
+    stop = stop_on_signals("recording stopped")
+    with path.open("a") as out:
+        out.write(first.to_json() + "\n")
+        out.flush()
+        while not stop.wait(interval):
+            out.write(scrape(urls, time.time()).to_json() + "\n")
+            out.flush()
+    return 0
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:

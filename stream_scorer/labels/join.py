@@ -168,11 +168,14 @@ class LabelJoiner:
         self._run(items, outcome, pipe)
         return outcome
 
-    def retry_held(self, limit: int = 1000) -> JoinOutcome:
+    def retry_held(self, limit: int = 10_000) -> JoinOutcome:
         """Join held labels whose prediction arrived; count those past their deadline as unknown.
 
         Each call looks at up to ``limit`` overdue labels and ``limit`` others (in turn, from a cursor), so
-        a crowd of labels for unknown events never starves one whose prediction has arrived.
+        a crowd of labels for unknown events never starves one whose prediction has arrived. At 1000 a call
+        (every ``retry_seconds``), the 30,000 early labels of a backlog drain queued behind labels held from
+        before and their predictions' pending records (a 30 s horizon in the demo) expired first: none of
+        them was joined. At 10,000 (two MGETs of 10,000 keys, a few milliseconds of Redis) they were.
         """
         outcome = JoinOutcome()
         now = self._clock_ms()

@@ -2,8 +2,9 @@
 
 ``stream-scorer status --url http://127.0.0.1:9464 --url http://127.0.0.1:9465`` scrapes the worker and
 the label flow every few seconds; rates and latency quantiles come from the difference between two scrapes,
-which may be far apart: ``status --save FILE`` keeps a scrape, ``status --once --since FILE`` compares with it
-(and ``--until FILE`` ends the rates at another saved scrape: the end of a run, before the final figures).
+or come from a recording: ``status --record FILE`` appends a scrape every few seconds, and ``status --once
+--since FILE`` shows each counter's rate over the time it was moving in the recording (events while they
+were scored, labels while they were joined) and latency over the whole recording.
 """
 
 from __future__ import annotations
@@ -110,13 +111,41 @@ def quantile(scrape: Scrape, name: str, q: float, before: Scrape | None = None, 
     return math.nan
 
 
-def summary(now: Scrape, before: Scrape | None, until: Scrape | None = None) -> str:
+def read_recording(text: str) -> list[Scrape]:
+    """The scrapes of a recording (one :meth:`Scrape.to_json` per line); ``ValueError`` when there is none."""
+    scrapes = [Scrape.from_json(line) for line in text.splitlines() if line.strip()]
+    if not scrapes:
+        raise ValueError("the recording holds no scrape")
+    return scrapes
+
+
+def active_rate(scrapes: Sequence[Scrape], name: str) -> float:
+    """Per second, over the span in which ``name``'s total changed: from the scrape before its first change to
+    the scrape of its last. ``nan`` when it never changed.
+
+    >>> s = [Scrape(t, {("c", ()): v}) for t, v in ((0, 0.0), (1, 0.0), (2, 10.0), (3, 20.0), (9, 20.0))]
+    >>> active_rate(s, "c")
+    10.0
+    """
+    values = [x.value(name) for x in scrapes]
+    changed = [i for i in range(1, len(values)) if values[i] != values[i - 1]]
+    if not changed:
+        return math.nan
+    first, last = changed[0] - 1, changed[-1]
+    return (values[last] - values[first]) / (scrapes[last].at - scrapes[first].at)
+
+
+def summary(now: Scrape, before: Scrape | None, recording: Sequence[Scrape] = ()) -> str:
     """The table: throughput, latency, freshness, lag, drift, model and label metrics. Rates and latency are
-    those between ``before`` and ``until`` (default ``now``); every other figure is ``now``'s."""
-    end = until if until is not None else now
+    those between ``before`` and ``now``, or with a ``recording``, each counter's over its active span and
+    latency over the whole recording; every other figure is ``now``'s."""
+    end = recording[-1] if recording else now
+    before = recording[0] if recording else before
     seconds = (end.at - before.at) if before is not None else math.nan
 
     def rate(name: str) -> float:
+        if recording:
+            return active_rate(recording, name)
         if before is None or not seconds:
             return math.nan
         return (end.value(name) - before.value(name)) / seconds

@@ -80,9 +80,15 @@ def test_feature_psi_is_shown_per_window() -> None:
     assert rows["max feature PSI 5m (event.amount_log)"] == "0.400"
 
 
-def test_rates_can_end_at_a_saved_scrape_while_gauges_are_current() -> None:
-    before, until, now = (parse([exposition(n)], at=t) for n, t in ((100, 0.0), (1100, 10.0), (1100, 100.0)))
-    row = next(line for line in summary(now, before, until).splitlines() if line.startswith("events/s consumed"))
-    assert row.split()[-1] == "100"  # 1000 events over the 10 s of the run, not over 100 s
-    row = next(line for line in summary(now, before).splitlines() if line.startswith("events/s consumed"))
+def test_rates_over_a_recording_cover_the_span_each_counter_moved() -> None:
+    from stream_scorer.monitoring.summary import read_recording
+
+    # idle for 5 s, 1000 events over 10 s, then idle for 85 s
+    scrapes = [
+        parse([exposition(n)], at=t) for n, t in ((100, 0.0), (100, 5.0), (600, 10.0), (1100, 15.0), (1100, 100.0))
+    ]
+    recording = read_recording("\n".join(x.to_json() for x in scrapes) + "\n")
+    row = next(line for line in summary(scrapes[-1], None, recording).splitlines() if line.startswith("events/s"))
+    assert row.split()[-1] == "100"  # 1000 events over the 10 s they were consumed in, not over 100 s
+    row = next(line for line in summary(scrapes[-1], scrapes[0]).splitlines() if line.startswith("events/s"))
     assert row.split()[-1] == "10"

@@ -175,6 +175,40 @@ def test_dashboard_panels_have_unique_ids_and_prometheus_queries() -> None:
         assert position["x"] + position["w"] <= 24, panel["title"]
 
 
+def test_the_dashboard_has_an_executive_an_on_call_and_a_debug_row_each_with_panels() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    rows = [i for i, p in enumerate(panels) if p["type"] == "row"]
+    assert [panels[i]["title"].split(":")[0] for i in rows] == ["Executive", "On-call", "Debug"]
+    for start, end in zip(rows, [*rows[1:], len(panels)], strict=True):
+        assert end - start > 3, panels[start]["title"]  # several panels under each row
+        top = panels[start]["gridPos"]["y"]
+        assert all(p["gridPos"]["y"] > top for p in panels[start + 1 : end]), "a panel above its row"
+
+
+# Grafana writes these, its dashboard model (the schema the foundation SDK is generated from) has no field for them.
+GRAFANA_EXTRAS = {"builtIn", "definition"}
+
+
+def test_the_dashboard_parses_into_grafanas_dashboard_model_without_losing_a_field() -> None:
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard, Panel, RowPanel
+
+    ours = json.loads(DASHBOARD.read_text())
+    model = Dashboard.from_json(ours)
+    assert model.panels is not None and all(isinstance(p, Panel | RowPanel) for p in model.panels)
+    again = json.loads(JSONEncoder(sort_keys=True).encode(model))
+
+    def lost(a: Any, b: Any, path: str) -> list[str]:
+        if isinstance(a, dict):
+            missing = [f"{path}/{k}" for k in a if k not in b and k not in GRAFANA_EXTRAS]
+            return missing + [m for k in a if k in b for m in lost(a[k], b[k], f"{path}/{k}")]
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            return [m for i, (x, y) in enumerate(zip(a, b, strict=True)) for m in lost(x, y, f"{path}[{i}]")]
+        return [] if isinstance(a, list | dict) or a == b else [f"{path}: {a!r} became {b!r}"]
+
+    assert lost(ours, again, "") == []
+
+
 def test_prometheus_scrapes_the_worker_and_the_label_join_every_5s_and_loads_the_alerts() -> None:
     config = load_yaml(PROMETHEUS / "prometheus.yml")
     assert config["global"]["scrape_interval"] == "5s"

@@ -132,6 +132,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if args.record is not None:
         return _record(args.record, urls, before, args.interval)
+    if args.since is not None and not args.once:
+        print("status: --since reads a finished recording: use it with --once", file=sys.stderr)
+        return 2
     recording: list[Scrape] = []
     try:
         recording = read_recording(args.since.read_text()) if args.since is not None else []

@@ -29,7 +29,8 @@ from stream_scorer.errors import ModelArtifactError
 from stream_scorer.model.calibration import Calibration
 from stream_scorer.model.fitted_spec import FittedSpec, fitted_from_dict, numeric_spec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: baselines may hold a seasonal comparison (by_phase), which a format-1 reader refuses
+_READABLE_VERSIONS = (1, 2)
 BINARY = "binary"
 MULTINOMIAL = "multinomial"
 _ARRAYS = ("coef", "intercept", "mean", "scale", "defaults")
@@ -157,9 +158,10 @@ def read_verified(directory: Path, names: tuple[str, ...]) -> tuple[dict[str, An
         manifest = json.loads(manifest_bytes)
     except ValueError as exc:
         raise ModelArtifactError(f"model artifact {directory}: manifest.json is not JSON") from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in _READABLE_VERSIONS:
         raise ModelArtifactError(
-            f"model artifact {directory}: format_version {manifest.get('format_version')} is not {FORMAT_VERSION}"
+            f"model artifact {directory}: format_version {manifest.get('format_version')} is not one of "
+            f"{_READABLE_VERSIONS} (an artifact of a newer stream-scorer: upgrade the workers before retraining)"
         )
     if _sha256(arrays_bytes) != manifest.get("files", {}).get("arrays.npz"):
         raise ModelArtifactError(f"model artifact {directory}: arrays.npz does not match its sha256 in the manifest")

@@ -40,6 +40,12 @@ _GAUGES: tuple[tuple[str, str, Callable[[WindowMetrics], float]], ...] = (
     ("auc", "ROC AUC over the window, from fine score histograms.", lambda m: m.auc),
     ("auc_error_bound", "Bound on |auc - exact AUC| due to the histograms.", lambda m: m.auc_error_bound),
     ("window_labels", "Labels in the window: the support of every quality metric.", lambda m: m.n),
+    ("window_positives", "Positive labels in the window: the support of recall.", lambda m: m.positives),
+    (
+        "window_flagged",
+        "Labelled predictions at or above the threshold: the support of precision.",
+        lambda m: m.tp + m.fp,
+    ),
 )
 
 

@@ -39,7 +39,7 @@ class Scrape:
         return [(dict(ls), v) for (n, ls), v in self.samples.items() if n == name]
 
     def to_json(self) -> str:
-        """A form :meth:`from_json` reads back (``status --save``)."""
+        """A form :meth:`from_json` reads back: one line of a recording (``status --record``)."""
         return json.dumps(
             {"at": self.at, "samples": [[n, [list(kv) for kv in ls], v] for (n, ls), v in self.samples.items()]}
         )
@@ -121,16 +121,20 @@ def read_recording(text: str) -> list[Scrape]:
 
 def active_rate(scrapes: Sequence[Scrape], name: str) -> float:
     """Per second, over the span in which ``name``'s total changed: from the scrape before its first change to
-    the scrape of its last. ``nan`` when it never changed.
+    the scrape of its last (a counter absent from the first scrapes counts from 0). 0 when it never changed;
+    ``nan`` when no scrape has it.
 
     >>> s = [Scrape(t, {("c", ()): v}) for t, v in ((0, 0.0), (1, 0.0), (2, 10.0), (3, 20.0), (9, 20.0))]
-    >>> active_rate(s, "c")
-    10.0
+    >>> active_rate(s, "c"), active_rate(s[:2], "c"), active_rate(s, "absent")
+    (10.0, 0.0, nan)
     """
-    values = [x.value(name) for x in scrapes]
+    found = [x.value(name) for x in scrapes]
+    if all(math.isnan(v) for v in found):
+        return math.nan
+    values = [0.0 if math.isnan(v) else v for v in found]  # a labelled counter appears at its first count
     changed = [i for i in range(1, len(values)) if values[i] != values[i - 1]]
     if not changed:
-        return math.nan
+        return 0.0
     first, last = changed[0] - 1, changed[-1]
     return (values[last] - values[first]) / (scrapes[last].at - scrapes[first].at)
 

@@ -73,18 +73,20 @@ def baselines(
     if SCORE in names or len(set(names)) != len(names):
         raise TrainingError(f"feature names must be distinct and not {SCORE!r}")
     seasonal = dict(seasonal or {})
-    counted = any(s.function is None for s in seasonal.values())
-    if counted and (event_time_ms is None or event_time_ms.shape != scores.shape):
+    if event_time_ms is not None and event_time_ms.shape != scores.shape:
         raise TrainingError("seasonal baselines need one event time per row")
     columns = {name: matrix[:, j] for j, name in enumerate(names)} | {SCORE: scores}
     out = {}
     for name, values in columns.items():
         hist = baseline_histogram(name, values, bins)
         by_phase = seasonal.get(name)
-        if by_phase is not None and by_phase.function is None and event_time_ms is not None:
-            # It varies with the hour but is not a function of it: pool an hour of a day (a 24th of the cycle)
-            # around each slot, so that a five-minute window is not compared with a handful of rows.
-            by_phase = phase_counts(hist, values, event_time_ms, by_phase.period_seconds, pool=PHASE_SLOTS // 24)
+        if by_phase is not None and by_phase.function is None:
+            # It varies with the hour but is not a function of it: its rows by slot, each slot pooling about an
+            # hour around it, so that a five-minute window is not compared with a handful of rows. Without
+            # (complete) event times it keeps the plain comparison.
+            pool = max(1, round(3600 * PHASE_SLOTS / by_phase.period_seconds))
+            period = by_phase.period_seconds
+            by_phase = None if event_time_ms is None else phase_counts(hist, values, event_time_ms, period, pool=pool)
         hist = dataclasses.replace(hist, by_phase=by_phase)
         out[name] = hist.to_dict()
     return out
@@ -94,7 +96,7 @@ def phase_counts(
     hist: FeatureHistogram, values: Float64Array, event_time_ms: Float64Array, period: int, *, pool: int = 1
 ) -> Seasonal:
     """How many of the rows fall in each (slot of the cycle, bin of ``hist``); with ``pool`` > 1, each slot
-    counts the rows of the ``pool`` slots centred on it (around the cycle).
+    counts the rows of the ``pool`` slots around it (``pool // 2`` before it, the rest from it on).
 
     >>> h = FeatureHistogram("x", (0.5,), (0.5, 0.5), 2)
     >>> pc = phase_counts(h, np.array([0.0, 1.0, 1.0]), np.array([0.0, 1000.0, 400_000.0]), 86_400)

@@ -217,9 +217,9 @@ def train(
 
 
 def _baselines(data: Prepared, scores: Float64Array, times: Float64Array | None, time_column: str) -> dict[str, Any]:
-    """The training rows' baselines; with event times, the seasonal series also by slot of their cycle."""
+    """The training rows' baselines, seasonal series included (the score's only with complete event times)."""
     rows = data.train_rows
-    seasonal = seasonal_series(data.fitted, time_column) if times is not None else None
+    seasonal = seasonal_series(data.fitted, time_column)
     event_time_ms = times[rows] if times is not None else None
     return baselines(
         data.fitted.feature_names, data.matrix[rows], scores[rows], seasonal=seasonal, event_time_ms=event_time_ms

@@ -437,6 +437,8 @@ def test_collector_exports_every_window_at_scrape_time() -> None:
         for name in NAMES:
             want = float(m.n) if name == "window_labels" else getattr(m, name)
             assert same(samples[(f"stream_scorer_model_{name}", series)], want, 0.0), name
+        assert samples[("stream_scorer_model_window_positives", series)] == m.tp + m.fn == m.positives
+        assert samples[("stream_scorer_model_window_flagged", series)] == m.tp + m.fp
         for k, value in m.precision_at_k:
             assert same(samples[("stream_scorer_model_precision_at_k", (("k", f"{k:g}"), *series))], value, 0.0)
         for b, rel in enumerate(m.reliability):
@@ -451,7 +453,7 @@ def test_collector_exports_every_window_at_scrape_time() -> None:
     hour = (("model", "challenger"), ("version", "1"), ("window", "1h"))
     assert samples[("stream_scorer_model_window_labels", hour)] == 0.0
     assert math.isnan(samples[("stream_scorer_model_precision", hour)])
-    assert len(samples) == 4 * (len(NAMES) + 2 + 3 * 10)
+    assert len(samples) == 4 * (len(NAMES) + 2 + 2 + 3 * 10)  # + the supports of recall and precision
 
 
 def test_the_replacement_index_is_capped() -> None:

@@ -104,6 +104,11 @@ class SchemaRegistryError(StreamScorerError):
     """The schema registry could not be reached (or answered with an error) for a writer schema id."""
 
 
+class AccessDeniedError(StreamScorerError):
+    """This component's principal lacks a right (a Kafka ACL, a Redis ACL rule), or could not authenticate; the
+    message names it. Restarting cannot help: the process exits with code 4, and a supervisor stops."""
+
+
 class KafkaError(StreamScorerError):
     """A Kafka client call failed."""
 

@@ -15,8 +15,8 @@ from stream_scorer.cli.run import add_run_commands
 from stream_scorer.cli.train import add_batch_commands
 from stream_scorer.cli.watch import add_watch_command
 from stream_scorer.config import load_settings
-from stream_scorer.errors import InvalidInputRateError, StreamScorerError
-from stream_scorer.worker.supervisor import INVALID_INPUT_EXIT
+from stream_scorer.errors import AccessDeniedError, InvalidInputRateError, StreamScorerError
+from stream_scorer.worker.supervisor import ACCESS_DENIED_EXIT, INVALID_INPUT_EXIT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +28,8 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: 
     """Parse ``argv``, read the settings (``--config`` and the environment) and run the chosen command.
 
     Our errors become one line on stderr and an exit code, never a traceback: 3 when too much input was
-    invalid (a supervisor must not restart into the same input), 1 for the others.
+    invalid (a supervisor must not restart into the same input), 4 when a right is missing (nor into the same
+    ACLs), 1 for the others.
     """
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
@@ -42,6 +43,9 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: 
     except InvalidInputRateError as exc:
         print(f"{prog}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return INVALID_INPUT_EXIT
+    except AccessDeniedError as exc:
+        print(f"{prog}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ACCESS_DENIED_EXIT
     except StreamScorerError as exc:
         print(f"{prog}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -22,7 +22,8 @@ import numpy.typing as npt
 import redis
 
 from stream_scorer.config import FeatureGroup
-from stream_scorer.errors import FeatureStoreError
+from stream_scorer.errors import AccessDeniedError, FeatureStoreError
+from stream_scorer.features.access import denied, refused_login
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
 
 _WRITE_CHUNK = 5000
@@ -99,7 +100,7 @@ class RedisFeatureStore:
         nil_keys = [keys[i] for i in nil]
         try:
             found = self._call(self._run_other_type, nil_keys)
-        except FeatureStoreError as exc:  # the MGET answered: its features are served whatever happens here
+        except (FeatureStoreError, AccessDeniedError) as exc:  # the MGET answered: its features are served
             if isinstance(exc.__cause__, redis.ConnectionError | redis.TimeoutError):
                 log.warning("feature store: could not tell keys of another type from missing ones: %s", exc)
                 return flags
@@ -188,4 +189,7 @@ class RedisFeatureStore:
         try:
             return fn(*args)
         except redis.RedisError as exc:
+            problem = denied(exc, "a feature read") or refused_login(exc)
+            if problem is not None:
+                raise problem from exc  # not an outage: default features would hide it
             raise FeatureStoreError(f"redis: {type(exc).__name__}: {exc}") from exc

@@ -11,6 +11,7 @@ from confluent_kafka import TopicPartition
 
 from stream_scorer.batch import KafkaMessage
 from stream_scorer.errors import KafkaError, StreamScorerError
+from stream_scorer.kafka.access import denied
 from stream_scorer.kafka.offsets import next_offsets
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class BatchConsumer:
         self, config: Mapping[str, Any], topics: Sequence[str], on_assignment: Callable[[int], None] | None = None
     ) -> None:
         self._consumer = confluent_kafka.Consumer(dict(config))
+        self._group = str(config.get("group.id", ""))
         self._topics = list(topics)
         self._on_assignment = on_assignment
         self._listener: RebalanceListener | None = None
@@ -77,6 +79,8 @@ class BatchConsumer:
             error = message.error()
             if error is None:
                 batch.append(message)
+            elif (problem := denied(error, topic=message.topic() or "", group=self._group, using="read")) is not None:
+                raise problem  # a missing right or a refused login: retrying cannot help, nothing is committed
             elif error.fatal():
                 raise KafkaError(f"fatal consumer error: {error}")
             else:

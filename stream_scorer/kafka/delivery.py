@@ -25,6 +25,7 @@ from confluent_kafka import TopicPartition
 
 from stream_scorer.batch import KafkaMessage
 from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError
+from stream_scorer.kafka.access import denied
 from stream_scorer.kafka.consumer import BatchConsumer
 from stream_scorer.kafka.offsets import next_offsets
 from stream_scorer.kafka.producer import CheckedProducer
@@ -90,10 +91,16 @@ class ExactlyOnce(_Producing):
     """One Kafka transaction per batch: its predictions, its dead letters and its consumed offsets."""
 
     def __init__(
-        self, producer: CheckedProducer, consumer: BatchConsumer, timeout_seconds: float, commit_retries: int = 5
+        self,
+        producer: CheckedProducer,
+        consumer: BatchConsumer,
+        timeout_seconds: float,
+        commit_retries: int = 5,
+        transactional_id: str = "",
     ) -> None:
         super().__init__(producer, consumer, timeout_seconds)
         self._retries = commit_retries
+        self._transactional_id = transactional_id  # named when the principal may not use it
         self._call("init_transactions", producer.raw.init_transactions, timeout_seconds)
 
     def begin(self) -> None:
@@ -169,6 +176,9 @@ class ExactlyOnce(_Producing):
 
     def _classify(self, what: str, exc: confluent_kafka.KafkaException) -> NoReturn:
         error = exc.args[0] if exc.args else None
+        problem = denied(error, transactional_id=self._transactional_id)
+        if problem is not None:
+            raise problem from exc
         if error is not None and error.txn_requires_abort():
             self._abort(f"{what}: {error}")
         raise KafkaError(

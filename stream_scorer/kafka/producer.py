@@ -8,7 +8,8 @@ from typing import Any
 
 import confluent_kafka
 
-from stream_scorer.errors import DeliveryError, KafkaError
+from stream_scorer.errors import AccessDeniedError, DeliveryError, KafkaError
+from stream_scorer.kafka.access import denied
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class CheckedProducer:
         self._failed_topics: set[str] = set()
         self._fatal = False
         self._acked = 0
+        self._denied: AccessDeniedError | None = None  # the first failure was a missing right
 
     def produce(
         self,
@@ -70,7 +72,10 @@ class CheckedProducer:
         remaining = self.raw.flush(timeout)
         failed, first_error, acked, topics = self._failed, self._first_error, self._acked, self._failed_topics
         fatal = self._fatal or self.fatal_error is not None
+        problem = self._denied
         self.reset()
+        if problem is not None:
+            raise problem  # a topic this principal may not write: retrying cannot help
         if remaining:
             raise DeliveryError(f"{remaining} records still unacknowledged after {timeout} s")
         if failed:
@@ -85,6 +90,7 @@ class CheckedProducer:
         """Forget the delivery counts so far (after an aborted transaction)."""
         self.raw.poll(0)
         self._failed, self._first_error, self._acked, self._failed_topics, self._fatal = 0, None, 0, set(), False
+        self._denied = None
 
     @classmethod
     def connect(cls, settings: Mapping[str, Any]) -> CheckedProducer:
@@ -110,3 +116,4 @@ class CheckedProducer:
         self._fatal = self._fatal or bool(error.fatal()) or error.code() == confluent_kafka.KafkaError._FATAL
         if self._first_error is None:
             self._first_error = f"{message.topic()}: {error}"
+            self._denied = denied(error, topic=message.topic(), using="write")

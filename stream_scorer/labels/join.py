@@ -32,6 +32,7 @@ from typing import Any, cast
 import redis
 
 from stream_scorer.errors import LabelStoreError
+from stream_scorer.features.access import denied, refused_login
 from stream_scorer.labels.pending import PendingPrediction, RedisPendingStore, unpack
 
 
@@ -202,11 +203,33 @@ class LabelJoiner:
         outcome.unknown += sum(1 for removed in replies[: 2 * len(expired) : 2] if removed)
         return outcome
 
+    def probe_access(self, probe_id: str) -> None:
+        """Use every command and key pattern of the join once, on keys of ``probe_id`` (a label key that lives
+        a second, and no-ops on the held set), so a right the Redis user lacks is an error now, not at the
+        first label. Raises :class:`~stream_scorer.errors.AccessDeniedError` naming it."""
+        key = self._store.key
+        keys = [self._held_set, key("label", probe_id), key("labelled", probe_id), key("held", probe_id)]
+        try:
+            self._client.mget([key("pending", probe_id), key("held", probe_id)])
+            self._script(keys=keys, args=[1000, 1000, "", 0, 0, "access-probe"])
+            pipe = self._client.pipeline(transaction=False)
+            pipe.zadd(self._held_set, {probe_id: 0}, xx=True)  # XX: only updates a member, and there is none
+            pipe.zrangebyscore(self._held_set, "-inf", "-inf", start=0, num=1)
+            pipe.zrem(self._held_set, probe_id)
+            pipe.zcard(self._held_set)
+            pipe.delete(key("held", probe_id))
+            pipe.set(key("held", probe_id), b"", px=1000)
+            pipe.execute()
+        except redis.RedisError as exc:
+            _refused(exc)
+            raise LabelStoreError(f"redis: the label join's access probe failed: {type(exc).__name__}: {exc}") from exc
+
     def held_count(self) -> int:
         """How many labels are held, waiting for their prediction."""
         try:
             return int(self._client.zcard(self._held_set))
         except redis.RedisError as exc:
+            _refused(exc)
             raise LabelStoreError(f"redis: held labels not counted: {type(exc).__name__}") from exc
 
     def coverage(self, now_ms: int, lookback_seconds: float) -> tuple[float, int]:
@@ -236,6 +259,7 @@ class LabelJoiner:
         try:
             reply = self._client.zrangebyscore(self._held_set, low, high, start=start, num=limit)
         except Exception as exc:
+            _refused(exc)
             raise LabelStoreError(f"redis: held labels not read: {type(exc).__name__}") from exc
         return [bytes(m).decode() for m in cast(list[bytes], reply)]
 
@@ -282,6 +306,7 @@ def _mget(client: redis.Redis, keys: Sequence[str]) -> list[bytes | None]:
     try:
         return cast(list[bytes | None], client.mget(keys)) if keys else []
     except Exception as exc:
+        _refused(exc)
         raise LabelStoreError(f"redis: label join read failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -289,4 +314,12 @@ def _execute(pipe: Any) -> list[Any]:
     try:
         return list(pipe.execute())
     except Exception as exc:
+        _refused(exc)
         raise LabelStoreError(f"redis: label join write failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _refused(exc: BaseException) -> None:
+    """Raise the AccessDeniedError an ACL refusal or a refused login is (not an outage to wait out)."""
+    problem = denied(exc, "the label join") or refused_login(exc)
+    if problem is not None:
+        raise problem from exc

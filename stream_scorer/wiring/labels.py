@@ -12,6 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 from stream_scorer.config import Settings, window_seconds
 from stream_scorer.errors import ConfigError, SchemaError
 from stream_scorer.events.schema import FieldType, leaf_fields
+from stream_scorer.kafka.access import check_access
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
@@ -21,6 +22,7 @@ from stream_scorer.labels.quality import RollingQuality, WindowSpec
 from stream_scorer.monitoring.label_metrics import LabelMetrics
 from stream_scorer.monitoring.quality import QualityCollector
 from stream_scorer.monitoring.server import MetricsServer
+from stream_scorer.wiring.access import check_label_redis
 from stream_scorer.wiring.clients import (
     dead_letter_limit,
     ensure_configured_topics,
@@ -96,10 +98,13 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
         horizon_seconds=labels.horizon_seconds,
         hold_seconds=labels.hold_seconds,
     )
+    check_label_redis(joiner)
     kafka = settings.kafka
     if kafka.create_topics:
         ensure_configured_topics(settings)
     group = labels.group_id or f"{kafka.group_id}-labels"
+    client = {"bootstrap.servers": kafka.bootstrap_servers, **kafka.librdkafka()}
+    check_access(client, [kafka.labels_topic, kafka.dead_letter_topic], group)
     consumer_settings = consumer_config(
         kafka.bootstrap_servers, group, kafka.librdkafka(), kafka.session_timeout_seconds
     )

@@ -15,6 +15,7 @@ from stream_scorer.config import Settings, window_seconds
 from stream_scorer.errors import StreamScorerError
 from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.store import FeatureLookup, RedisFeatureStore
+from stream_scorer.kafka.access import check_access
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce, Delivery, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, producer_config
@@ -27,6 +28,7 @@ from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.monitoring.server import MetricsServer
 from stream_scorer.pipeline import Scorer
 from stream_scorer.pipeline.emit import PredictionEncoder
+from stream_scorer.wiring.access import check_worker_redis
 from stream_scorer.wiring.clients import (
     dead_letter_limit,
     ensure_configured_topics,
@@ -105,8 +107,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     path, models, version = served_model_path(settings)
     model = load(path)
     challengers = [load(Path(p)) for p in settings.challengers]
-    registry = registry if registry is not None else CollectorRegistry()
-    metrics = ScorerMetrics(registry)
+    metrics = ScorerMetrics(registry := registry if registry is not None else CollectorRegistry())
     connection = redis_client(settings.redis)  # one pool for features and pending predictions
     store = feature_store(settings, connection)
     lookup = CircuitBreakerLookup(
@@ -137,6 +138,8 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
             serving_version=version,
             interval_seconds=settings.model_reload_seconds,
         )
+    pending = pending_store(settings, connection) if settings.labels.enabled else None
+    check_worker_redis(store, settings.feature_groups, pending)
     producer, consumer, delivery, max_dead_letter_bytes = kafka_side(settings, metrics, registry)
     worker = Worker(
         source=consumer,
@@ -144,7 +147,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         decoder=decoder,
         serving=serving,
         models=reloader,
-        pending_predictions=pending_store(settings, connection) if settings.labels.enabled else None,
+        pending_predictions=pending,
         metrics=metrics,
         bounds=batch_bounds(settings),
         topics=Topics(
@@ -206,6 +209,8 @@ def kafka_side(
         if created:
             log.info("created topics %s", created)
     exactly_once = kafka.delivery == "exactly_once"
+    topics = [kafka.input_topic, kafka.output_topic, kafka.dead_letter_topic]
+    check_access({"bootstrap.servers": kafka.bootstrap_servers, **client}, topics, kafka.group_id)
     consumer_settings = consumer_config(kafka.bootstrap_servers, kafka.group_id, client, kafka.session_timeout_seconds)
     consumer_settings.update(lag_statistics(ConsumerLagGauge(registry)))
     if exactly_once:
@@ -222,7 +227,9 @@ def kafka_side(
         producer_settings, consumer_settings, kafka.input_topic, metrics.assigned_partitions.set
     )
     delivery: Delivery = (
-        ExactlyOnce(producer, consumer, timeout) if exactly_once else AtLeastOnce(producer, consumer, timeout)
+        ExactlyOnce(producer, consumer, timeout, transactional_id=producer_settings["transactional.id"])
+        if exactly_once
+        else AtLeastOnce(producer, consumer, timeout)
     )
     return producer, consumer, delivery, max_dead_letter_bytes
 

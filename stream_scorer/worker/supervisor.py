@@ -25,6 +25,7 @@ from types import FrameType
 log = logging.getLogger(__name__)
 
 INVALID_INPUT_EXIT = 3  # the exit code of a worker stopped by the invalid-input guard (cli.main.dispatch)
+ACCESS_DENIED_EXIT = 4  # and of one whose principal lacks a right: restarting cannot help either
 QUICK_EXIT_SECONDS = 10.0  # a process that dies this soon after starting counts as failing to start
 MAX_QUICK_EXITS = 5
 
@@ -64,6 +65,9 @@ def supervise(workers: int, metrics_port: int, config: Path | None, stop_timeout
                 if code == INVALID_INPUT_EXIT:
                     log.error("worker %d stopped on invalid input; stopping all", slot)
                     return _exit(processes, stop_timeout, INVALID_INPUT_EXIT)
+                if code == ACCESS_DENIED_EXIT:
+                    log.error("worker %d lacks a right (its error says which); stopping all", slot)
+                    return _exit(processes, stop_timeout, ACCESS_DENIED_EXIT)
                 quick = time.monotonic() - started[slot] < QUICK_EXIT_SECONDS
                 quick_exits[slot] = quick_exits[slot] + 1 if quick else 0
                 if quick_exits[slot] >= MAX_QUICK_EXITS:

@@ -234,10 +234,18 @@ def produce(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes]])
     assert producer.flush(30) == 0 and not errors
 
 
-def read_all(bootstrap: str, topic: str, schema: Any, expect: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-    """Every record of ``topic`` from the beginning, until ``expect`` have arrived or ``timeout``."""
+def read_all(
+    bootstrap: str, topic: str, schema: Any, expect: int, timeout: float = 60.0, extra: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every record of ``topic`` from the beginning, until ``expect`` have arrived or ``timeout``; ``extra``
+    adds client settings (a secured broker's)."""
     consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            **(extra or {}),
+        }
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -262,10 +270,17 @@ def read_to_end(bootstrap: str, topic: str, schema: Any) -> list[dict[str, Any]]
     return [decode(schema, m.value()) for m in read_topic(bootstrap, topic, limit_seconds=60)]
 
 
-def read_raw(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
+def read_raw(
+    bootstrap: str, topic: str, expect: int, timeout: float = 30.0, extra: dict[str, Any] | None = None
+) -> list[Any]:
     """Every message of ``topic`` (key, value, headers) from the beginning, until ``expect`` or ``timeout``."""
     consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            **(extra or {}),
+        }
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -103,3 +103,9 @@ def test_the_readme_is_one_screen_and_links_every_page() -> None:
     assert readme.count("\n") <= 150
     for page in PAGES[1:]:
         assert str(page.relative_to(REPO)) in readme, page
+
+
+def test_the_security_page_shows_the_rights_files_as_they_are() -> None:
+    page = (REPO / "docs" / "security.md").read_text()
+    for path in ("deploy/security/kafka-acls.sh", "deploy/security/redis-acl.txt"):
+        assert (REPO / path).read_text() in page, f"docs/security.md must show {path} verbatim"

@@ -1,0 +1,118 @@
+"""What a Kafka principal may do, checked where it can be and named where it fails.
+
+Least privilege (``deploy/security/kafka-acls.sh``) means a missing right must say which one, once, instead
+of a crash loop or a partition that silently stops. At startup :func:`check_access` connects (a wrong
+password, an untrusted certificate or TLS against a plaintext port is one clear error) and asks for the
+metadata of every topic and the offsets of the group: Describe on each, Read on the group. Read on the
+input and Write on the outputs cannot be tried without side effects: :func:`denied` turns the broker's
+authorization errors at first use into an :class:`~stream_scorer.errors.AccessDeniedError` naming the
+right, which stops the process before it commits anything past what was delivered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka.admin import AdminClient
+
+from stream_scorer.errors import AccessDeniedError, KafkaError
+
+ACLS = "deploy/security/kafka-acls.sh"
+_E = confluent_kafka.KafkaError
+_CONNECTION = (_E._AUTHENTICATION, _E._SSL, _E.SASL_AUTHENTICATION_FAILED)
+
+
+def denied(
+    error: Any, *, topic: str = "", group: str = "", transactional_id: str = "", using: str = ""
+) -> AccessDeniedError | None:
+    """The :class:`AccessDeniedError` an authorization or authentication error means; ``None`` for others.
+
+    ``using`` says what the right is for: ``read`` or ``write`` a topic.
+
+    >>> e = confluent_kafka.KafkaError(confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    >>> str(denied(e, topic="predictions", using="write")).split(":")[0]
+    'not authorized to write to topic predictions'
+    >>> denied(confluent_kafka.KafkaError(confluent_kafka.KafkaError._MSG_TIMED_OUT)) is None
+    True
+    """
+    code = error.code() if error is not None else None
+    if code == _E.TOPIC_AUTHORIZATION_FAILED:
+        right = "Write" if using == "write" else "Read" if using == "read" else "Describe"
+        verb = {"write": "write to", "read": "read"}.get(using, "describe")
+        return AccessDeniedError(
+            f"not authorized to {verb} topic {topic or '(unknown)'}: grant {right} (and Describe) on the topic to "
+            f"this principal, as {ACLS} does ({error})"
+        )
+    if code == _E.GROUP_AUTHORIZATION_FAILED:
+        return AccessDeniedError(
+            f"not authorized for consumer group {group or '(unknown)'}: grant Read on the group to this principal, "
+            f"as {ACLS} does ({error})"
+        )
+    if code == _E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+        return AccessDeniedError(
+            f"not authorized for transactional id {transactional_id or '(unknown)'}: grant Write and Describe on the "
+            f"transactional ids of this worker (a prefixed ACL), as {ACLS} does ({error})"
+        )
+    if code == _E.CLUSTER_AUTHORIZATION_FAILED:
+        return AccessDeniedError(f"not authorized for a cluster operation ({error}); see {ACLS}")
+    if code in _CONNECTION or (code == _E._TRANSPORT and "SSL handshake failed" in str(error)):
+        return AccessDeniedError(f"cannot connect to Kafka securely: {error}")
+    return None
+
+
+def check_access(settings: Mapping[str, Any], topics: Sequence[str], group: str, timeout: float = 15.0) -> None:
+    """Connect with the client ``settings`` and check Describe on ``topics`` and on ``group``.
+
+    Raises :class:`AccessDeniedError` naming the first right missing (or why the connection was refused),
+    :class:`KafkaError` when Kafka cannot be reached at all. A topic that does not exist is left to the
+    caller (the worker says so on its own).
+    """
+    seen: list[Any] = []
+    admin = AdminClient({**settings, "error_cb": seen.append})  # type: ignore[dict-item]
+    metadata = _metadata(admin, seen, str(settings.get("bootstrap.servers")), timeout)
+    for topic in dict.fromkeys(topics):
+        entry = metadata.topics.get(topic)
+        if entry is None:  # not listed: missing, or not described to this principal; asking tells which
+            entry = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        problem = denied(entry.error, topic=topic) if entry is not None and entry.error is not None else None
+        if problem is not None:
+            raise problem
+    _check_group(admin, group, timeout)
+
+
+def _metadata(admin: AdminClient, seen: list[Any], bootstrap: str, timeout: float) -> Any:
+    """The cluster's metadata, asked a second at a time so that a refused login (reported to the error
+    callback, which ``poll`` serves) is told at once instead of after the whole timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.list_topics(timeout=1.0)
+        except confluent_kafka.KafkaException as exc:
+            admin.poll(0)
+            for error in seen:
+                problem = denied(error)
+                if problem is not None:
+                    raise problem from exc
+            if time.monotonic() >= deadline:
+                raise KafkaError(f"cannot reach Kafka at {bootstrap}: {exc}; last error: {seen[-1:]}") from exc
+
+
+def _check_group(admin: AdminClient, group: str, timeout: float) -> None:
+    request = confluent_kafka.ConsumerGroupTopicPartitions(group)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.list_consumer_group_offsets([request], request_timeout=timeout)[group].result(timeout)
+            return
+        except confluent_kafka.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            problem = denied(error, group=group)
+            if problem is not None:
+                raise problem from exc
+            if error is not None and error.retriable() and time.monotonic() < deadline:
+                time.sleep(0.5)  # a coordinator still loading, on a broker just started
+                continue
+            raise KafkaError(f"cannot read the offsets of consumer group {group}: {exc}") from exc

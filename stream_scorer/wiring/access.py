@@ -1,0 +1,40 @@
+"""Startup checks of what this component's Redis user may do (the Kafka side is kafka.access.check_access).
+
+Each component uses every Redis command and key pattern it needs once, on probe keys, before it serves: a
+missing ACL rule or a refused login is then an :class:`~stream_scorer.errors.AccessDeniedError` naming it,
+at startup. An unreachable Redis is not: the worker serves with its circuit breaker as always.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from stream_scorer.config import FeatureGroup
+from stream_scorer.errors import FeatureStoreError, LabelStoreError, PendingWriteError
+from stream_scorer.features.store import RedisFeatureStore
+from stream_scorer.labels.join import LabelJoiner
+from stream_scorer.labels.pending import RedisPendingStore
+
+log = logging.getLogger(__name__)
+PROBE_ID = "__stream_scorer_access_probe__"  # an entity and event id no real one is
+
+
+def check_worker_redis(
+    store: RedisFeatureStore, groups: Sequence[FeatureGroup], pending: RedisPendingStore | None
+) -> None:
+    """Read every feature group once and write one pending record (it expires with the label horizon)."""
+    try:
+        store.fetch(groups, {g.entity: [PROBE_ID] for g in groups})
+        if pending is not None:
+            pending.write([PROBE_ID], [b"access-probe"], scored_at_ms=0)
+    except (FeatureStoreError, PendingWriteError) as exc:
+        log.warning("redis did not answer the startup access check (%s); serving with the circuit breaker", exc)
+
+
+def check_label_redis(joiner: LabelJoiner) -> None:
+    """Use the label join's commands and key patterns once."""
+    try:
+        joiner.probe_access(PROBE_ID)
+    except LabelStoreError as exc:
+        log.warning("redis did not answer the startup access check (%s); the join retries", exc)

@@ -96,8 +96,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from stream_scorer.worker.supervisor import supervise
 
         return supervise(args.workers, settings.metrics.port, args.config)
-    runtime = wiring.build_runtime(settings)
+    # Before the (seconds-long) startup checks: a SIGTERM during them is a clean stop, not a crash.
     stop = stop_on_signals("finishing the current batch, then committing and exiting")
+    runtime = wiring.build_runtime(settings)
     try:
         if args.max_batches is None:
             runtime.worker.run(stop)
@@ -112,8 +113,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _labels(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = wiring.build_label_runtime(settings)
     stop = stop_on_signals("finishing the current label batch, then exiting")
+    runtime = wiring.build_label_runtime(settings)
     try:
         runtime.flow.run(stop)
     finally:

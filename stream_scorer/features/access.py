@@ -25,7 +25,8 @@ def denied(exc: BaseException, what: str) -> AccessDeniedError | None:
     """
     text = str(exc)
     refused = isinstance(exc, redis.exceptions.NoPermissionError) or (
-        isinstance(exc, redis.exceptions.ResponseError) and ("NOPERM" in text or "no permissions" in text)
+        isinstance(exc, redis.exceptions.ResponseError)
+        and any(sign in text for sign in ("NOPERM", "no permissions", "can't run this command"))  # in a script
     )
     if not refused:
         return None

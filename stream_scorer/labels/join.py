@@ -211,8 +211,10 @@ class LabelJoiner:
         keys = [self._held_set, key("label", probe_id), key("labelled", probe_id), key("held", probe_id)]
         try:
             self._client.mget([key("pending", probe_id), key("held", probe_id)])
-            self._script(keys=keys, args=[1000, 1000, "", 0, 0, "access-probe"])
+            self.coverage(self._clock_ms(), 60.0)
+            self._client.script_load(JOIN_SCRIPT)  # as after a Redis restart, when its cache is empty
             pipe = self._client.pipeline(transaction=False)
+            self._script(keys=keys, args=[1000, 1000, "", 0, 0, "access-probe"], client=pipe)  # as join runs it
             pipe.zadd(self._held_set, {probe_id: 0}, xx=True)  # XX: only updates a member, and there is none
             pipe.zrangebyscore(self._held_set, "-inf", "-inf", start=0, num=1)
             pipe.zrem(self._held_set, probe_id)

@@ -144,6 +144,18 @@ class RedisPendingStore:
         """The coverage bucket of a time (ms)."""
         return at_ms // self._bucket_ms
 
+    def probe_access(self, probe_id: str) -> None:
+        """Load the write script (as after a Redis restart) and write one record of ``probe_id``, counted in
+        the coverage bucket of 1970: a right the user lacks is an AccessDeniedError now, not at the first batch."""
+        try:
+            self._client.script_load(_WRITE_ALL)
+        except Exception as exc:
+            problem = denied(exc, "the pending-prediction write") or refused_login(exc)
+            if problem is not None:
+                raise problem from exc
+            raise PendingWriteError(f"redis: the pending write's script was not loaded: {exc}") from exc
+        self.write([probe_id], [b"access-probe"], scored_at_ms=0)
+
     def write(self, event_ids: Sequence[str], records: Sequence[bytes], scored_at_ms: int) -> None:
         """Store a batch's records and count them for coverage: one command (a server-side script), which
         measured 3x cheaper in wall time, 10x in client CPU, than a pipeline of one SET per event

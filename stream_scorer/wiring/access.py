@@ -27,7 +27,7 @@ def check_worker_redis(
     try:
         store.fetch(groups, {g.entity: [PROBE_ID] for g in groups})
         if pending is not None:
-            pending.write([PROBE_ID], [b"access-probe"], scored_at_ms=0)
+            pending.probe_access(PROBE_ID)
     except (FeatureStoreError, PendingWriteError) as exc:
         log.warning("redis did not answer the startup access check (%s); serving with the circuit breaker", exc)
 

@@ -22,6 +22,7 @@ import pytest
 import redis
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -38,6 +39,7 @@ from examples.fraud import world as fraud_world
 from examples.fraud.world import World
 from stream_scorer.config import KafkaSettings, RedisSettings, Settings
 from stream_scorer.errors import AccessDeniedError
+from stream_scorer.features.access import refused_login
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.wiring import build_label_runtime, build_runtime
 from tests.integration.conftest import REPO, RunningLabels, RunningWorker, Stack, Topics, read_all, read_raw, wait_for
@@ -252,9 +254,9 @@ def publish_secure(secure: Secure, names: Names, world: World, schemas: Any, n: 
     )
 
 
-def read_secure(secure: Secure, topic: str, schema: Any, expect: int) -> list[dict[str, Any]]:
+def read_secure(secure: Secure, topic: str, schema: Any, expect: int, timeout: float = 60.0) -> list[dict[str, Any]]:
     conf = {**admin_conf(secure), "isolation.level": "read_committed"}
-    return read_all(secure.bootstrap, topic, schema, expect, extra=conf)
+    return read_all(secure.bootstrap, topic, schema, expect, timeout, extra=conf)
 
 
 @pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
@@ -414,3 +416,189 @@ def test_the_worker_redis_user_cannot_read_or_write_outside_its_prefix(secure: S
     assert "NOPERM" in cli("SET", "other:pending:e1", "x")
     assert "NOPERM" in cli("KEYS", "*")
     assert cli("SET", f"{prefix}:pending:e1", "x", "PX", "1000") == "OK"
+
+
+def redis_rules() -> list[tuple[str, str]]:
+    """(user, token) of every command and key pattern the rights file grants."""
+    out = []
+    for line in REDIS_ACLS.read_text().splitlines():
+        if line.startswith("ACL SETUSER"):
+            words = line.split()
+            out += [(words[2], w) for w in words[3:] if w.startswith(("+", "%"))]
+    return out
+
+
+# Granted for a purpose the startup check cannot see: PING is what /readyz asks; EVALSHA_RO tells a record of
+# another type from a missing one, and the worker serves without it, saying so (docs/configuration.md).
+OPTIONAL = {
+    ("stream-scorer", "+ping"),
+    ("stream-scorer-labels", "+ping"),
+    ("stream-scorer", "+evalsha_ro"),
+    ("stream-scorer", "+get"),  # only that script's command
+}
+
+
+@pytest.mark.parametrize("rule", redis_rules(), ids=lambda r: f"{r[0]} {r[1]}")
+def test_each_redis_rule_removed_stops_the_component_at_startup_naming_it(
+    secure: Secure, stack: Stack, topics: Topics, model_path: Path, tmp_path: Path, rule: tuple[str, str]
+) -> None:
+    user = rule[0]
+    names = fresh_names(secure)
+    apply_kafka_acls(secure, names)
+    apply_redis_acls(secure, names.prefix, drop=rule)
+    settings = settings_for(secure, stack, topics, names, model_path, tmp_path, user)
+    build = build_runtime if user == "stream-scorer" else build_label_runtime
+    if rule in OPTIONAL:
+        build(settings).close()  # starts; what needs it degrades and says so
+        return
+    expected = "redis refused .*(no permissions|can't run this command)"
+    with pytest.raises(AccessDeniedError, match=expected):
+        build(settings).close()
+
+
+def test_a_write_right_revoked_while_running_stops_the_worker_with_nothing_committed_past_what_was_delivered(
+    secure: Secure, stack: Stack, topics: Topics, world: World, model_path: Path, schemas: Any, tmp_path: Path
+) -> None:
+    names = fresh_names(secure)
+    apply_kafka_acls(secure, names)
+    apply_redis_acls(secure, names.prefix)
+    settings = settings_for(secure, stack, topics, names, model_path, tmp_path, "stream-scorer")
+    synth_io.seed_features(
+        world,
+        RedisFeatureStore(admin_redis(secure), names.prefix),
+        settings.feature_groups,
+        now_ms=int(time.time() * 1000),
+    )
+    worker = RunningWorker(settings)
+    admin = AdminClient(admin_conf(secure))
+    try:
+        publish_secure(secure, names, world, schemas, 200)
+        read_secure(secure, names.output, schemas.prediction, 200)
+        (write,) = kafka_bindings(kafka_acl_lines()[1], names.variables())  # Write on the output topic
+        for future in admin.delete_acls(
+            [
+                AclBindingFilter(
+                    write.restype,
+                    write.name,
+                    write.resource_pattern_type,
+                    write.principal,
+                    write.host,
+                    write.operation,
+                    write.permission_type,
+                )
+            ]
+        ).values():
+            future.result(30)
+        time.sleep(2)
+        publish_secure(secure, names, world, schemas, 200)
+        wait_for(lambda: worker.error is not None, 60, "the worker to stop on the missing right")
+    finally:
+        with pytest.raises(AccessDeniedError, match=f"not authorized to write to topic {names.output}"):
+            worker.stop()
+    delivered = len(read_secure(secure, names.output, schemas.prediction, 400, timeout=10))
+    offsets = admin.list_consumer_group_offsets([confluent_kafka.ConsumerGroupTopicPartitions(names.group)])
+    committed = sum(max(tp.offset, 0) for tp in offsets[names.group].result(30).topic_partitions)
+    assert committed <= delivered < 400  # nothing committed past what was delivered; the rest waits
+
+
+def test_an_expired_redis_certificate_is_one_clear_error(secure: Secure, tmp_path: Path) -> None:
+    ca_dir = Path(secure.ca).parent
+    conf = tmp_path / "ca.cnf"
+    conf.write_text(
+        f"[ca]\ndefault_ca=d\n[d]\ndatabase={tmp_path}/index\nnew_certs_dir={tmp_path}\nserial={tmp_path}/serial\n"
+        "default_md=sha256\npolicy=p\nx509_extensions=e\n[p]\ncommonName=supplied\n[e]\nsubjectAltName=IP:127.0.0.1\n"
+    )
+    (tmp_path / "index").write_text("")
+    (tmp_path / "serial").write_text("01\n")
+    key, csr, cert = tmp_path / "old.key", tmp_path / "old.csr", tmp_path / "old.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "openssl",
+            "ca",
+            "-batch",
+            "-config",
+            str(conf),
+            "-cert",
+            str(ca_dir / "ca.pem"),
+            "-keyfile",
+            str(ca_dir / "ca.key"),
+            "-in",
+            str(csr),
+            "-out",
+            str(cert),
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = 16390 + int(uuid.uuid4().int % 9)
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            secure.ca,
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        client = redis.Redis.from_url(f"rediss://127.0.0.1:{port}/0", ssl_ca_certs=secure.ca, socket_timeout=5)
+        with pytest.raises(redis.ConnectionError) as refused:
+            client.ping()
+        problem = refused_login(refused.value)
+        assert problem is not None and "redis TLS handshake failed" in str(problem) and "expired" in str(problem)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_the_metrics_endpoint_binds_only_where_configured(
+    secure: Secure, stack: Stack, topics: Topics, model_path: Path, tmp_path: Path
+) -> None:
+    names = fresh_names(secure)
+    apply_kafka_acls(secure, names)
+    apply_redis_acls(secure, names.prefix)
+    settings = settings_for(secure, stack, topics, names, model_path, tmp_path, "stream-scorer")
+    runtime = build_runtime(settings)
+    try:
+        assert runtime.metrics_server is not None
+        assert runtime.metrics_server.address[0] == "127.0.0.1"  # metrics.host, not every interface
+    finally:
+        runtime.close()

@@ -42,7 +42,17 @@ from stream_scorer.errors import AccessDeniedError
 from stream_scorer.features.access import refused_login
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.wiring import build_label_runtime, build_runtime
-from tests.integration.conftest import REPO, RunningLabels, RunningWorker, Stack, Topics, read_all, read_raw, wait_for
+from tests.integration.conftest import (
+    REPO,
+    RunningLabels,
+    RunningWorker,
+    Stack,
+    Topics,
+    read_all,
+    read_raw,
+    wait_for,
+    worker_env_base,
+)
 from tests.integration.test_labels import label_settings
 from tests.support import FRAUD_CONTRACT
 from tools.synth import io as synth_io
@@ -602,3 +612,49 @@ def test_the_metrics_endpoint_binds_only_where_configured(
         assert runtime.metrics_server.address[0] == "127.0.0.1"  # metrics.host, not every interface
     finally:
         runtime.close()
+
+
+def test_a_supervised_worker_without_a_right_stops_once_with_exit_code_4_and_is_not_restarted(
+    secure: Secure, stack: Stack, topics: Topics, model_path: Path, tmp_path: Path
+) -> None:
+    names = fresh_names(secure)
+    group_line = next(i for i, line in enumerate(kafka_acl_lines()) if '"$GROUP"' in line or "$GROUP" in line)
+    apply_kafka_acls(secure, names, skip=group_line)
+    apply_redis_acls(secure, names.prefix)
+    (tmp_path / "pw").write_text(secure.passwords["stream-scorer"])
+    env = {
+        **os.environ,
+        **worker_env_base(),
+        "STREAM_SCORER_MODEL_PATH": str(model_path),
+        "STREAM_SCORER_METRICS__PORT": "0",
+        "STREAM_SCORER_KAFKA__BOOTSTRAP_SERVERS": secure.bootstrap,
+        "STREAM_SCORER_KAFKA__INPUT_TOPIC": names.input,
+        "STREAM_SCORER_KAFKA__OUTPUT_TOPIC": names.output,
+        "STREAM_SCORER_KAFKA__DEAD_LETTER_TOPIC": names.dlq,
+        "STREAM_SCORER_KAFKA__GROUP_ID": names.group,
+        "STREAM_SCORER_KAFKA__CREATE_TOPICS": "false",
+        "STREAM_SCORER_KAFKA__CLIENT__security.protocol": "SASL_SSL",
+        "STREAM_SCORER_KAFKA__CLIENT__sasl.mechanism": "SCRAM-SHA-512",
+        "STREAM_SCORER_KAFKA__CLIENT__sasl.username": "stream-scorer",
+        "STREAM_SCORER_KAFKA__CLIENT__ssl.ca.location": secure.ca,
+        "STREAM_SCORER_KAFKA__CLIENT_SECRETS__sasl.password": f"file:{tmp_path / 'pw'}",
+        "STREAM_SCORER_REDIS__URL": secure.redis_url,
+        "STREAM_SCORER_REDIS__KEY_PREFIX": names.prefix,
+        "STREAM_SCORER_REDIS__USERNAME": "stream-scorer",
+        "STREAM_SCORER_REDIS__PASSWORD": f"file:{tmp_path / 'pw'}",
+        "STREAM_SCORER_REDIS__SSL_CA_CERTS": secure.ca,
+    }
+    started = time.monotonic()
+    run = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "stream-scorer"), "run", "--workers", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 4, output
+    assert f"not authorized for consumer group {names.group}" in output
+    assert output.count("AccessDeniedError") == 1, output  # one worker start, no restart loop
+    assert time.monotonic() - started < 60
+    assert secure.passwords["stream-scorer"] not in output

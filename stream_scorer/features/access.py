@@ -34,11 +34,13 @@ def denied(exc: BaseException, what: str) -> AccessDeniedError | None:
 
 
 def refused_login(exc: BaseException) -> AccessDeniedError | None:
-    """A wrong user or password (``WRONGPASS``), or a TLS handshake that failed (an untrusted certificate, TLS
-    against a plaintext port): one clear error, not an outage to wait out."""
+    """At startup: a wrong user or password (``WRONGPASS``), or a TLS handshake refused (an untrusted or
+    expired certificate, TLS against a plaintext port) is one clear error. Later, the same errors are left to
+    the circuit breaker: a server or proxy restarting can look the same for a while."""
     if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthenticationWrongNumberOfArgsError):
         return AccessDeniedError(f"redis refused the login: {exc} (check redis.username and redis.password)")
     text = str(exc)
-    if isinstance(exc, redis.exceptions.ConnectionError) and ("SSL" in text or "certificate" in text):
+    signs = ("certificate verify failed", "wrong version number", "record layer failure")
+    if isinstance(exc, redis.exceptions.ConnectionError) and any(sign in text for sign in signs):
         return AccessDeniedError(f"redis TLS handshake failed: {text} (check the URL's scheme and redis.ssl_ca_certs)")
     return None

@@ -7,30 +7,35 @@ metadata of every topic and the offsets of the group: Describe on each, Read on 
 input and Write on the outputs cannot be tried without side effects: :func:`denied` turns the broker's
 authorization errors at first use into an :class:`~stream_scorer.errors.AccessDeniedError` naming the
 right, which stops the process before it commits anything past what was delivered.
+
+Only refusals are access errors. A broker that does not answer, drops a TLS handshake (it may be
+restarting) or does not support a request is left to the clients, which wait and retry as they always did.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import confluent_kafka
 from confluent_kafka.admin import AdminClient
 
-from stream_scorer.errors import AccessDeniedError, KafkaError
+from stream_scorer.errors import AccessDeniedError
 
+log = logging.getLogger(__name__)
 ACLS = "deploy/security/kafka-acls.sh"
 _E = confluent_kafka.KafkaError
-_CONNECTION = (_E._AUTHENTICATION, _E._SSL, _E.SASL_AUTHENTICATION_FAILED)
+_LOGIN = (_E._AUTHENTICATION, _E.SASL_AUTHENTICATION_FAILED)
 
 
 def denied(
     error: Any, *, topic: str = "", group: str = "", transactional_id: str = "", using: str = ""
 ) -> AccessDeniedError | None:
-    """The :class:`AccessDeniedError` an authorization or authentication error means; ``None`` for others.
+    """The :class:`AccessDeniedError` an authorization error or a refused login means; ``None`` for others.
 
-    ``using`` says what the right is for: ``read`` or ``write`` a topic.
+    ``using`` says what the right on a topic is for: ``read`` or ``write``.
 
     >>> e = confluent_kafka.KafkaError(confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED)
     >>> str(denied(e, topic="predictions", using="write")).split(":")[0]
@@ -40,11 +45,11 @@ def denied(
     """
     code = error.code() if error is not None else None
     if code == _E.TOPIC_AUTHORIZATION_FAILED:
-        right = "Write" if using == "write" else "Read" if using == "read" else "Describe"
+        right = {"write": "Write", "read": "Read"}.get(using, "Describe")
         verb = {"write": "write to", "read": "read"}.get(using, "describe")
         return AccessDeniedError(
-            f"not authorized to {verb} topic {topic or '(unknown)'}: grant {right} (and Describe) on the topic to "
-            f"this principal, as {ACLS} does ({error})"
+            f"not authorized to {verb} topic {topic or '(unknown)'}: grant {right} on the topic to this principal "
+            f"(it implies Describe), as {ACLS} does ({error})"
         )
     if code == _E.GROUP_AUTHORIZATION_FAILED:
         return AccessDeniedError(
@@ -53,39 +58,55 @@ def denied(
         )
     if code == _E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
         return AccessDeniedError(
-            f"not authorized for transactional id {transactional_id or '(unknown)'}: grant Write and Describe on the "
-            f"transactional ids of this worker (a prefixed ACL), as {ACLS} does ({error})"
+            f"not authorized for transactional id {transactional_id or '(unknown)'}: grant Write on the "
+            f"transactional ids of this worker's group (a prefixed ACL), as {ACLS} does ({error})"
         )
     if code == _E.CLUSTER_AUTHORIZATION_FAILED:
         return AccessDeniedError(f"not authorized for a cluster operation ({error}); see {ACLS}")
-    if code in _CONNECTION or (code == _E._TRANSPORT and "SSL handshake failed" in str(error)):
+    if code in _LOGIN:
+        return AccessDeniedError(f"cannot connect to Kafka: the login was refused: {error}")
+    return None
+
+
+def refused_handshake(error: Any) -> AccessDeniedError | None:
+    """At startup only: a certificate the CA file does not trust, or TLS against a plaintext listener."""
+    text = str(error)
+    if "certificate verify failed" in text or "connecting to a PLAINTEXT broker listener" in text:
         return AccessDeniedError(f"cannot connect to Kafka securely: {error}")
     return None
 
 
-def check_access(settings: Mapping[str, Any], topics: Sequence[str], group: str, timeout: float = 15.0) -> None:
-    """Connect with the client ``settings`` and check Describe on ``topics`` and on ``group``.
+def check_access(settings: Mapping[str, Any], topics: Mapping[str, str], group: str, timeout: float = 15.0) -> None:
+    """Connect with the client ``settings`` and check Describe on ``topics`` (each with what it is for,
+    ``read`` or ``write``) and on ``group``.
 
-    Raises :class:`AccessDeniedError` naming the first right missing (or why the connection was refused),
-    :class:`KafkaError` when Kafka cannot be reached at all. A topic that does not exist is left to the
-    caller (the worker says so on its own).
+    Raises :class:`AccessDeniedError` naming the first right missing, or why the login or the TLS handshake
+    was refused. Anything else is logged and left to the clients.
     """
     seen: list[Any] = []
-    admin = AdminClient({**settings, "error_cb": seen.append})  # type: ignore[dict-item]
+    # A topic asked for by name must not be created by the asking (librdkafka's producer-side default).
+    config = {**settings, "allow.auto.create.topics": False, "error_cb": seen.append}
+    admin = AdminClient(config)
     metadata = _metadata(admin, seen, str(settings.get("bootstrap.servers")), timeout)
-    for topic in dict.fromkeys(topics):
+    if metadata is None:
+        return
+    for topic, using in topics.items():
         entry = metadata.topics.get(topic)
         if entry is None:  # not listed: missing, or not described to this principal; asking tells which
-            entry = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
-        problem = denied(entry.error, topic=topic) if entry is not None and entry.error is not None else None
+            try:
+                entry = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+            except confluent_kafka.KafkaException as exc:
+                log.warning("could not check the rights on topic %s: %s", topic, exc)
+                continue
+        problem = denied(entry.error, topic=topic, using=using) if entry is not None and entry.error else None
         if problem is not None:
             raise problem
     _check_group(admin, group, timeout)
 
 
-def _metadata(admin: AdminClient, seen: list[Any], bootstrap: str, timeout: float) -> Any:
+def _metadata(admin: AdminClient, seen: list[Any], bootstrap: str, timeout: float) -> Any | None:
     """The cluster's metadata, asked a second at a time so that a refused login (reported to the error
-    callback, which ``poll`` serves) is told at once instead of after the whole timeout."""
+    callback, which ``poll`` serves) is told at once; ``None`` when Kafka did not answer within ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -93,11 +114,12 @@ def _metadata(admin: AdminClient, seen: list[Any], bootstrap: str, timeout: floa
         except confluent_kafka.KafkaException as exc:
             admin.poll(0)
             for error in seen:
-                problem = denied(error)
+                problem = denied(error) or refused_handshake(error)
                 if problem is not None:
                     raise problem from exc
             if time.monotonic() >= deadline:
-                raise KafkaError(f"cannot reach Kafka at {bootstrap}: {exc}; last error: {seen[-1:]}") from exc
+                log.warning("Kafka at %s did not answer the startup check (%s; %s)", bootstrap, exc, seen[-1:])
+                return None
 
 
 def _check_group(admin: AdminClient, group: str, timeout: float) -> None:
@@ -115,4 +137,5 @@ def _check_group(admin: AdminClient, group: str, timeout: float) -> None:
             if error is not None and error.retriable() and time.monotonic() < deadline:
                 time.sleep(0.5)  # a coordinator still loading, on a broker just started
                 continue
-            raise KafkaError(f"cannot read the offsets of consumer group {group}: {exc}") from exc
+            log.warning("could not check the rights on consumer group %s: %s", group, exc)
+            return

@@ -15,6 +15,7 @@ goes on); a fenced or fatal one raises :class:`KafkaError` (the worker exits non
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ import confluent_kafka
 from confluent_kafka import TopicPartition
 
 from stream_scorer.batch import KafkaMessage
-from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError
+from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError, StreamScorerError
 from stream_scorer.kafka.access import denied
 from stream_scorer.kafka.consumer import BatchConsumer
 from stream_scorer.kafka.offsets import next_offsets
@@ -178,6 +179,9 @@ class ExactlyOnce(_Producing):
         error = exc.args[0] if exc.args else None
         problem = denied(error, transactional_id=self._transactional_id)
         if problem is not None:
+            if error is not None and error.txn_requires_abort():
+                with contextlib.suppress(StreamScorerError, confluent_kafka.KafkaException):
+                    self.abort()  # best effort: an open transaction holds read_committed readers back
             raise problem from exc
         if error is not None and error.txn_requires_abort():
             self._abort(f"{what}: {error}")

@@ -32,7 +32,7 @@ from typing import Any, cast
 import redis
 
 from stream_scorer.errors import LabelStoreError
-from stream_scorer.features.access import denied, refused_login
+from stream_scorer.features.access import denied
 from stream_scorer.labels.pending import PendingPrediction, RedisPendingStore, unpack
 
 
@@ -214,6 +214,7 @@ class LabelJoiner:
             self.coverage(self._clock_ms(), 60.0)
             self._client.script_load(JOIN_SCRIPT)  # as after a Redis restart, when its cache is empty
             pipe = self._client.pipeline(transaction=False)
+            pipe.delete(key("label", probe_id))  # a probe of another process within its second: run it all again
             self._script(keys=keys, args=[1000, 1000, "", 0, 0, "access-probe"], client=pipe)  # as join runs it
             pipe.zadd(self._held_set, {probe_id: 0}, xx=True)  # XX: only updates a member, and there is none
             pipe.zrangebyscore(self._held_set, "-inf", "-inf", start=0, num=1)
@@ -322,6 +323,6 @@ def _execute(pipe: Any) -> list[Any]:
 
 def _refused(exc: BaseException) -> None:
     """Raise the AccessDeniedError an ACL refusal or a refused login is (not an outage to wait out)."""
-    problem = denied(exc, "the label join") or refused_login(exc)
+    problem = denied(exc, "the label join")
     if problem is not None:
         raise problem from exc

@@ -24,7 +24,7 @@ import redis
 
 from stream_scorer.batch import BoolArray, Float64Array, Int64Array
 from stream_scorer.errors import ModelArtifactError, PendingWriteError
-from stream_scorer.features.access import denied, refused_login
+from stream_scorer.features.access import denied
 
 FORMAT = 1
 _TIMES = struct.Struct("<qq")
@@ -150,7 +150,7 @@ class RedisPendingStore:
         try:
             self._client.script_load(_WRITE_ALL)
         except Exception as exc:
-            problem = denied(exc, "the pending-prediction write") or refused_login(exc)
+            problem = denied(exc, "the pending-prediction write")
             if problem is not None:
                 raise problem from exc
             raise PendingWriteError(f"redis: the pending write's script was not loaded: {exc}") from exc
@@ -168,7 +168,7 @@ class RedisPendingStore:
                 end = start + MAX_PER_CALL
                 self._write_all(keys=[*keys[start:end], counter], args=[*records[start:end], *ttl])
         except Exception as exc:  # redis.RedisError and socket errors: the caller counts and goes on
-            problem = denied(exc, "the pending-prediction write") or refused_login(exc)
+            problem = denied(exc, "the pending-prediction write")
             if problem is not None:
                 raise problem from exc  # not an outage: every label of it would be lost
             raise PendingWriteError(f"redis: pending predictions not written: {type(exc).__name__}: {exc}") from exc

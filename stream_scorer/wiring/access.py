@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import FeatureStoreError, LabelStoreError, PendingWriteError
+from stream_scorer.features.access import refused_login
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.labels.join import LabelJoiner
 from stream_scorer.labels.pending import RedisPendingStore
@@ -29,6 +30,7 @@ def check_worker_redis(
         if pending is not None:
             pending.probe_access(PROBE_ID)
     except (FeatureStoreError, PendingWriteError) as exc:
+        _refused_at_startup(exc)
         log.warning("redis did not answer the startup access check (%s); serving with the circuit breaker", exc)
 
 
@@ -37,4 +39,12 @@ def check_label_redis(joiner: LabelJoiner) -> None:
     try:
         joiner.probe_access(PROBE_ID)
     except LabelStoreError as exc:
+        _refused_at_startup(exc)
         log.warning("redis did not answer the startup access check (%s); the join retries", exc)
+
+
+def _refused_at_startup(exc: BaseException) -> None:
+    """Raise the AccessDeniedError a refused login or TLS handshake is, at startup (see refused_login)."""
+    problem = refused_login(exc.__cause__) if exc.__cause__ is not None else None
+    if problem is not None:
+        raise problem from exc

@@ -104,7 +104,7 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
         ensure_configured_topics(settings)
     group = labels.group_id or f"{kafka.group_id}-labels"
     client = {"bootstrap.servers": kafka.bootstrap_servers, **kafka.librdkafka()}
-    check_access(client, [kafka.labels_topic, kafka.dead_letter_topic], group)
+    check_access(client, {kafka.labels_topic: "read", kafka.dead_letter_topic: "write"}, group)
     consumer_settings = consumer_config(
         kafka.bootstrap_servers, group, kafka.librdkafka(), kafka.session_timeout_seconds
     )

@@ -209,7 +209,7 @@ def kafka_side(
         if created:
             log.info("created topics %s", created)
     exactly_once = kafka.delivery == "exactly_once"
-    topics = [kafka.input_topic, kafka.output_topic, kafka.dead_letter_topic]
+    topics = {kafka.input_topic: "read", kafka.output_topic: "write", kafka.dead_letter_topic: "write"}
     check_access({"bootstrap.servers": kafka.bootstrap_servers, **client}, topics, kafka.group_id)
     consumer_settings = consumer_config(kafka.bootstrap_servers, kafka.group_id, client, kafka.session_timeout_seconds)
     consumer_settings.update(lag_statistics(ConsumerLagGauge(registry)))

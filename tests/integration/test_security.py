@@ -8,8 +8,10 @@ The rights applied are exactly the lines of deploy/security/kafka-acls.sh and de
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shlex
+import socket
 import subprocess
 import time
 import uuid
@@ -281,6 +283,7 @@ def test_the_worker_and_the_label_flow_run_end_to_end_with_exactly_the_documente
     delivery: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # every record our loggers write is scanned for secrets below
     names = fresh_names(secure)
     apply_kafka_acls(secure, names)
     apply_redis_acls(secure, names.prefix)
@@ -317,13 +320,13 @@ def test_the_worker_and_the_label_flow_run_end_to_end_with_exactly_the_documente
 
 WORKER_LINES = [i for i, line in enumerate(kafka_acl_lines()) if "User:stream-scorer" in line]
 EXPECTED = {  # what the error names when the line is missing
-    "--topic $INPUT": "describe topic {input}",
-    "--topic $OUTPUT": "describe topic {output}",
-    "--topic $DLQ": "describe topic {dlq}",
+    "--topic $INPUT": "read topic {input}: grant Read",
+    "--topic $OUTPUT": "write to topic {output}: grant Write",
+    "--topic $DLQ": "write to topic {dlq}: grant Write",
     "--group $GROUP": "consumer group {group}",
     "--group $LABELS_GROUP": "consumer group {group}-labels",
     "--transactional-id $TXN": "transactional id stream-scorer-{group}-0",
-    "--topic $LABELS": "describe topic {labels}",
+    "--topic $LABELS": "read topic {labels}: grant Read",
 }
 
 
@@ -412,19 +415,19 @@ def test_the_worker_redis_user_cannot_read_or_write_outside_its_prefix(secure: S
         port,
         "--user",
         "stream-scorer",
-        "--pass",
-        secure.passwords["stream-scorer"],
-        "--no-auth-warning",
     ]
+    auth = {**os.environ, "REDISCLI_AUTH": secure.passwords["stream-scorer"]}  # not on a command line
 
     def cli(*command: str) -> str:
-        return subprocess.run([*base, *command], capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run([*base, *command], capture_output=True, text=True, timeout=10, env=auth).stdout.strip()
 
     assert cli("GET", f"{prefix}:card_profile:c1") == ""  # its own prefix: allowed (nil)
     assert "NOPERM" in cli("GET", "other:card_profile:c1")
     assert "NOPERM" in cli("SET", f"{prefix}:card_profile:c1", "x")  # features are read-only to it
     assert "NOPERM" in cli("SET", "other:pending:e1", "x")
     assert "NOPERM" in cli("KEYS", "*")
+    assert "NOPERM" in cli("GET", f"{prefix}:label:e1")  # the joined labels are the label flow's
+    assert "NOPERM" in cli("GET", f"{prefix}:held:e1")
     assert cli("SET", f"{prefix}:pending:e1", "x", "PX", "1000") == "OK"
 
 
@@ -561,7 +564,9 @@ def test_an_expired_redis_certificate_is_one_clear_error(secure: Secure, tmp_pat
         check=True,
         capture_output=True,
     )
-    port = 16390 + int(uuid.uuid4().int % 9)
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     server = subprocess.Popen(
         [
             "redis-server",
@@ -588,7 +593,7 @@ def test_an_expired_redis_certificate_is_one_clear_error(secure: Secure, tmp_pat
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(0.5)
+        wait_for(lambda: _accepts(port), 10, "the expired-certificate redis-server to listen")
         client = redis.Redis.from_url(f"rediss://127.0.0.1:{port}/0", ssl_ca_certs=secure.ca, socket_timeout=5)
         with pytest.raises(redis.ConnectionError) as refused:
             client.ping()
@@ -658,3 +663,8 @@ def test_a_supervised_worker_without_a_right_stops_once_with_exit_code_4_and_is_
     assert output.count("AccessDeniedError") == 1, output  # one worker start, no restart loop
     assert time.monotonic() - started < 60
     assert secure.passwords["stream-scorer"] not in output
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import confluent_kafka
+import numpy as np
 import pytest
 import redis
 from confluent_kafka.admin import (
@@ -36,6 +37,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 from prometheus_client import generate_latest
+from sklearn.metrics import precision_score, recall_score
 
 from examples.fraud import world as fraud_world
 from examples.fraud.world import World
@@ -43,6 +45,7 @@ from stream_scorer.config import KafkaSettings, RedisSettings, Settings
 from stream_scorer.errors import AccessDeniedError
 from stream_scorer.features.access import refused_login
 from stream_scorer.features.store import RedisFeatureStore
+from stream_scorer.model import artifact
 from stream_scorer.wiring import build_label_runtime, build_runtime
 from tests.integration.conftest import (
     REPO,
@@ -55,7 +58,7 @@ from tests.integration.conftest import (
     wait_for,
     worker_env_base,
 )
-from tests.integration.test_labels import label_settings
+from tests.integration.test_labels import COUNT_WINDOW, label_settings
 from tests.support import FRAUD_CONTRACT
 from tools.synth import io as synth_io
 
@@ -309,6 +312,15 @@ def test_the_worker_and_the_label_flow_run_end_to_end_with_exactly_the_documente
         worker.stop()
     assert sorted(p["event_id"] for p in predictions) == sorted(sent["event_ids"])  # each event scored once
     assert labels.value("stream_scorer_labels_joined_total") == n
+    # The quality metrics are those of the joined pairs, as on the plaintext stack (test_labels): to 1e-9.
+    model = artifact.load(model_path)
+    truth = dict(zip(sent["event_ids"], sent["label_values"].tolist(), strict=True))
+    y = np.array([truth[p["event_id"]] for p in predictions])
+    scores = np.array([p["score"] for p in predictions])
+    key = {"model": model.name, "version": model.version, "window": COUNT_WINDOW}
+    exported = {m: labels.registry.get_sample_value(f"stream_scorer_model_{m}", key) for m in ("precision", "recall")}
+    assert exported["precision"] == pytest.approx(precision_score(y, scores >= model.threshold), abs=1e-9)
+    assert exported["recall"] == pytest.approx(recall_score(y, scores >= model.threshold), abs=1e-9)
     # No secret anywhere the run wrote: logs, settings reprs, metrics, dead-letter headers and bodies.
     written = [caplog.text, repr(worker_settings), repr(label_flow_settings), exposition]
     written += [repr(m.headers()) + repr(m.value()) for m in dead]

@@ -33,6 +33,13 @@ def denied(exc: BaseException, what: str) -> AccessDeniedError | None:
     return AccessDeniedError(f"redis refused {what}: {text} (the Redis user's ACL rules lack it; see {ACLS})")
 
 
+def raise_if_denied(exc: BaseException, what: str) -> None:
+    """Raise the :class:`AccessDeniedError` ``exc`` is when it is an ACL refusal (see :func:`denied`)."""
+    problem = denied(exc, what)
+    if problem is not None:
+        raise problem from exc
+
+
 def refused_login(exc: BaseException) -> AccessDeniedError | None:
     """At startup: a wrong user or password (``WRONGPASS``), or a TLS handshake refused (an untrusted or
     expired certificate, TLS against a plaintext port) is one clear error. Later, the same errors are left to

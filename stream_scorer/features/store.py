@@ -23,7 +23,7 @@ import redis
 
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import AccessDeniedError, FeatureStoreError
-from stream_scorer.features.access import denied
+from stream_scorer.features.access import raise_if_denied
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
 
 _WRITE_CHUNK = 5000
@@ -189,7 +189,5 @@ class RedisFeatureStore:
         try:
             return fn(*args)
         except redis.RedisError as exc:
-            problem = denied(exc, "a feature read")
-            if problem is not None:
-                raise problem from exc  # not an outage: default features would hide it
+            raise_if_denied(exc, "a feature read")  # not an outage: default features would hide it
             raise FeatureStoreError(f"redis: {type(exc).__name__}: {exc}") from exc

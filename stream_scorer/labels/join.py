@@ -32,7 +32,7 @@ from typing import Any, cast
 import redis
 
 from stream_scorer.errors import LabelStoreError
-from stream_scorer.features.access import denied
+from stream_scorer.features.access import raise_if_denied
 from stream_scorer.labels.pending import PendingPrediction, RedisPendingStore, unpack
 
 
@@ -224,7 +224,7 @@ class LabelJoiner:
             pipe.set(key("held", probe_id), b"", px=1000)
             pipe.execute()
         except redis.RedisError as exc:
-            _refused(exc)
+            raise_if_denied(exc, "the label join")
             raise LabelStoreError(f"redis: the label join's access probe failed: {type(exc).__name__}: {exc}") from exc
 
     def held_count(self) -> int:
@@ -232,7 +232,7 @@ class LabelJoiner:
         try:
             return int(self._client.zcard(self._held_set))
         except redis.RedisError as exc:
-            _refused(exc)
+            raise_if_denied(exc, "the label join")
             raise LabelStoreError(f"redis: held labels not counted: {type(exc).__name__}") from exc
 
     def coverage(self, now_ms: int, lookback_seconds: float) -> tuple[float, int]:
@@ -262,7 +262,7 @@ class LabelJoiner:
         try:
             reply = self._client.zrangebyscore(self._held_set, low, high, start=start, num=limit)
         except Exception as exc:
-            _refused(exc)
+            raise_if_denied(exc, "the label join")
             raise LabelStoreError(f"redis: held labels not read: {type(exc).__name__}") from exc
         return [bytes(m).decode() for m in cast(list[bytes], reply)]
 
@@ -309,7 +309,7 @@ def _mget(client: redis.Redis, keys: Sequence[str]) -> list[bytes | None]:
     try:
         return cast(list[bytes | None], client.mget(keys)) if keys else []
     except Exception as exc:
-        _refused(exc)
+        raise_if_denied(exc, "the label join")
         raise LabelStoreError(f"redis: label join read failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -317,12 +317,5 @@ def _execute(pipe: Any) -> list[Any]:
     try:
         return list(pipe.execute())
     except Exception as exc:
-        _refused(exc)
+        raise_if_denied(exc, "the label join")
         raise LabelStoreError(f"redis: label join write failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _refused(exc: BaseException) -> None:
-    """Raise the AccessDeniedError an ACL refusal or a refused login is (not an outage to wait out)."""
-    problem = denied(exc, "the label join")
-    if problem is not None:
-        raise problem from exc

@@ -24,7 +24,7 @@ import redis
 
 from stream_scorer.batch import BoolArray, Float64Array, Int64Array
 from stream_scorer.errors import ModelArtifactError, PendingWriteError
-from stream_scorer.features.access import denied
+from stream_scorer.features.access import raise_if_denied
 
 FORMAT = 1
 _TIMES = struct.Struct("<qq")
@@ -150,9 +150,7 @@ class RedisPendingStore:
         try:
             self._client.script_load(_WRITE_ALL)
         except Exception as exc:
-            problem = denied(exc, "the pending-prediction write")
-            if problem is not None:
-                raise problem from exc
+            raise_if_denied(exc, "the pending-prediction write")
             raise PendingWriteError(f"redis: the pending write's script was not loaded: {exc}") from exc
         self.write([probe_id], [b"access-probe"], scored_at_ms=0)
 
@@ -168,7 +166,5 @@ class RedisPendingStore:
                 end = start + MAX_PER_CALL
                 self._write_all(keys=[*keys[start:end], counter], args=[*records[start:end], *ttl])
         except Exception as exc:  # redis.RedisError and socket errors: the caller counts and goes on
-            problem = denied(exc, "the pending-prediction write")
-            if problem is not None:
-                raise problem from exc  # not an outage: every label of it would be lost
+            raise_if_denied(exc, "the pending-prediction write")  # not an outage: every label would be lost
             raise PendingWriteError(f"redis: pending predictions not written: {type(exc).__name__}: {exc}") from exc

@@ -41,7 +41,7 @@ from sklearn.metrics import precision_score, recall_score
 
 from examples.fraud import world as fraud_world
 from examples.fraud.world import World
-from stream_scorer.config import KafkaSettings, RedisSettings, Settings
+from stream_scorer.config import Settings
 from stream_scorer.errors import AccessDeniedError
 from stream_scorer.features.access import refused_login
 from stream_scorer.features.store import RedisFeatureStore
@@ -154,6 +154,14 @@ def fresh_names(secure: Secure) -> Names:
     return names
 
 
+def granted_names(secure: Secure) -> Names:
+    """Fresh names, with every right of the two files granted on them."""
+    names = fresh_names(secure)
+    apply_kafka_acls(secure, names)
+    apply_redis_acls(secure, names.prefix)
+    return names
+
+
 def kafka_acl_lines() -> list[list[str]]:
     """The `acls --add ...` lines of deploy/security/kafka-acls.sh, split as the shell would."""
     return [shlex.split(line)[1:] for line in KAFKA_ACLS.read_text().splitlines() if line.startswith("acls --add")]
@@ -207,46 +215,28 @@ def apply_redis_acls(secure: Secure, prefix: str, drop: tuple[str, str] | None =
         client.execute_command(*command)
 
 
-def settings_for(
-    secure: Secure,
-    stack: Stack,
-    topics: Topics,
-    names: Names,
-    model_path: Path,
-    tmp_path: Path,
-    user: str,
-    **kafka: Any,
-) -> Settings:
-    base = label_settings(stack, topics, names.prefix, model_path)
+def settings_for(secure: Secure, names: Names, model_path: Path, tmp_path: Path, user: str, **kafka: Any) -> Settings:
+    """The label tests' settings (make_settings), on the secured stack with ``names``, as ``user``."""
     password_file = tmp_path / f"{user}.password"
     password_file.write_text(secure.passwords[user])
-    os.environ["SS_TEST_KAFKA_PASSWORD_" + user.replace("-", "_").upper()] = secure.passwords[user]
+    variable = "SS_TEST_KAFKA_PASSWORD_" + user.replace("-", "_").upper()
+    os.environ[variable] = secure.passwords[user]
+    on_secure = Stack(secure.bootstrap, secure.redis_url, registry_url="", prometheus_url="")
+    client = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": user}
+    base = label_settings(
+        on_secure, Topics(names.input, names.output, names.labels, names.dlq), names.prefix, model_path
+    )
     return dataclasses.replace(
         base,
-        kafka=KafkaSettings(
-            bootstrap_servers=secure.bootstrap,
-            input_topic=names.input,
-            output_topic=names.output,
-            labels_topic=names.labels,
-            dead_letter_topic=names.dlq,
+        kafka=dataclasses.replace(
+            base.kafka,
             group_id=names.group,
-            create_topics=False,
-            schema_ids=base.kafka.schema_ids,
-            client={
-                "security.protocol": "SASL_SSL",
-                "sasl.mechanism": "SCRAM-SHA-512",
-                "sasl.username": user,
-                "ssl.ca.location": secure.ca,
-            },
-            client_secrets={"sasl.password": "env:SS_TEST_KAFKA_PASSWORD_" + user.replace("-", "_").upper()},
+            client={**client, "ssl.ca.location": secure.ca},
+            client_secrets={"sasl.password": f"env:{variable}"},
             **kafka,
         ),
-        redis=RedisSettings(
-            url=secure.redis_url,
-            key_prefix=names.prefix,
-            username=user,
-            password=f"file:{password_file}",
-            ssl_ca_certs=Path(secure.ca),
+        redis=dataclasses.replace(
+            base.redis, username=user, password=f"file:{password_file}", ssl_ca_certs=Path(secure.ca)
         ),
         labels=dataclasses.replace(base.labels, group_id=f"{names.group}-labels"),
     )
@@ -277,8 +267,6 @@ def read_secure(secure: Secure, topic: str, schema: Any, expect: int, timeout: f
 @pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
 def test_the_worker_and_the_label_flow_run_end_to_end_with_exactly_the_documented_rights(
     secure: Secure,
-    stack: Stack,
-    topics: Topics,
     world: World,
     model_path: Path,
     schemas: Any,
@@ -287,14 +275,10 @@ def test_the_worker_and_the_label_flow_run_end_to_end_with_exactly_the_documente
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every record our loggers write is scanned for secrets below
-    names = fresh_names(secure)
-    apply_kafka_acls(secure, names)
-    apply_redis_acls(secure, names.prefix)
+    names = granted_names(secure)
     writer = RedisFeatureStore(admin_redis(secure), names.prefix)  # the feature writer has its own rights
-    worker_settings = settings_for(
-        secure, stack, topics, names, model_path, tmp_path, "stream-scorer", delivery=delivery
-    )
-    label_flow_settings = settings_for(secure, stack, topics, names, model_path, tmp_path, "stream-scorer-labels")
+    worker_settings = settings_for(secure, names, model_path, tmp_path, "stream-scorer", delivery=delivery)
+    label_flow_settings = settings_for(secure, names, model_path, tmp_path, "stream-scorer-labels")
     synth_io.seed_features(world, writer, worker_settings.feature_groups, now_ms=int(time.time() * 1000))
     n = 600
     worker, labels = RunningWorker(worker_settings), RunningLabels(label_flow_settings)
@@ -344,7 +328,7 @@ EXPECTED = {  # what the error names when the line is missing
 
 @pytest.mark.parametrize("skip", range(len(kafka_acl_lines())), ids=lambda i: " ".join(kafka_acl_lines()[i][2:]))
 def test_each_kafka_right_removed_stops_the_component_at_startup_naming_it(
-    secure: Secure, stack: Stack, topics: Topics, model_path: Path, tmp_path: Path, skip: int
+    secure: Secure, model_path: Path, tmp_path: Path, skip: int
 ) -> None:
     line = kafka_acl_lines()[skip]
     names = fresh_names(secure)
@@ -354,19 +338,17 @@ def test_each_kafka_right_removed_stops_the_component_at_startup_naming_it(
     resource = next(f"{w} {line[i + 1]}".replace('"', "") for i, w in enumerate(line) if w in RESOURCES)
     expected = EXPECTED[resource].format(**dataclasses.asdict(names))
     delivery = "exactly_once" if "transactional" in resource else "at_least_once"
-    settings = settings_for(secure, stack, topics, names, model_path, tmp_path, user, delivery=delivery)
+    settings = settings_for(secure, names, model_path, tmp_path, user, delivery=delivery)
     build = build_runtime if user == "stream-scorer" else build_label_runtime
     with pytest.raises(AccessDeniedError, match=expected):
         build(settings).close()
 
 
 def test_wrong_password_untrusted_ca_and_tls_against_plaintext_each_give_one_clear_error(
-    secure: Secure, stack: Stack, topics: Topics, model_path: Path, tmp_path: Path
+    secure: Secure, stack: Stack, model_path: Path, tmp_path: Path
 ) -> None:
-    names = fresh_names(secure)
-    apply_kafka_acls(secure, names)
-    apply_redis_acls(secure, names.prefix)
-    good = settings_for(secure, stack, topics, names, model_path, tmp_path, "stream-scorer")
+    names = granted_names(secure)
+    good = settings_for(secure, names, model_path, tmp_path, "stream-scorer")
     other_ca = tmp_path / "other-ca.pem"
     subprocess.run(
         [
@@ -467,13 +449,13 @@ OPTIONAL = {
 
 @pytest.mark.parametrize("rule", redis_rules(), ids=lambda r: f"{r[0]} {r[1]}")
 def test_each_redis_rule_removed_stops_the_component_at_startup_naming_it(
-    secure: Secure, stack: Stack, topics: Topics, model_path: Path, tmp_path: Path, rule: tuple[str, str]
+    secure: Secure, model_path: Path, tmp_path: Path, rule: tuple[str, str]
 ) -> None:
     user = rule[0]
     names = fresh_names(secure)
     apply_kafka_acls(secure, names)
     apply_redis_acls(secure, names.prefix, drop=rule)
-    settings = settings_for(secure, stack, topics, names, model_path, tmp_path, user)
+    settings = settings_for(secure, names, model_path, tmp_path, user)
     build = build_runtime if user == "stream-scorer" else build_label_runtime
     if rule in OPTIONAL:
         build(settings).close()  # starts; what needs it degrades and says so
@@ -484,12 +466,10 @@ def test_each_redis_rule_removed_stops_the_component_at_startup_naming_it(
 
 
 def test_a_write_right_revoked_while_running_stops_the_worker_with_nothing_committed_past_what_was_delivered(
-    secure: Secure, stack: Stack, topics: Topics, world: World, model_path: Path, schemas: Any, tmp_path: Path
+    secure: Secure, world: World, model_path: Path, schemas: Any, tmp_path: Path
 ) -> None:
-    names = fresh_names(secure)
-    apply_kafka_acls(secure, names)
-    apply_redis_acls(secure, names.prefix)
-    settings = settings_for(secure, stack, topics, names, model_path, tmp_path, "stream-scorer")
+    names = granted_names(secure)
+    settings = settings_for(secure, names, model_path, tmp_path, "stream-scorer")
     synth_io.seed_features(
         world,
         RedisFeatureStore(admin_redis(secure), names.prefix),
@@ -618,13 +598,9 @@ def test_an_expired_redis_certificate_is_one_clear_error(secure: Secure, tmp_pat
         server.wait(10)
 
 
-def test_the_metrics_endpoint_binds_only_where_configured(
-    secure: Secure, stack: Stack, topics: Topics, model_path: Path, tmp_path: Path
-) -> None:
-    names = fresh_names(secure)
-    apply_kafka_acls(secure, names)
-    apply_redis_acls(secure, names.prefix)
-    settings = settings_for(secure, stack, topics, names, model_path, tmp_path, "stream-scorer")
+def test_the_metrics_endpoint_binds_only_where_configured(secure: Secure, model_path: Path, tmp_path: Path) -> None:
+    names = granted_names(secure)
+    settings = settings_for(secure, names, model_path, tmp_path, "stream-scorer")
     runtime = build_runtime(settings)
     try:
         assert runtime.metrics_server is not None
@@ -634,7 +610,7 @@ def test_the_metrics_endpoint_binds_only_where_configured(
 
 
 def test_a_supervised_worker_without_a_right_stops_once_with_exit_code_4_and_is_not_restarted(
-    secure: Secure, stack: Stack, topics: Topics, model_path: Path, tmp_path: Path
+    secure: Secure, model_path: Path, tmp_path: Path
 ) -> None:
     names = fresh_names(secure)
     group_line = next(i for i, line in enumerate(kafka_acl_lines()) if '"$GROUP"' in line or "$GROUP" in line)

@@ -8,7 +8,8 @@
 #
 # Redis: six redis-server processes with --cluster-enabled yes, joined once by `redis-cli --cluster create
 # --cluster-replicas 1`; each keeps its nodes.conf, so a restarted node rejoins (a killed primary comes back
-# as a replica of the one promoted in its place). cluster-node-timeout is 2 s, so a failover takes seconds.
+# as a replica of the one promoted in its place). cluster-node-timeout is 2 s, so a failover takes seconds, and
+# cluster-require-full-coverage is off, so while one primary is down the others keep serving their slots.
 
 CLUSTER_KAFKA_PORTS=${CLUSTER_KAFKA_PORTS:-"19291 19292 19293"}
 CLUSTER_CONTROLLER_PORTS=${CLUSTER_CONTROLLER_PORTS:-"19391 19392 19393"}
@@ -101,7 +102,7 @@ start_cluster_redis() {
     recorded_alive "$dir/pid" redis-server && continue
     port_open "$port" && { log "port $port is taken by a process we did not start"; exit 1; }
     nohup redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" --appendonly no --daemonize no \
-      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$CLUSTER_REDIS_NODE_TIMEOUT_MS" \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$CLUSTER_REDIS_NODE_TIMEOUT_MS" --cluster-require-full-coverage no \
       --logfile "$dir/redis.log" >/dev/null 2>&1 </dev/null &
     echo $! >"$dir/pid"
   done

@@ -2,6 +2,7 @@
 
 from stream_scorer.config.events import EventSettings, SchemaRegistrySettings
 from stream_scorer.config.load import ENV_PREFIX, load_settings
+from stream_scorer.config.redis_settings import RedisSettings
 from stream_scorer.config.secrets import resolve_secret
 from stream_scorer.config.settings import (
     BatchSettings,
@@ -10,7 +11,6 @@ from stream_scorer.config.settings import (
     KafkaSettings,
     LabelSettings,
     MetricsSettings,
-    RedisSettings,
     Settings,
     ValidationSettings,
     window_seconds,

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Literal
 
 from stream_scorer.config.events import EventSettings, SchemaRegistrySettings
-from stream_scorer.config.secrets import is_secret, mask_url, resolve_secret
+from stream_scorer.config.redis_settings import RedisSettings
+from stream_scorer.config.secrets import is_secret, resolve_secret
 from stream_scorer.errors import ConfigError
 
 InputFormat = Literal["avro", "confluent"]
@@ -121,27 +122,6 @@ class ValidationSettings:
     # beyond the training minimum or maximum: both are served as missing and counted.
     feature_max_future_seconds: float = 300.0
     feature_range_margin: float = 10.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedisSettings:
-    url: str = "redis://127.0.0.1:16379/0"
-    key_prefix: str = "ssf"
-    socket_timeout_seconds: float = 0.5
-    # Redis 6 ACL user, and its password as "env:NAME" or "file:/path" (for TLS use a rediss:// URL).
-    username: str = ""
-    password: str = ""
-    ssl_ca_certs: Path | None = None
-    # Circuit breaker: after this many failed calls in a row, stop calling Redis for `breaker_reset_seconds`
-    # and serve predictions with imputed features (status UNAVAILABLE); then try one call again.
-    breaker_failures: int = 3
-    breaker_reset_seconds: float = 5.0
-
-    def __repr__(self) -> str:  # the URL may carry a password
-        return (
-            f"RedisSettings(url={mask_url(self.url)!r}, key_prefix={self.key_prefix!r}, "
-            f"username={self.username!r}, password={'***' if self.password else ''!r})"
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -63,7 +63,7 @@ class GroupValues:
     updated_at_ms: npt.NDArray[np.int64]  # (n,); 0 where not present
     present: npt.NDArray[np.bool_]  # (n,) a well-formed record of the expected version was found
     malformed: npt.NDArray[np.bool_]  # (n,) a record was found but is not one we can read
-    available: bool = True  # False: the store could not be asked; nothing is present
+    available: bool | npt.NDArray[np.bool_] = True  # False (for all rows, or per row): the store could not be asked
 
 
 def unavailable(n_rows: int, n_features: int) -> GroupValues:

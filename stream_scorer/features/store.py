@@ -1,17 +1,20 @@
-"""The Redis feature store: read every group of every entity in a batch with one MGET; write groups.
+"""The Redis feature store: read every group of every entity in a batch with one MGET per hash tag; write groups.
 
-Keys are ``{prefix}:{group}:{entity_id}``; values follow :mod:`stream_scorer.features.layout`.
+Keys are ``{prefix}:{group}:{entity_id}`` on a single Redis and ``{prefix}:{group}:{{bucket}}:{entity_id}`` on a
+cluster (:mod:`stream_scorer.features.keys`); values follow :mod:`stream_scorer.features.layout`.
 
-A read is one MGET per batch, plus one script call only when some keys are missing: MGET answers nil both
-for a key that does not exist and for a key holding another Redis type (a hash, a list, a set...), and the
-script tells the two apart, so that the second kind is counted as malformed, not silently as missing. The
-script runs read-only (EVALSHA_RO) and only calls GET, so read permission on the feature keys is enough; the
-worker's Redis user needs ``+evalsha_ro`` (and ``+script|load``). Without it the store logs a warning once
-and stops checking: such records then read as missing only, as before.
+A read is one MGET per batch on a single Redis, plus one script call only when some keys are missing:
+MGET answers nil both for a key that does not exist and for a key holding another Redis type (a hash, a
+list...), and the script tells the two apart, so that the second kind is counted as malformed, not silently
+as missing. The script runs read-only (EVALSHA_RO) and only calls GET, so read permission on the feature
+keys is enough; the worker's Redis user needs ``+evalsha_ro`` (and ``+script|load``). Without it the store
+logs a warning once and stops checking: such records then read as missing only, as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -20,11 +23,15 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import redis
+from redis.cluster import RedisCluster
 
+from stream_scorer.batch import BoolArray
 from stream_scorer.config import FeatureGroup
-from stream_scorer.errors import AccessDeniedError, FeatureStoreError
+from stream_scorer.errors import FeatureStoreError
 from stream_scorer.features.access import raise_if_denied
+from stream_scorer.features.keys import KeySpace, by_bucket
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
+from stream_scorer.features.nodes import Call, ClusterNodes, Nodes, SingleNode, failure
 
 _WRITE_CHUNK = 5000
 _MAX_FUTURE_MS = 3_600_000
@@ -45,6 +52,16 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+_OTHER_TYPE_SHA = hashlib.sha1(_OTHER_TYPE.encode()).hexdigest()
+
+
+def as_nodes(client: redis.Redis | RedisCluster | Nodes) -> Nodes:
+    """The nodes behind a client: one Redis, or a cluster's primaries (each with its own circuit breaker)."""
+    if isinstance(client, RedisCluster):
+        return ClusterNodes(client)
+    if isinstance(client, redis.Redis):
+        return SingleNode(client)
+    return client
 
 
 class FeatureLookup(Protocol):
@@ -56,72 +73,105 @@ class FeatureLookup(Protocol):
 
 
 class RedisFeatureStore:
-    """Feature groups in Redis. ``client`` must return bytes (``decode_responses=False``)."""
+    """Feature groups in one Redis or a Redis Cluster; a client must return bytes (``decode_responses=False``).
 
-    def __init__(self, client: redis.Redis, key_prefix: str) -> None:
-        self._client = client
+    On a cluster (``hash_tags`` > 1, see :mod:`stream_scorer.features.keys`) a read is one MGET per hash tag
+    of the batch, pipelined per node; a node that fails serves its rows as UNAVAILABLE and the others are
+    served, and only when every node fails is the read a :class:`FeatureStoreError` (for the circuit breaker).
+    """
+
+    def __init__(self, client: redis.Redis | RedisCluster | Nodes, key_prefix: str, hash_tags: int = 1) -> None:
+        self._nodes = as_nodes(client)
+        self._keys = KeySpace(key_prefix, hash_tags)
         self._prefix = key_prefix
-        self._other_type = client.register_script(_OTHER_TYPE)
         self._check_types = True
 
     def key(self, group: FeatureGroup, entity_id: str) -> str:
-        """The Redis key of one group of one entity."""
-        return f"{self._prefix}:{group.name}:{entity_id}"
+        """The Redis key of one group of one entity (tagged by the entity id's bucket on a cluster)."""
+        return self._keys.key(group.name, entity_id)
 
     def fetch(
         self, groups: Sequence[FeatureGroup], ids_by_entity: Mapping[str, Sequence[str]]
     ) -> dict[str, GroupValues]:
-        """Every group for every row: one MGET, plus one script call when some keys are missing (see the
-        module docstring). ``ids_by_entity`` maps entity type to ids by row."""
+        """Every group for every row: one MGET per hash tag, plus one script call per tag when some keys are
+        missing (see the module docstring). ``ids_by_entity`` maps entity type to ids by row."""
         keys: list[str] = []
+        buckets: list[int] = []
+        by_entity = {entity: self._keys.buckets(ids) for entity, ids in ids_by_entity.items()}
         for group in groups:
-            head = f"{self._prefix}:{group.name}:"
-            keys.extend([head + entity_id for entity_id in ids_by_entity[group.entity]])
+            ids = ids_by_entity[group.entity]
+            if self._keys.hash_tags == 1:
+                head = f"{self._prefix}:{group.name}:"
+                keys.extend([head + entity_id for entity_id in ids])
+            else:
+                keys.extend(
+                    self._keys.bucket_key(group.name, b, i) for b, i in zip(by_entity[group.entity], ids, strict=True)
+                )
+            buckets.extend(by_entity[group.entity])
         if not keys:
             return {g.name: unpack_many([], len(g.features), g.version) for g in groups}
-        replies = self._call(self._client.mget, keys)
-        other_type = self._other_types(keys, replies)
+        replies, unanswered = self._mget(keys, buckets)
+        other_type = self._other_types(keys, buckets, replies)
         out: dict[str, GroupValues] = {}
         start = 0
         for group in groups:
             n = len(ids_by_entity[group.entity])
-            out[group.name] = unpack_many(
+            values = unpack_many(
                 replies[start : start + n], len(group.features), group.version, other_type[start : start + n]
             )
+            down = unanswered[start : start + n]
+            out[group.name] = dataclasses.replace(values, available=~down) if down.any() else values
             start += n
         return out
 
-    def _other_types(self, keys: Sequence[str], replies: Sequence[bytes | None]) -> npt.NDArray[np.bool_]:
-        """Flags the keys MGET answered nil for that hold another Redis type (one script call, if any is nil)."""
+    def _mget(self, keys: Sequence[str], buckets: Sequence[int]) -> tuple[list[bytes | None], BoolArray]:
+        """The MGET replies by key, and which keys went unanswered (their node failed)."""
+        groups = list(by_bucket(buckets).values())
+        answers = self._nodes.run([Call(keys[p[0]], ("MGET", *[keys[i] for i in p])) for p in groups])
+        error = failure(answers)
+        if error is not None:
+            raise_if_denied(error, "a feature read")
+            if all(isinstance(a, Exception) for a in answers):
+                raise FeatureStoreError(f"redis: {type(error).__name__}: {error}") from error
+        replies: list[bytes | None] = [None] * len(keys)
+        unanswered = np.zeros(len(keys), dtype=bool)
+        for positions, answer in zip(groups, answers, strict=True):
+            if isinstance(answer, Exception):
+                unanswered[positions] = True
+                continue
+            for i, reply in zip(positions, answer, strict=True):
+                replies[i] = reply
+        if error is not None:
+            log.debug("feature store: %d of %d keys unanswered: %s", int(unanswered.sum()), len(keys), error)
+        return replies, unanswered
+
+    def _other_types(
+        self, keys: Sequence[str], buckets: Sequence[int], replies: Sequence[bytes | None]
+    ) -> npt.NDArray[np.bool_]:
+        """Flags the keys MGET answered nil for that hold another Redis type (one script call per tag)."""
         flags = np.zeros(len(keys), dtype=bool)
         nil = [i for i, reply in enumerate(replies) if reply is None]
         if not nil or not self._check_types:
             return flags
-        nil_keys = [keys[i] for i in nil]
-        try:
-            found = self._call(self._run_other_type, nil_keys)
-        except (FeatureStoreError, AccessDeniedError) as exc:  # the MGET answered: its features are served
-            if isinstance(exc.__cause__, redis.ConnectionError | redis.TimeoutError):
-                log.warning("feature store: could not tell keys of another type from missing ones: %s", exc)
+        groups = [[nil[j] for j in p] for p in by_bucket([buckets[i] for i in nil]).values()]
+        sha = _OTHER_TYPE_SHA
+        calls = [Call(keys[p[0]], ("EVALSHA_RO", sha, len(p), *[keys[i] for i in p]), _OTHER_TYPE) for p in groups]
+        answers = self._nodes.run(calls)
+        for positions, answer in zip(groups, answers, strict=True):
+            if isinstance(answer, redis.ConnectionError | redis.TimeoutError):  # the MGET answered: served
+                log.warning("feature store: could not tell keys of another type from missing ones: %s", answer)
+            elif isinstance(answer, Exception):
+                self._check_types = False  # refused (no permission, no EVALSHA_RO before Redis 7, scripting off)
+                log.warning(
+                    "feature store: Redis refuses the read-only script that tells keys of another type from "
+                    "missing keys (%s); grant +evalsha_ro (Redis 7 or later): until then such records read as "
+                    "missing, not malformed",
+                    answer,
+                )
                 return flags
-            self._check_types = False  # refused (no permission, no EVALSHA_RO before Redis 7, scripting off)
-            log.warning(
-                "feature store: Redis refuses the read-only script that tells keys of another type from "
-                "missing keys (%s); grant +evalsha_ro (Redis 7 or later): until then such records read as "
-                "missing, not malformed",
-                exc,
-            )
-            return flags
-        flags[[nil[int(position) - 1] for position in found]] = True
+            else:
+                flags[[positions[int(at) - 1] for at in answer]] = True
         return flags
-
-    def _run_other_type(self, keys: Sequence[str]) -> Any:
-        script = self._other_type
-        try:
-            return self._client.evalsha_ro(script.sha, len(keys), *keys)
-        except redis.exceptions.NoScriptError:  # a restarted or other server: load it, once
-            script.sha = self._client.script_load(script.script)
-            return self._client.evalsha_ro(script.sha, len(keys), *keys)
 
     def put(
         self,
@@ -161,33 +211,32 @@ class RedisFeatureStore:
         ):
             raise ValueError("updated_at_ms must be epoch milliseconds, not negative and at most 1 h ahead of now")
         px = None if ttl_seconds is None else max(1, int(ttl_seconds * 1000))
+        options = () if px is None else ("PX", px)
         for start in range(0, len(entity_ids), _WRITE_CHUNK):
-            pipe = self._client.pipeline(transaction=False)
+            calls = []
             for i in range(start, min(start + _WRITE_CHUNK, len(entity_ids))):
-                pipe.set(self.key(group, entity_ids[i]), pack(values[i], int(updated_at_ms[i]), group.version), px=px)
-            self._call(pipe.execute)
+                key = self.key(group, entity_ids[i])
+                calls.append(Call(key, ("SET", key, pack(values[i], int(updated_at_ms[i]), group.version), *options)))
+            self._check(self._nodes.run(calls), "written")
         return len(entity_ids)
 
     def delete(self, group: FeatureGroup, entity_ids: Sequence[str]) -> None:
         """Remove one group of some entities."""
         if entity_ids:
-            self._call(self._client.delete, *[self.key(group, e) for e in entity_ids])
+            keys = [self.key(group, e) for e in entity_ids]
+            self._check(self._nodes.run([Call(k, ("DEL", k)) for k in keys]), "deleted")
 
     def close(self) -> None:
         """Close the client's connections."""
-        self._client.close()
+        self._nodes.close()
 
     def ping(self) -> bool:
-        """True when Redis answers."""
-        try:
-            return bool(self._client.ping())
-        except redis.RedisError:
-            return False
+        """True when Redis answers (every primary of a cluster)."""
+        return self._nodes.ping()
 
     @staticmethod
-    def _call(fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise_if_denied(exc, "a feature read")  # not an outage: default features would hide it
-            raise FeatureStoreError(f"redis: {type(exc).__name__}: {exc}") from exc
+    def _check(replies: Sequence[Any], what: str) -> None:
+        error = failure(replies)
+        if error is not None:
+            raise_if_denied(error, "a feature write")
+            raise FeatureStoreError(f"redis: features not {what}: {type(error).__name__}: {error}") from error

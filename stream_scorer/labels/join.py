@@ -2,7 +2,8 @@
 
 Per batch of labels: one MGET (the pending records, and any held copy of the same events), then one
 server-side script that decides and writes every label atomically (``JOIN_SCRIPT``), so two label
-processes never both count a label as the first. Per label:
+processes never both count a label as the first; on a Redis Cluster, one of each per hash tag of the
+batch's event ids, pipelined per node (:mod:`stream_scorer.features.keys`). Per label:
 
 - **first label** of a pending prediction: joined; every model's (score, decision, label) goes to the
   rolling metrics, the lags (label time minus event time, and minus scoring time) to histograms, and
@@ -16,7 +17,7 @@ processes never both count a label as the first. Per label:
 - **no pending prediction** (the label came first, or the event is unknown or expired): the label is
   held in Redis and retried until ``hold_seconds`` after it arrived, then counted as unknown.
 
-Held labels live in a sorted set scored by their deadline. The script claims a held label by removing
+Held labels live in a sorted set scored by their deadline (one per hash tag). The script claims a held label by removing
 it (``ZREM``) in the same step that joins it, so a held label is joined once, by one process, and never
 lost between the claim and the join.
 """
@@ -27,12 +28,21 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
-
-import redis
+from typing import Any
 
 from stream_scorer.errors import LabelStoreError
 from stream_scorer.features.access import raise_if_denied
+from stream_scorer.features.keys import by_bucket
+from stream_scorer.features.nodes import Call, failure
+from stream_scorer.labels.join_script import (
+    DUPLICATE,
+    FIRST,
+    JOIN_SCRIPT,
+    JOIN_SCRIPT_SHA,
+    REDELIVERED,
+    REPLACED,
+    STALE,
+)
 from stream_scorer.labels.pending import PendingPrediction, RedisPendingStore, unpack
 
 
@@ -68,71 +78,32 @@ class JoinOutcome:
     unreadable: int = 0
 
 
-FIRST, DUPLICATE, REPLACED, STALE, REDELIVERED, TAKEN = range(6)
-
-# KEYS[1]: the held set; then per item: the label key, the coverage counter, the held payload key.
-# ARGV[1], ARGV[2]: the label and counter TTLs (ms); then per item: the held member to claim ("" when the
-# label is not a held one), the label, its time, its source. Returns per item: a code and the earlier label.
-JOIN_SCRIPT = """
-local label_ttl, counter_ttl = ARGV[1], ARGV[2]
-local out = {}
-for i = 0, (#KEYS - 1) / 3 - 1 do
-  local label_key, counter_key, held_key = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
-  local member, value, at, source = ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i]
-  local code, previous = 0, -1
-  if member ~= '' and redis.call('ZREM', KEYS[1], member) == 0 then
-    code = 5
-  else
-    if member ~= '' then redis.call('DEL', held_key) end
-    local stored = redis.call('GET', label_key)
-    if not stored then
-      redis.call('SET', label_key, value .. ':' .. at .. ':' .. source, 'PX', label_ttl)
-      redis.call('INCR', counter_key)
-      redis.call('PEXPIRE', counter_key, counter_ttl)
-    else
-      local v, t, s = string.match(stored, '^([^:]*):([^:]*):(.*)$')
-      previous = tonumber(v)
-      if source ~= '' and s == source then
-        code = 4
-      elseif v == value then
-        code = 1
-      elseif tonumber(t) > tonumber(at) then
-        code = 3
-      else
-        code = 2
-        redis.call('SET', label_key, value .. ':' .. at .. ':' .. source, 'PX', label_ttl)
-      end
-    end
-  end
-  out[#out + 1] = code
-  out[#out + 1] = previous
-end
-return out
-"""
-
 _Item = tuple[Label, PendingPrediction, bool]  # a label, its prediction, whether it is a held copy to claim
 
 
 class LabelJoiner:
-    """Joins batches of labels through Redis (one MGET and one script per batch)."""
+    """Joins batches of labels through Redis: per hash tag of the batch's event ids (one tag on a single Redis)
+    one MGET and one script, pipelined per node, then the coverage counts."""
 
     def __init__(
         self,
-        client: redis.Redis,
         store: RedisPendingStore,
         *,
         horizon_seconds: float,
         hold_seconds: float,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        self._client = client
+        self._nodes = store.nodes
         self._store = store
+        self._keys = store.keys
         self._horizon_ms = int(horizon_seconds * 1000)
         self._hold_ms = int(hold_seconds * 1000)
         self._clock_ms = clock_ms
-        self._held_set = store.key("held", "by-deadline")
-        self._script = client.register_script(JOIN_SCRIPT)
-        self._cursor = 0  # where the next retry scan of not-yet-overdue held labels starts
+        self._cursor = 0  # where the next retry scan of not-yet-overdue held labels starts, in every held set
+
+    def held_set(self, bucket: int) -> str:
+        """The sorted set of the held labels of one hash tag, scored by their deadline."""
+        return self._keys.bucket_key("held", bucket, "by-deadline")
 
     def join(self, labels: Sequence[Label]) -> JoinOutcome:
         """Join a batch of freshly consumed labels; those without a prediction are held."""
@@ -141,65 +112,80 @@ class LabelJoiner:
             return outcome
         now = self._clock_ms()
         ids = list(dict.fromkeys(label.event_id for label in labels))
-        values = _mget(self._client, [self._store.key(k, i) for k in ("pending", "held") for i in ids])
-        pending = dict(zip(ids, values[: len(ids)], strict=True))
-        held = {i: v for i, v in zip(ids, values[len(ids) :], strict=True) if v is not None}
+        pending, held = self._records(ids)
         predictions = {i: self._prediction(pending[i], outcome) for i in ids}
         items: list[_Item] = []
         newest_held: dict[str, Label] = {}
         for event_id in ids:  # a held copy of an event whose prediction is here now: joined first, in order
             prediction = predictions[event_id]
-            if prediction is not None and event_id in held:
-                items.append((_unpack_label(event_id, held[event_id]), prediction, True))
+            if prediction is not None and held.get(event_id) is not None:
+                items.append((_unpack_label(event_id, held[event_id]), prediction, True))  # type: ignore[arg-type]
         for label in labels:
             prediction = predictions[label.event_id]
             if prediction is not None:
                 items.append((label, prediction, False))
             elif pending[label.event_id] is None:
+                stored = held.get(label.event_id)
                 earlier = newest_held.get(label.event_id) or (
-                    _unpack_label(label.event_id, held[label.event_id]) if label.event_id in held else None
+                    _unpack_label(label.event_id, stored) if stored is not None else None
                 )
                 if earlier is None or earlier.label_time_ms <= label.label_time_ms:
                     newest_held[label.event_id] = label
                 outcome.held += 1
-        pipe = self._client.pipeline(transaction=False)
+        writes = []
         for event_id, label in newest_held.items():  # held until its deadline, then unknown
-            pipe.set(self._store.key("held", event_id), _pack_label(label), px=self._hold_ms + 60_000)
-            pipe.zadd(self._held_set, {event_id: now + self._hold_ms})
-        self._run(items, outcome, pipe)
+            key, held_set = self._store.key("held", event_id), self.held_set(self._keys.bucket(event_id))
+            writes.append(Call(key, ("SET", key, _pack_label(label), "PX", self._hold_ms + 60_000)))
+            writes.append(Call(held_set, ("ZADD", held_set, now + self._hold_ms, event_id)))
+        self._run(items, outcome, writes)
         return outcome
 
     def retry_held(self, limit: int = 10_000) -> JoinOutcome:
         """Join held labels whose prediction arrived; count those past their deadline as unknown.
 
-        Each call looks at up to ``limit`` overdue labels and ``limit`` others (in turn, from a cursor), so
-        a crowd of labels for unknown events never starves one whose prediction has arrived. At 1000 a call
-        (every ``retry_seconds``), the 30,000 early labels of a backlog drain queued behind labels held from
-        before and their predictions' pending records (a 30 s horizon in the demo) expired first: none of
-        them was joined. At 10,000 (two MGETs of 10,000 keys a call; their cost was not measured) they were.
+        Each call looks at up to ``limit`` overdue labels and ``limit`` others (in turn, from a cursor; both
+        shared evenly among the held sets of a cluster's hash tags), so a crowd of labels for unknown events
+        never starves one whose prediction has arrived. At 1000 a call (every ``retry_seconds``), the 30,000
+        early labels of a backlog drain queued behind labels held from before and their predictions' pending
+        records (a 30 s horizon in the demo) expired first: none of them was joined. At 10,000 (two MGETs of
+        10,000 keys a call; their cost was not measured) they were.
         """
         outcome = JoinOutcome()
         now = self._clock_ms()
-        overdue = self._held_members(float("-inf"), now, 0, limit)
-        waiting = self._held_members(f"({now}", "+inf", self._cursor, limit)
-        self._cursor = 0 if len(waiting) < limit else self._cursor + limit
-        members = list(dict.fromkeys(overdue + waiting))
+        per_set = max(1, -(-limit // self._keys.hash_tags))
+        scans = [
+            Call(self.held_set(b), ("ZRANGEBYSCORE", self.held_set(b), "-inf", now, "LIMIT", 0, per_set))
+            for b in range(self._keys.hash_tags)
+        ]
+        scans += [
+            Call(
+                self.held_set(b), ("ZRANGEBYSCORE", self.held_set(b), f"({now}", "+inf", "LIMIT", self._cursor, per_set)
+            )
+            for b in range(self._keys.hash_tags)
+        ]
+        found = self._checked(self._nodes.run(scans), "held labels not read")
+        overdue = {bytes(m).decode() for reply in found[: self._keys.hash_tags] for m in reply}
+        waiting = found[self._keys.hash_tags :]
+        full = any(len(reply) >= per_set for reply in waiting)
+        self._cursor = self._cursor + per_set if full else 0
+        members = list(dict.fromkeys([*overdue, *(bytes(m).decode() for reply in waiting for m in reply)]))
         if not members:
             return outcome
-        values = _mget(self._client, [self._store.key(k, m) for k in ("pending", "held") for m in members])
+        pending, held = self._records(members)
         items: list[_Item] = []
         expired: list[str] = []
-        for member, record, payload in zip(members, values[: len(members)], values[len(members) :], strict=True):
-            prediction = self._prediction(record, outcome)
+        for member in members:
+            prediction = self._prediction(pending[member], outcome)
+            payload = held.get(member)
             if prediction is not None and payload is not None:
                 items.append((_unpack_label(member, payload), prediction, True))
             elif member in overdue:
                 expired.append(member)
-        pipe = self._client.pipeline(transaction=False)
+        writes = []
         for member in expired:  # claimed by whichever process removes it first
-            pipe.zrem(self._held_set, member)
-            pipe.delete(self._store.key("held", member))
-        replies = self._run(items, outcome, pipe)
+            held_set, key = self.held_set(self._keys.bucket(member)), self._store.key("held", member)
+            writes += [Call(held_set, ("ZREM", held_set, member)), Call(key, ("DEL", key))]
+        replies = self._run(items, outcome, writes)
         outcome.unknown += sum(1 for removed in replies[: 2 * len(expired) : 2] if removed)
         return outcome
 
@@ -208,46 +194,66 @@ class LabelJoiner:
         a second, and no-ops on the held set), so a right the Redis user lacks is an error now, not at the
         first label. Raises :class:`~stream_scorer.errors.AccessDeniedError` naming it."""
         key = self._store.key
-        keys = [self._held_set, key("label", probe_id), key("labelled", probe_id), key("held", probe_id)]
-        try:
-            self._client.mget([key("pending", probe_id), key("held", probe_id)])
-            self.coverage(self._clock_ms(), 60.0)
-            self._client.script_load(JOIN_SCRIPT)  # as after a Redis restart, when its cache is empty
-            pipe = self._client.pipeline(transaction=False)
-            pipe.delete(key("label", probe_id))  # a probe of another process within its second: run it all again
-            self._script(keys=keys, args=[1000, 1000, "", 0, 0, "access-probe"], client=pipe)  # as join runs it
-            pipe.zadd(self._held_set, {probe_id: 0}, xx=True)  # XX: only updates a member, and there is none
-            pipe.zrangebyscore(self._held_set, "-inf", "-inf", start=0, num=1)
-            pipe.zrem(self._held_set, probe_id)
-            pipe.zcard(self._held_set)
-            pipe.delete(key("held", probe_id))
-            pipe.set(key("held", probe_id), b"", px=1000)
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise_if_denied(exc, "the label join")
-            raise LabelStoreError(f"redis: the label join's access probe failed: {type(exc).__name__}: {exc}") from exc
+        held_set = self.held_set(self._keys.bucket(probe_id))
+        label, held = key("label", probe_id), key("held", probe_id)
+        script = ("EVALSHA", JOIN_SCRIPT_SHA, 3, held_set, label, held, 1000, "", 0, 0, "access-probe")
+        calls = [
+            Call(label, ("MGET", key("pending", probe_id), held)),
+            Call(label, ("SCRIPT", "LOAD", JOIN_SCRIPT)),  # as after a Redis restart, when its cache is empty
+            Call(label, ("DEL", label)),  # a probe of another process within its second: run it all again
+            Call(label, script, JOIN_SCRIPT),  # as join runs it
+            Call(held_set, ("ZADD", held_set, "XX", 0, probe_id)),  # XX: only updates a member, and there is none
+            Call(held_set, ("ZRANGEBYSCORE", held_set, "-inf", "-inf", "LIMIT", 0, 1)),
+            Call(held_set, ("ZREM", held_set, probe_id)),
+            Call(held_set, ("ZCARD", held_set)),
+            Call(held, ("DEL", held)),
+            Call(held, ("SET", held, b"", "PX", 1000)),
+        ]
+        self._checked(self._nodes.run(calls), "the label join's access probe failed")
+        self._count("labelled", {0: 0})
+        self.coverage(self._clock_ms(), 60.0)
 
     def held_count(self) -> int:
         """How many labels are held, waiting for their prediction."""
-        try:
-            return int(self._client.zcard(self._held_set))
-        except redis.RedisError as exc:
-            raise_if_denied(exc, "the label join")
-            raise LabelStoreError(f"redis: held labels not counted: {type(exc).__name__}") from exc
+        sets = [self.held_set(b) for b in range(self._keys.hash_tags)]
+        return sum(
+            int(n)
+            for n in self._checked(self._nodes.run([Call(k, ("ZCARD", k)) for k in sets]), "held labels not counted")
+        )
 
     def coverage(self, now_ms: int, lookback_seconds: float) -> tuple[float, int]:
         """Share of the predictions scored in ``lookback_seconds`` before the horizon that got a label, and how
         many predictions that is (NaN when none)."""
         end = self._store.bucket(now_ms - self._horizon_ms)
         start = self._store.bucket(now_ms - self._horizon_ms - int(lookback_seconds * 1000))
-        buckets = [str(b) for b in range(start, end)]
-        if not buckets:
+        if end <= start:
             return float("nan"), 0
-        predicted = _mget(self._client, [self._store.key("predicted", b) for b in buckets])
-        labelled = _mget(self._client, [self._store.key("labelled", b) for b in buckets])
+        calls = [
+            Call(keys[0], ("MGET", *keys))
+            for keys in (
+                [self._store.counter_key(kind, b) for b in range(start, end)] for kind in ("predicted", "labelled")
+            )
+        ]
+        predicted, labelled = self._checked(self._nodes.run(calls), "coverage not read")
         total = sum(int(v) for v in predicted if v is not None)
         got = sum(int(v) for v in labelled if v is not None)
         return (got / total if total else float("nan")), total
+
+    def _records(self, ids: Sequence[str]) -> tuple[dict[str, bytes | None], dict[str, bytes | None]]:
+        """The pending record and the held label of each event id: one MGET per hash tag."""
+        groups = list(by_bucket(self._keys.buckets(ids)).values())
+        calls = []
+        for positions in groups:
+            keys = [self._store.key(kind, ids[i]) for kind in ("pending", "held") for i in positions]
+            calls.append(Call(keys[0], ("MGET", *keys)))
+        pending: dict[str, bytes | None] = {}
+        held: dict[str, bytes | None] = {}
+        for positions, values in zip(
+            groups, self._checked(self._nodes.run(calls), "label join read failed"), strict=True
+        ):
+            for j, i in enumerate(positions):
+                pending[ids[i]], held[ids[i]] = values[j], values[len(positions) + j]
+        return pending, held
 
     def _prediction(self, record: bytes | None, outcome: JoinOutcome) -> PendingPrediction | None:
         if record is None:
@@ -258,41 +264,55 @@ class LabelJoiner:
             outcome.unreadable += 1
             return None
 
-    def _held_members(self, low: float | str, high: float | str, start: int, limit: int) -> list[str]:
-        try:
-            reply = self._client.zrangebyscore(self._held_set, low, high, start=start, num=limit)
-        except Exception as exc:
-            raise_if_denied(exc, "the label join")
-            raise LabelStoreError(f"redis: held labels not read: {type(exc).__name__}") from exc
-        return [bytes(m).decode() for m in cast(list[bytes], reply)]
-
-    def _run(self, items: Sequence[_Item], outcome: JoinOutcome, pipe: Any) -> list[Any]:
-        """Send the join script for ``items`` after the writes already queued on ``pipe``; classify the replies."""
-        if items:
-            keys = [self._held_set]
-            args: list[Any] = [self._horizon_ms, 2 * self._horizon_ms + 86_400_000]
-            for label, prediction, claim in items:
-                bucket = str(self._store.bucket(prediction.scored_at_ms))
-                keys += [self._store.key(k, n) for k, n in (("label", label.event_id), ("labelled", bucket))]
-                keys.append(self._store.key("held", label.event_id))
+    def _run(self, items: Sequence[_Item], outcome: JoinOutcome, writes: Sequence[Call]) -> list[Any]:
+        """Send ``writes``, then the join script for ``items`` (one call per hash tag); classify the replies and
+        count the first labels for coverage. Returns the replies of ``writes``."""
+        groups = list(by_bucket(self._keys.buckets([label.event_id for label, _, _ in items])).values())
+        calls = list(writes)
+        for positions in groups:
+            held_set = self.held_set(self._keys.bucket(items[positions[0]][0].event_id))
+            keys: list[str] = [held_set]
+            args: list[Any] = [self._horizon_ms]
+            for label, _, claim in (items[i] for i in positions):
+                keys += [self._store.key("label", label.event_id), self._store.key("held", label.event_id)]
                 args += [label.event_id if claim else "", label.label, label.label_time_ms, label.source]
-            self._script(keys=keys, args=args, client=pipe)
-        replies = _execute(pipe)
-        if not items:
-            return replies
-        codes = replies[-1]
-        for (label, prediction, _), code, previous in zip(items, codes[0::2], codes[1::2], strict=True):
-            if code == FIRST:
-                outcome.joined.append(JoinedPair(label, prediction))
-            elif code == DUPLICATE:
-                outcome.duplicates += 1
-            elif code == REPLACED:
-                outcome.contradicting += 1
-                outcome.joined.append(JoinedPair(label, prediction, replaced=int(previous)))
-            elif code == STALE:
-                outcome.contradicting += 1
-            elif code == REDELIVERED:
-                outcome.joined.append(JoinedPair(label, prediction, redelivered=True))
+            calls.append(Call(held_set, ("EVALSHA", JOIN_SCRIPT_SHA, len(keys), *keys, *args), JOIN_SCRIPT))
+        replies = self._checked(self._nodes.run(calls), "label join write failed")
+        first: dict[int, int] = {}
+        for positions, codes in zip(groups, replies[len(writes) :], strict=True):
+            for i, code, previous in zip(positions, codes[0::2], codes[1::2], strict=True):
+                label, prediction, _ = items[i]
+                if code == FIRST:
+                    outcome.joined.append(JoinedPair(label, prediction))
+                    bucket = self._store.bucket(prediction.scored_at_ms)
+                    first[bucket] = first.get(bucket, 0) + 1
+                elif code == DUPLICATE:
+                    outcome.duplicates += 1
+                elif code == REPLACED:
+                    outcome.contradicting += 1
+                    outcome.joined.append(JoinedPair(label, prediction, replaced=int(previous)))
+                elif code == STALE:
+                    outcome.contradicting += 1
+                elif code == REDELIVERED:
+                    outcome.joined.append(JoinedPair(label, prediction, redelivered=True))
+        self._count("labelled", first)
+        return replies[: len(writes)]
+
+    def _count(self, kind: str, by_bucket_ms: dict[int, int]) -> None:
+        """Add to the coverage counters (a crash right before this loses these counts, not the labels)."""
+        ttl = self._store.counter_ttl_ms()
+        calls = []
+        for bucket, n in by_bucket_ms.items():
+            key = self._store.counter_key(kind, bucket)
+            calls += [Call(key, ("INCRBY", key, n)), Call(key, ("PEXPIRE", key, ttl))]
+        self._checked(self._nodes.run(calls), "coverage not counted")
+
+    @staticmethod
+    def _checked(replies: list[Any], what: str) -> list[Any]:
+        error = failure(replies)
+        if error is not None:
+            raise_if_denied(error, "the label join")
+            raise LabelStoreError(f"redis: {what}: {type(error).__name__}: {error}") from error
         return replies
 
 
@@ -303,19 +323,3 @@ def _pack_label(label: Label) -> bytes:
 def _unpack_label(event_id: str, payload: bytes) -> Label:
     value, at, source = payload.decode().split(":", 2)
     return Label(event_id, int(value), int(at), source)
-
-
-def _mget(client: redis.Redis, keys: Sequence[str]) -> list[bytes | None]:
-    try:
-        return cast(list[bytes | None], client.mget(keys)) if keys else []
-    except Exception as exc:
-        raise_if_denied(exc, "the label join")
-        raise LabelStoreError(f"redis: label join read failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _execute(pipe: Any) -> list[Any]:
-    try:
-        return list(pipe.execute())
-    except Exception as exc:
-        raise_if_denied(exc, "the label join")
-        raise LabelStoreError(f"redis: label join write failed: {type(exc).__name__}: {exc}") from exc

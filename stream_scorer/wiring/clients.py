@@ -13,12 +13,15 @@ import confluent_kafka
 import fastavro
 import redis
 from prometheus_client.registry import CollectorRegistry
+from redis.cluster import ClusterNode, RedisCluster
 
 from stream_scorer.codec import Schemas, confluent_frame, load_schemas
 from stream_scorer.codec.registry import RegistryClient
 from stream_scorer.config import RedisSettings, Settings, resolve_secret
 from stream_scorer.errors import ConfigError, KafkaError, ModelArtifactError
 from stream_scorer.events.contract import EventContract, build_contract
+from stream_scorer.features.access import refused_login
+from stream_scorer.features.nodes import ClusterNodes, Nodes, SingleNode
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.kafka.admin import ensure_topics, max_message_bytes
 from stream_scorer.kafka.consumer import BatchConsumer
@@ -38,8 +41,9 @@ BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's message.max.bytes, when 
 MIN_DEAD_LETTER_BYTES = 16_384
 
 
-def redis_client(settings: RedisSettings) -> redis.Redis:
-    """A Redis client returning bytes, with connect and command timeouts, ACL user and TLS as configured."""
+def redis_client(settings: RedisSettings) -> redis.Redis | RedisCluster:
+    """A Redis (or Redis Cluster) client returning bytes, with connect and command timeouts, ACL user and TLS as
+    configured."""
     options: dict[str, object] = {}
     if settings.username:
         options["username"] = settings.username
@@ -47,6 +51,26 @@ def redis_client(settings: RedisSettings) -> redis.Redis:
         options["password"] = resolve_secret(settings.password, "redis.password")
     if settings.ssl_ca_certs is not None:
         options["ssl_ca_certs"] = str(settings.ssl_ca_certs)
+    if settings.cluster:
+        pairs = (n.rpartition(":") for n in settings.cluster_nodes)
+        seeds = [ClusterNode(host, int(port)) for host, _, port in pairs]  # type: ignore[no-untyped-call]
+        try:  # reads the slot table now
+            return RedisCluster.from_url(
+                settings.url,
+                startup_nodes=seeds or None,
+                socket_timeout=settings.socket_timeout_seconds,
+                socket_connect_timeout=settings.socket_timeout_seconds,
+                decode_responses=False,
+                require_full_coverage=False,
+                **options,
+            )
+        except redis.RedisError as exc:
+            problem = refused_login(exc)
+            if problem is not None:
+                raise problem from exc
+            raise ConfigError(
+                f"no seed node of the Redis Cluster answered ({exc}): check redis.url, redis.cluster_nodes"
+            ) from exc
     return redis.Redis.from_url(
         settings.url,
         socket_timeout=settings.socket_timeout_seconds,
@@ -56,15 +80,26 @@ def redis_client(settings: RedisSettings) -> redis.Redis:
     )
 
 
-def feature_store(settings: Settings, client: redis.Redis | None = None) -> RedisFeatureStore:
+def redis_nodes(settings: RedisSettings, client: redis.Redis | RedisCluster | None = None) -> Nodes:
+    """Where Redis calls go: the one server, or a cluster's primaries, each with the configured circuit breaker."""
+    client = client or redis_client(settings)
+    if isinstance(client, RedisCluster):
+        return ClusterNodes(client, failures=settings.breaker_failures, reset_seconds=settings.breaker_reset_seconds)
+    return SingleNode(client)
+
+
+def feature_store(settings: Settings, nodes: Nodes | None = None) -> RedisFeatureStore:
     """The feature store described by ``settings``."""
-    return RedisFeatureStore(client or redis_client(settings.redis), settings.redis.key_prefix)
+    redis_settings = settings.redis
+    return RedisFeatureStore(nodes or redis_nodes(redis_settings), redis_settings.key_prefix, redis_settings.key_tags)
 
 
-def pending_store(settings: Settings, client: redis.Redis) -> RedisPendingStore:
+def pending_store(settings: Settings, nodes: Nodes) -> RedisPendingStore:
     """Where the worker writes pending predictions and the label flow joins them."""
-    labels = settings.labels
-    return RedisPendingStore(client, settings.redis.key_prefix, labels.horizon_seconds, labels.bucket_seconds)
+    labels, redis_settings = settings.labels, settings.redis
+    return RedisPendingStore(
+        nodes, redis_settings.key_prefix, labels.horizon_seconds, labels.bucket_seconds, redis_settings.key_tags
+    )
 
 
 def schemas(settings: Settings) -> Schemas:

@@ -6,12 +6,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
 from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.config import Settings, window_seconds
 from stream_scorer.errors import ConfigError, SchemaError
 from stream_scorer.events.schema import FieldType, leaf_fields
+from stream_scorer.features.nodes import Nodes
 from stream_scorer.kafka.access import check_access
 from stream_scorer.kafka.consumer import BatchConsumer, consumer_config
 from stream_scorer.kafka.delivery import AtLeastOnce
@@ -28,7 +28,7 @@ from stream_scorer.wiring.clients import (
     ensure_configured_topics,
     kafka_clients,
     pending_store,
-    redis_client,
+    redis_nodes,
     schemas,
     serve_metrics,
 )
@@ -44,7 +44,7 @@ class LabelRuntime:
     flow: LabelFlow
     consumer: BatchConsumer
     producer: CheckedProducer
-    client: redis.Redis
+    client: Nodes
     quality: RollingQuality
     metrics_server: MetricsServer | None
 
@@ -54,9 +54,7 @@ class LabelRuntime:
             return False, self.flow.retrying
         if not self.consumer.assigned:
             return False, "no label partitions assigned yet"
-        try:
-            self.client.ping()
-        except redis.RedisError:
+        if not self.client.ping():
             return False, "redis does not answer"
         return True, "ready"
 
@@ -90,10 +88,9 @@ def build_label_runtime(settings: Settings, registry: CollectorRegistry | None =
     metrics = LabelMetrics(registry)
     quality = RollingQuality(quality_windows(settings), bucket_seconds=settings.labels.bucket_seconds)
     QualityCollector(quality, registry=registry)
-    connection = redis_client(settings.redis)
     labels = settings.labels
+    connection = redis_nodes(settings.redis)
     joiner = LabelJoiner(
-        connection,
         pending_store(settings, connection),
         horizon_seconds=labels.horizon_seconds,
         hold_seconds=labels.hold_seconds,

@@ -39,7 +39,7 @@ from stream_scorer.wiring.clients import (
     model_loader,
     pending_store,
     prediction_frame,
-    redis_client,
+    redis_nodes,
     registry_client,
     schemas,
     serve_metrics,
@@ -108,7 +108,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     model = load(path)
     challengers = [load(Path(p)) for p in settings.challengers]
     metrics = ScorerMetrics(registry := registry if registry is not None else CollectorRegistry())
-    connection = redis_client(settings.redis)  # one pool for features and pending predictions
+    connection = redis_nodes(settings.redis)  # one pool for features and pending predictions
     store = feature_store(settings, connection)
     lookup = CircuitBreakerLookup(
         store,

@@ -127,7 +127,7 @@ def test_join_edge_cases_on_redis(stack: Stack, redis_prefix: str) -> None:
     client = redis.Redis.from_url(stack.redis_url)
     clock = [1_000_000]
     store = RedisPendingStore(client, redis_prefix, horizon_seconds=60, bucket_seconds=1)
-    joiner = LabelJoiner(client, store, horizon_seconds=60, hold_seconds=5, clock_ms=lambda: clock[0])
+    joiner = LabelJoiner(store, horizon_seconds=60, hold_seconds=5, clock_ms=lambda: clock[0])
     header = models_header([("fraud", "1"), ("challenger", "2")])
 
     def predict(*event_ids: str) -> None:
@@ -173,7 +173,7 @@ def test_join_races_redeliveries_and_odd_records_on_redis(stack: Stack, redis_pr
     store = RedisPendingStore(client, redis_prefix, horizon_seconds=60, bucket_seconds=1)
 
     def joiner() -> LabelJoiner:  # each one stands for a separate label process
-        return LabelJoiner(client, store, horizon_seconds=60, hold_seconds=5, clock_ms=lambda: clock[0])
+        return LabelJoiner(store, horizon_seconds=60, hold_seconds=5, clock_ms=lambda: clock[0])
 
     header = models_header([("fraud", "1")])
 

@@ -12,6 +12,7 @@ import redis
 from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
 from stream_scorer.features.freshness import FRESH, MISSING, STALE, assess
 from stream_scorer.features.layout import HEADER, pack, unpack_many
+from stream_scorer.features.nodes import SingleNode
 from stream_scorer.features.store import RedisFeatureStore
 
 
@@ -69,8 +70,8 @@ class FakeRedis:
         self.loaded = False
         self.calls: list[tuple[str, int]] = []
 
-    def register_script(self, source: str) -> Any:
-        return redis.Redis().register_script(source)  # only its sha and text are used; nothing is sent
+    def pipeline(self, transaction: bool = False) -> FakePipeline:
+        return FakePipeline(self)
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         self.calls.append(("mget", len(keys)))
@@ -89,6 +90,29 @@ class FakeRedis:
         return [i for i, k in enumerate(keys, 1) if isinstance(self.data.get(k), str)]
 
 
+class FakePipeline:
+    """The pipeline of FakeRedis: each command answered by its method, failures in place (raise_on_error=False)."""
+
+    def __init__(self, fake: FakeRedis) -> None:
+        self.fake = fake
+        self.commands: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any) -> None:
+        self.commands.append(args)
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        replies: list[Any] = []
+        for name, *args in self.commands:
+            try:
+                if name == "MGET":
+                    replies.append(self.fake.mget(args))
+                else:
+                    replies.append(self.fake.evalsha_ro(args[0], args[1], *args[2:]))
+            except redis.RedisError as exc:
+                replies.append(exc)
+        return replies
+
+
 VELOCITY, PROFILE, MERCHANT = DEFAULT_FEATURE_GROUPS[:3]
 
 
@@ -103,7 +127,7 @@ def fake_store(script_error: Exception | None = None) -> tuple[RedisFeatureStore
         },
         script_error,
     )
-    return RedisFeatureStore(fake, "p"), fake  # type: ignore[arg-type]
+    return RedisFeatureStore(SingleNode(fake), "p"), fake  # type: ignore[arg-type]
 
 
 def test_store_flags_keys_of_another_type_in_the_right_group_and_row() -> None:

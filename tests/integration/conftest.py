@@ -21,6 +21,7 @@ import redis
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import CollectorRegistry
+from redis.cluster import RedisCluster
 
 from examples.fraud.world import World, make_world
 from stream_scorer.codec import Schemas, decode
@@ -36,23 +37,60 @@ REPO = Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class Stack:
     bootstrap: str
-    redis_url: str
+    redis_url: str  # on a cluster: one seed node
     registry_url: str  # the Apicurio registry's Confluent-compatible API
     prometheus_url: str  # Debian's Prometheus with deploy/prometheus/alerts.yml (scripts/stack scrape adds targets)
+    redis_cluster: bool = False
+    replication: int = 1  # of the topics the tests create
+
+    @property
+    def hash_tags(self) -> int:
+        return RedisSettings(cluster=self.redis_cluster).key_tags
+
+    def redis_settings(self, prefix: str) -> RedisSettings:
+        return RedisSettings(url=self.redis_url, key_prefix=prefix, cluster=self.redis_cluster)
+
+    def redis(self, **options: Any) -> redis.Redis | RedisCluster:
+        """A client of the stack's Redis (or Redis Cluster)."""
+        if self.redis_cluster:
+            return RedisCluster.from_url(self.redis_url, **options)
+        return redis.Redis.from_url(self.redis_url, **options)
+
+
+def stack_status(mode: str = "") -> dict[str, str]:
+    """The KEY=value lines of ``scripts/stack status [mode]``; fails the test when that stack is down."""
+    command = [str(REPO / "scripts" / "stack"), "status", *([mode] if mode else [])]
+    status = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    if status.returncode != 0:
+        pytest.fail(f"the local stack is down ({status.stdout.strip()}); run scripts/stack up {mode}, or scripts/test")
+    return dict(line.split("=", 1) for line in status.stdout.splitlines() if "=" in line and line[0] != " ")
 
 
 @pytest.fixture(scope="session")
-def stack() -> Stack:
-    status = subprocess.run([str(REPO / "scripts" / "stack"), "status"], capture_output=True, text=True, timeout=30)
-    values = dict(line.split("=", 1) for line in status.stdout.splitlines() if "=" in line)
-    if status.returncode != 0:
-        pytest.fail(f"the local stack is down ({status.stdout.strip()}); run scripts/stack up, or use scripts/test")
-    return Stack(
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """The single-node stack; a test parametrized with ``indirect=["stack"]`` and "cluster" gets the cluster
+    (three brokers, a Redis Cluster: ``scripts/stack up cluster``) with the single stack's registry and Prometheus."""
+    values = stack_status()
+    single = Stack(
         bootstrap=values["KAFKA_BOOTSTRAP"],
         redis_url=values["REDIS_URL"],
         registry_url=values["SCHEMA_REGISTRY_URL"],
         prometheus_url=values["PROMETHEUS_URL"],
     )
+    if getattr(request, "param", "single") == "single":
+        return single
+    cluster = stack_status("cluster")
+    seed = cluster["CLUSTER_REDIS_NODES"].split(",")[0]
+    return dataclasses.replace(
+        single,
+        bootstrap=cluster["CLUSTER_KAFKA_BOOTSTRAP"],
+        redis_url=f"redis://{seed}/0",
+        redis_cluster=True,
+        replication=3,
+    )
+
+
+SINGLE_AND_CLUSTER = pytest.mark.parametrize("stack", ["single", "cluster"], indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +119,7 @@ def topic_factory(stack: Stack) -> Iterator[Callable[[str, int], str]]:
 
     def make(name: str, partitions: int = 3) -> str:
         topic = f"it-{uuid.uuid4().hex[:10]}-{name}"
-        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+        admin.create_topics([NewTopic(topic, partitions, stack.replication)])[topic].result(30)
         created.append(topic)
         return topic
 
@@ -95,17 +133,17 @@ def topic_factory(stack: Stack) -> Iterator[Callable[[str, int], str]]:
 def redis_prefix(stack: Stack) -> Iterator[str]:
     prefix = f"it-{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = redis.Redis.from_url(stack.redis_url)
+    client = stack.redis()
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    for key in keys:
+        client.delete(key)
     client.close()
 
 
 @pytest.fixture
 def store(stack: Stack, redis_prefix: str) -> Iterator[RedisFeatureStore]:
-    client = redis.Redis.from_url(stack.redis_url, decode_responses=False)
-    yield RedisFeatureStore(client, redis_prefix)
+    client = stack.redis(decode_responses=False)
+    yield RedisFeatureStore(client, redis_prefix, stack.hash_tags)
     client.close()
 
 
@@ -146,7 +184,7 @@ def make_settings(
             **kafka,
         ),
         batch=BatchSettings(max_events=500, max_wait_seconds=0.05),
-        redis=RedisSettings(url=stack.redis_url, key_prefix=redis_prefix),
+        redis=stack.redis_settings(redis_prefix),
         metrics=MetricsSettings(host="127.0.0.1", port=0),
         model_path=model_path,
         schemas_dir=REPO / "schemas",

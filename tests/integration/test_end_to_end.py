@@ -17,6 +17,7 @@ from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact
 from stream_scorer.model.score import score_one
 from tests.integration.conftest import (
+    SINGLE_AND_CLUSTER,
     RunningWorker,
     Stack,
     Topics,
@@ -75,6 +76,7 @@ def seeded(world: World, store: RedisFeatureStore, settings) -> synth_io.SeedSum
     )
 
 
+@SINGLE_AND_CLUSTER
 def test_every_event_is_scored_once_and_matches_offline_scoring(
     stack: Stack,
     topics: Topics,

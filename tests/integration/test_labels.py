@@ -11,7 +11,6 @@ from pathlib import Path
 import confluent_kafka
 import numpy as np
 import pytest
-import redis
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import brier_score_loss, precision_score, recall_score
@@ -24,6 +23,7 @@ from stream_scorer.labels.join import Label, LabelJoiner
 from stream_scorer.labels.pending import RedisPendingStore, models_header, pack_many
 from stream_scorer.model import artifact
 from tests.integration.conftest import (
+    SINGLE_AND_CLUSTER,
     RunningLabels,
     RunningWorker,
     Stack,
@@ -70,6 +70,7 @@ def publish(stack: Stack, settings: Settings, world: World, schemas, n: int, del
     )
 
 
+@SINGLE_AND_CLUSTER
 def test_live_metrics_equal_sklearn_on_the_joined_pairs_and_lag_matches_the_delay(
     stack: Stack, topics: Topics, redis_prefix: str, store: RedisFeatureStore, world: World, model_path: Path, schemas
 ) -> None:
@@ -123,10 +124,11 @@ def test_live_metrics_equal_sklearn_on_the_joined_pairs_and_lag_matches_the_dela
     assert labels.value("stream_scorer_labels_unknown_total") == 0
 
 
+@SINGLE_AND_CLUSTER
 def test_join_edge_cases_on_redis(stack: Stack, redis_prefix: str) -> None:
-    client = redis.Redis.from_url(stack.redis_url)
+    client = stack.redis()
     clock = [1_000_000]
-    store = RedisPendingStore(client, redis_prefix, horizon_seconds=60, bucket_seconds=1)
+    store = RedisPendingStore(client, redis_prefix, horizon_seconds=60, bucket_seconds=1, hash_tags=stack.hash_tags)
     joiner = LabelJoiner(store, horizon_seconds=60, hold_seconds=5, clock_ms=lambda: clock[0])
     header = models_header([("fraud", "1"), ("challenger", "2")])
 
@@ -161,16 +163,16 @@ def test_join_edge_cases_on_redis(stack: Stack, redis_prefix: str) -> None:
         coverage, support = joiner.coverage(clock[0], lookback_seconds=120)
         assert (coverage, support) == (1.0, 2)
     finally:
-        keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
-        if keys:
-            client.delete(*keys)
+        for key in list(client.scan_iter(match=f"{redis_prefix}:*")):
+            client.delete(key)
         client.close()
 
 
+@SINGLE_AND_CLUSTER
 def test_join_races_redeliveries_and_odd_records_on_redis(stack: Stack, redis_prefix: str) -> None:
-    client = redis.Redis.from_url(stack.redis_url)
+    client = stack.redis()
     clock = [1_000_000]
-    store = RedisPendingStore(client, redis_prefix, horizon_seconds=60, bucket_seconds=1)
+    store = RedisPendingStore(client, redis_prefix, horizon_seconds=60, bucket_seconds=1, hash_tags=stack.hash_tags)
 
     def joiner() -> LabelJoiner:  # each one stands for a separate label process
         return LabelJoiner(store, horizon_seconds=60, hold_seconds=5, clock_ms=lambda: clock[0])
@@ -218,9 +220,8 @@ def test_join_races_redeliveries_and_odd_records_on_redis(stack: Stack, redis_pr
         joined = [p.label.event_id for _ in range(4) for p in a.retry_held(limit=3).joined]
         assert joined == ["late"]
     finally:
-        keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
-        if keys:
-            client.delete(*keys)
+        for key in list(client.scan_iter(match=f"{redis_prefix}:*")):
+            client.delete(key)
         client.close()
 
 

@@ -1,0 +1,196 @@
+"""The feature store and the pending writes on the real Redis Cluster of ``scripts/stack up cluster``: one call
+per hash tag and one round trip per node, a resharded slot followed, a killed primary's rows UNAVAILABLE alone.
+
+End-to-end scoring, freshness and the label join run on the cluster too: the tests of test_end_to_end.py and
+test_labels.py marked SINGLE_AND_CLUSTER.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from stream_scorer.features.keys import KeySpace
+from stream_scorer.features.layout import GroupValues
+from stream_scorer.features.nodes import ClusterNodes
+from stream_scorer.features.store import RedisFeatureStore
+from stream_scorer.labels.pending import RedisPendingStore, models_header, pack_many
+from tests.integration.conftest import REPO, Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("stack", ["cluster"], indirect=True)]
+
+VELOCITY, PROFILE = DEFAULT_FEATURE_GROUPS[0], DEFAULT_FEATURE_GROUPS[1]
+CARDS = [f"card-{i}" for i in range(2000)]
+
+
+@pytest.fixture
+def cluster(stack: Stack) -> Iterator[RedisCluster]:
+    client = stack.redis(decode_responses=False)
+    assert isinstance(client, RedisCluster)
+    yield client
+    client.close()
+
+
+def calls_by_node(client: RedisCluster, command: str) -> dict[str, int]:
+    """How often each primary has run ``command`` (INFO commandstats)."""
+    out = {}
+    for node in client.get_primaries():
+        stats = client.get_redis_connection(node).info("commandstats")
+        out[node.name] = int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+    return out
+
+
+def owners(client: RedisCluster, keys: KeySpace, ids: list[str]) -> dict[str, set[int]]:
+    """The hash-tag buckets of ``ids`` that each primary serves."""
+    out: dict[str, set[int]] = {}
+    for bucket in set(keys.buckets(ids)):
+        node = client.nodes_manager.get_node_from_slot(client.keyslot(f"{{{bucket}}}"))
+        out.setdefault(node.name, set()).add(bucket)
+    return out
+
+
+def seed(store: RedisFeatureStore, n: int = len(CARDS)) -> np.ndarray:
+    values = np.random.default_rng(1).normal(size=(n, len(VELOCITY.features)))
+    store.put_many(VELOCITY, CARDS[:n], values, np.full(n, int(time.time() * 1000)))
+    store.put_many(PROFILE, CARDS[:n], values[:, : len(PROFILE.features)], np.full(n, 1_000))
+    return values
+
+
+def test_a_batch_is_one_mget_per_hash_tag_pipelined_per_node_and_reads_what_was_written(
+    cluster: RedisCluster, stack: Stack, redis_prefix: str
+) -> None:
+    store = RedisFeatureStore(cluster, redis_prefix, stack.hash_tags)
+    values = seed(store)
+    keys = KeySpace(redis_prefix, stack.hash_tags)
+    served = owners(cluster, keys, CARDS)
+    assert len(served) == 3  # the batch's keys live on all three primaries
+
+    before = calls_by_node(cluster, "mget")
+    out = store.fetch([VELOCITY, PROFILE], {"card": CARDS})
+    after = calls_by_node(cluster, "mget")
+    # Both groups of one card share its tag: one MGET per tag, each on the primary that serves it.
+    assert {name: after[name] - before[name] for name in after} == {name: len(b) for name, b in served.items()}
+    np.testing.assert_array_equal(out[VELOCITY.name].values, values.astype(np.float32))
+    assert out[VELOCITY.name].present.all() and out[PROFILE.name].present.all()
+    assert out[PROFILE.name].updated_at_ms.tolist() == [1_000] * len(CARDS)
+
+
+def test_pending_writes_are_one_script_per_hash_tag(cluster: RedisCluster, stack: Stack, redis_prefix: str) -> None:
+    pending = RedisPendingStore(cluster, redis_prefix, 60, 1, stack.hash_tags)
+    ids = [f"event-{i}" for i in range(3000)]
+    records = pack_many(
+        models_header([("m", "1")]), np.zeros(3000, np.int64), 5, np.ones((3000, 1)), np.ones((3000, 1), bool)
+    )
+    tags = len(set(pending.keys.buckets(ids)))
+    before = sum(calls_by_node(cluster, "evalsha").values())
+    pending.write(ids, records, scored_at_ms=5_000)
+    first = sum(calls_by_node(cluster, "evalsha").values())
+    pending.write(ids, records, scored_at_ms=5_000)  # re-read: nothing created, nothing counted twice
+    assert sum(calls_by_node(cluster, "evalsha").values()) - first == tags  # one script call per tag
+    assert tags <= first - before <= 2 * tags  # a node without the script answers NOSCRIPT once per call
+    assert cluster.get(pending.key("pending", "event-7")) == records[7]
+    assert int(cluster.get(pending.counter_key("predicted", 5)) or 0) == 3000
+
+
+def migrate_slot(client: RedisCluster, slot: int, source: str, target: str) -> None:
+    """Move one hash slot and its keys from the primary ``source`` to ``target`` (names "host:port")."""
+    src, dst = (client.get_node(node_name=name) for name in (source, target))
+    src_r, dst_r = client.get_redis_connection(src), client.get_redis_connection(dst)
+    src_id, dst_id = (bytes(r.execute_command("CLUSTER", "MYID")).decode() for r in (src_r, dst_r))
+    dst_r.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    src_r.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    while keys := src_r.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000):
+        src_r.execute_command("MIGRATE", dst.host, dst.port, "", 0, 5000, "KEYS", *keys)
+    for r in (dst_r, src_r):
+        r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+
+def moved_replies(client: RedisCluster, name: str) -> int:
+    stats = client.get_redis_connection(client.get_node(node_name=name)).info("errorstats")
+    return int(stats.get("errorstat_MOVED", {}).get("count", 0))
+
+
+def test_a_resharded_slot_is_followed_after_one_moved_reply(
+    cluster: RedisCluster, stack: Stack, redis_prefix: str
+) -> None:
+    store = RedisFeatureStore(cluster, redis_prefix, stack.hash_tags)
+    values = seed(store, 500)
+    bucket = KeySpace(redis_prefix, stack.hash_tags).bucket(CARDS[0])
+    slot = cluster.keyslot(f"{{{bucket}}}")
+    source = cluster.nodes_manager.get_node_from_slot(slot).name
+    target = next(n.name for n in cluster.get_primaries() if n.name != source)
+    store.fetch([VELOCITY], {"card": CARDS[:500]})  # the slot table is read, with the slot on `source`
+    migrate_slot(cluster, slot, source, target)
+    moved = moved_replies(cluster, source)
+    try:
+        out = store.fetch([VELOCITY], {"card": CARDS[:500]})[VELOCITY.name]
+        assert moved_replies(cluster, source) == moved + 1  # the stale table sent one MGET to the old owner
+        assert out.available is True and out.present.all()  # ...the table was re-read, the tag asked again
+        np.testing.assert_array_equal(out.values, values.astype(np.float32))
+    finally:
+        cluster.nodes_manager.initialize()
+        migrate_slot(cluster, slot, target, source)
+        cluster.nodes_manager.initialize()
+
+
+def unavailable_rows(out: GroupValues) -> np.ndarray:
+    return np.zeros(len(out.present), bool) if out.available is True else ~np.asarray(out.available)
+
+
+def test_a_killed_primary_serves_its_rows_unavailable_until_its_replica_is_promoted(
+    stack: Stack, redis_prefix: str
+) -> None:
+    client = stack.redis(decode_responses=False, socket_timeout=0.3, socket_connect_timeout=0.3)
+    assert isinstance(client, RedisCluster)
+    nodes = ClusterNodes(client, failures=2, reset_seconds=1.0)
+    store = RedisFeatureStore(nodes, redis_prefix, stack.hash_tags)
+    seed(store)
+    keys = KeySpace(redis_prefix, stack.hash_tags)
+    victim = client.nodes_manager.get_node_from_slot(client.keyslot(f"{{{keys.bucket(CARDS[0])}}}"))
+    on_victim = np.array([client.keyslot(f"{{{b}}}") in _slots(client, victim.name) for b in keys.buckets(CARDS)])
+    pid = int((REPO / ".stack" / "cluster" / f"redis-{victim.port}" / "pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    try:
+        down = store.fetch([VELOCITY], {"card": CARDS})[VELOCITY.name]
+        assert unavailable_rows(down).tolist() == on_victim.tolist()  # that node's rows, and only those
+        assert down.present.tolist() == (~on_victim).tolist()
+        deadline, healed = time.monotonic() + 30, None
+        while time.monotonic() < deadline:  # cluster-node-timeout 2 s, then the replica's election
+            out = store.fetch([VELOCITY], {"card": CARDS})[VELOCITY.name]
+            if not unavailable_rows(out).any():
+                healed = out
+                break
+            time.sleep(0.2)
+        # Redis keeps no data here (no persistence), but the replica had it all: every row is back.
+        assert healed is not None and healed.present.all()
+    finally:
+        client.close()
+        subprocess.run([str(REPO / "scripts" / "stack"), "up", "cluster"], check=True, capture_output=True, timeout=120)
+
+
+def _slots(client: RedisCluster, name: str) -> set[int]:
+    table = client.nodes_manager.slots_cache
+    return {slot for slot, holders in table.items() if holders and holders[0].name == name}
+
+
+def test_the_worker_settings_select_the_cluster(stack: Stack) -> None:
+    from stream_scorer.wiring import redis_client
+
+    client = redis_client(stack.redis_settings("it"))
+    try:
+        assert isinstance(client, RedisCluster) and len(client.get_primaries()) == 3
+    finally:
+        client.close()
+    plain = redis.Redis.from_url(stack.redis_url)
+    with pytest.raises(redis.ResponseError, match="same slot"):  # why keys carry hash tags on a cluster
+        plain.mget("{1}a", "{2}b")
+    plain.close()

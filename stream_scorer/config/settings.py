@@ -62,7 +62,7 @@ class KafkaSettings:
     # How long the group waits for a silent (killed, stopped) worker before handing its partitions over.
     session_timeout_seconds: float = 45.0
     delivery: DeliveryMode = "at_least_once"
-    # Exactly-once: transactional.id = "<prefix>-<worker_slot>", stable across restarts of the same slot so
+    # Exactly-once: transactional.id = "<prefix>-<group_id>-<worker_slot>", stable across restarts of the slot so
     # that a restarted worker fences its predecessor at once.
     transactional_id_prefix: str = "stream-scorer"
     worker_slot: int = 0

@@ -9,6 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+# The routes, named once: probes and scrape configurations (deploy/helm) are checked against them.
+METRICS_PATH = "/metrics"
+HEALTH_PATH = "/healthz"  # 200 while the process serves: liveness
+READY_PATH = "/readyz"  # 200 once partitions are assigned and Redis answers, else 503 and why: readiness
+ROUTES = (METRICS_PATH, HEALTH_PATH, READY_PATH)
+
 
 class MetricsServer:
     """Serves a registry on ``host:port`` from a daemon thread. Port 0 picks a free port."""
@@ -43,15 +49,15 @@ class MetricsServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
-                if path == "/metrics":
+                if path == METRICS_PATH:
                     self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
+                elif path == HEALTH_PATH:
                     self._send(200, b"ok\n")
-                elif path == "/readyz":
+                elif path == READY_PATH:
                     ok, why = ready()
                     self._send(200 if ok else 503, (why + "\n").encode())
                 else:
-                    self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
+                    self._send(404, f"not found: try {METRICS_PATH}, {HEALTH_PATH} or {READY_PATH}\n".encode())
 
             def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
                 self.send_response(code)

@@ -1,5 +1,6 @@
 """The feature store and the pending writes on the real Redis Cluster of ``scripts/stack up cluster``: one call
-per hash tag and one round trip per node, a resharded slot followed, a killed primary's rows UNAVAILABLE alone.
+per hash tag and one round trip per node, a resharded slot followed, a killed primary's rows UNAVAILABLE alone;
+and reduced failover scenarios of ``scripts/chaos --scenarios cluster`` under load.
 
 End-to-end scoring, freshness and the label join run on the cluster too: the tests of test_end_to_end.py and
 test_labels.py marked SINGLE_AND_CLUSTER.
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +27,8 @@ from stream_scorer.features.nodes import ClusterNodes
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.labels.pending import RedisPendingStore, models_header, pack_many
 from tests.integration.conftest import REPO, Stack
+from tools.chaos import cluster as chaos_cluster
+from tools.chaos import context
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("stack", ["cluster"], indirect=True)]
 
@@ -194,3 +198,26 @@ def test_the_worker_settings_select_the_cluster(stack: Stack) -> None:
     with pytest.raises(redis.ResponseError, match="same slot"):  # why keys carry hash tags on a cluster
         plain.mget("{1}a", "{2}b")
     plain.close()
+
+
+def test_a_killed_redis_primary_loses_nothing_under_load_and_degrades_only_its_slots(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A reduced `scripts/chaos --scenarios cluster-redis`."""
+    row = chaos_cluster.redis_primary_kill(chaos_cluster.context(tmp_path), events=12_000, rate=600)
+    verdict = row.verdict
+    assert (verdict.expected, verdict.unique, verdict.missing, row.crashes) == (12_000, 12_000, 0, 0)
+    assert "replica promoted after" in row.notes and " 0 of them off the killed node's slots" in row.notes
+    assert not row.notes.startswith("0 UNAVAILABLE")  # the kill did fall mid-stream
+    print(context.table([row]))
+
+
+def test_a_killed_broker_loses_nothing_and_duplicates_nothing_under_exactly_once(stack: Stack, tmp_path: Path) -> None:
+    """A reduced `scripts/chaos --scenarios cluster-broker` (exactly-once, read-committed)."""
+    row = chaos_cluster.broker_kill(
+        chaos_cluster.context(tmp_path), "exactly_once", events=20_000, rate=400, down_seconds=15
+    )
+    verdict = row.verdict
+    assert (verdict.expected, verdict.unique, verdict.missing, verdict.duplicates) == (20_000, 20_000, 0, 0)
+    assert row.crashes == 0 and verdict.order_violations == 0
+    print(context.table([row]))

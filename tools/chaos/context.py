@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import redis
 
 from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
 from examples.fraud.world import World, make_world, sample_events
 from stream_scorer import wiring
 from stream_scorer.codec import Schemas, confluent_frame, encode
+from stream_scorer.config import RedisSettings
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.model import artifact
 from tools.chaos.harness import (
@@ -56,24 +56,37 @@ class Context:
     model_path: Path
     schemas: Schemas
     prefix: str = "chaos"
+    redis_cluster: bool = False  # redis_url is a seed node of a Redis Cluster
 
     @staticmethod
-    def prepare(bootstrap: str, redis_url: str, workdir: Path) -> Context:
+    def prepare(bootstrap: str, redis_url: str, workdir: Path, redis_cluster: bool = False) -> Context:
         workdir.mkdir(parents=True, exist_ok=True)
         world = make_world(seed=31, n_cards=5_000, n_merchants=500, n_devices=6_000)
         example_history("fraud", world, workdir / "history.csv", 20_000)
         model = train_example("fraud", workdir / "history.csv", version="chaos")
         artifact.save(model, workdir / "model")
         settings = example_settings("fraud")
-        context = Context(bootstrap, redis_url, workdir, world, workdir / "model", wiring.schemas(settings))
+        context = Context(
+            bootstrap,
+            redis_url,
+            workdir,
+            world,
+            workdir / "model",
+            wiring.schemas(settings),
+            redis_cluster=redis_cluster,
+        )
         context.seed(redis_url)
         return context
 
+    def redis_settings(self, redis_url: str | None = None) -> RedisSettings:
+        return RedisSettings(url=redis_url or self.redis_url, key_prefix=self.prefix, cluster=self.redis_cluster)
+
     def seed(self, redis_url: str) -> None:
-        client = redis.Redis.from_url(redis_url)
+        redis_settings = self.redis_settings(redis_url)
+        client = wiring.redis_client(redis_settings)
         synth_io.seed_features(
             self.world,
-            RedisFeatureStore(client, self.prefix),
+            RedisFeatureStore(client, self.prefix, redis_settings.key_tags),
             DEFAULT_FEATURE_GROUPS,
             now_ms=int(time.time() * 1000) + 600_000,
         )
@@ -85,6 +98,7 @@ class Context:
             "STREAM_SCORER_MODEL_PATH": str(self.model_path),
             "STREAM_SCORER_REDIS__URL": self.redis_url,
             "STREAM_SCORER_REDIS__KEY_PREFIX": self.prefix,
+            "STREAM_SCORER_REDIS__CLUSTER": str(self.redis_cluster).lower(),
             **overrides,
         }
 

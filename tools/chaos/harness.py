@@ -34,6 +34,7 @@ class Run:
     tag: str
     workdir: Path
     partitions: int = 4
+    replication: int = 1
 
     @property
     def input(self) -> str:
@@ -52,10 +53,11 @@ class Run:
         return f"chaos-{self.tag}-labels"
 
     @staticmethod
-    def create(bootstrap: str, workdir: Path, name: str) -> Run:
-        run = Run(bootstrap, f"{name}-{uuid.uuid4().hex[:6]}", workdir)
+    def create(bootstrap: str, workdir: Path, name: str, partitions: int = 4, replication: int = 1) -> Run:
+        run = Run(bootstrap, f"{name}-{uuid.uuid4().hex[:6]}", workdir, partitions, replication)
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        topics = [NewTopic(t, run.partitions, 1) for t in (run.input, run.output, run.dead_letters, run.labels)]
+        names = (run.input, run.output, run.dead_letters, run.labels)
+        topics = [NewTopic(t, run.partitions, replication) for t in names]
         for future in admin.create_topics(topics).values():
             future.result(30)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -287,6 +289,7 @@ def verify(run: Run, prediction_schema: Any, expected_ids: set[str], sequence: d
             duplicates += 1
             continue
         seen.add(event_id)
+        record["_partition"] = message.partition()  # keyed like the input, same partition count: its partition
         predictions.append(record)
         key = (message.partition(), message.key())
         position = sequence.get(event_id, -1)

@@ -28,9 +28,12 @@
           │                      Policy: the batch is not committed; it is rewound and retried after a
           │                      backoff (1 s doubling to 30 s), the worker is not ready meanwhile, and
           │                      each failure is counted and logged. The worker never skips it.
-          └── BatchAborted       exactly-once: the batch's transaction was aborted; the consumer was
-                                 rewound to the committed offsets and the worker goes on (with the same
-                                 backoff when it happens again in a row)
+          ├── BatchAborted       exactly-once: the batch's transaction was aborted; the consumer was
+          │                      rewound to the committed offsets and the worker goes on (with the same
+          │                      backoff when it happens again in a row)
+          └── TransactionStuckError  exactly-once: librdkafka did not return from a transactional call past
+                                 its timeout. Policy: the process exits at once (code 5); a restarted
+                                 worker fences it and aborts its transaction.
 
 Third-party exceptions are translated where they cross into our code, with ``raise ... from exc``.
 """
@@ -120,6 +123,11 @@ class DeliveryError(KafkaError):
         super().__init__(message)
         self.topics = topics
         self.fatal = fatal  # the producer itself is unusable (librdkafka's fatal error): retrying cannot help
+
+
+class TransactionStuckError(KafkaError):
+    """Exactly-once: a transactional call of librdkafka did not return past its timeout. The process exits at
+    once without cleaning up (the stuck client would hang it); a restarted worker fences it."""
 
 
 class BatchAborted(KafkaError):

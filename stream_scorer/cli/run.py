@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from stream_scorer import wiring
 from stream_scorer.config import Settings
+from stream_scorer.errors import TransactionStuckError
+from stream_scorer.worker.supervisor import TRANSACTION_STUCK_EXIT
 
 if TYPE_CHECKING:
     from stream_scorer.monitoring.summary import Scrape
@@ -106,6 +109,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             done = 0
             while done < args.max_batches and not stop.is_set():
                 done += runtime.worker.step() > 0
+    except TransactionStuckError as exc:  # closing the stuck producer would hang: leave without cleaning up
+        log.critical("%s", exc)
+        logging.shutdown()
+        os._exit(TRANSACTION_STUCK_EXIT)
     finally:
         runtime.close()
     log.info("stopped cleanly")

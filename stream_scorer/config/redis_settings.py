@@ -32,8 +32,12 @@ class RedisSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.hash_tags <= 16384:
             raise ConfigError(f"redis.hash_tags must be in 0..16384 (0: the default), not {self.hash_tags}")
-        if "{" in self.key_prefix or "}" in self.key_prefix:
-            raise ConfigError(f"redis.key_prefix cannot hold '{{' or '}}' (Redis hash tags): {self.key_prefix!r}")
+        if self.key_tags > 1 and ("{" in self.key_prefix or "}" in self.key_prefix):
+            raise ConfigError(f"redis.key_prefix cannot hold '{{' or '}}' with hash tags: {self.key_prefix!r}")
+        if self.cluster and self.key_tags == 1:
+            raise ConfigError(
+                "redis.hash_tags = 1 cannot work on a cluster (every batch's keys span slots): leave it 0"
+            )
         for node in self.cluster_nodes:
             host, _, port = node.rpartition(":")
             if not host or not port.isdigit():

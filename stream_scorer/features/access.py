@@ -7,6 +7,8 @@ it becomes an :class:`~stream_scorer.errors.AccessDeniedError` naming the refusa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 
 from stream_scorer.errors import AccessDeniedError
@@ -38,6 +40,12 @@ def raise_if_denied(exc: BaseException, what: str) -> None:
     problem = denied(exc, what)
     if problem is not None:
         raise problem from exc
+
+
+def raise_if_any_denied(errors: Sequence[BaseException], what: str) -> None:
+    """The same for the failed calls of one round (one node's outage must not hide another's refusal)."""
+    for exc in errors:
+        raise_if_denied(exc, what)
 
 
 def refused_login(exc: BaseException) -> AccessDeniedError | None:

@@ -3,9 +3,10 @@
 A key is ``<prefix>:<kind>:<name>``. On a Redis Cluster a multi-key command (MGET, a script) is refused
 unless all its keys hash to one slot, so there keys carry a hash tag, one of ``hash_tags`` buckets of an
 id: ``<prefix>:<kind>:{<bucket>}:<name>``, the bucket being ``crc32(utf-8 id) mod hash_tags``. Every group
-of one entity shares its entity id's bucket; a pending prediction, its label and its held label share
-the event id's. A batch then costs one call per bucket it touches (at most ``hash_tags``), grouped into
-one pipeline per node. With ``hash_tags = 1`` (a single Redis) keys carry no tag and a batch is one call.
+of one entity shares its entity id's bucket; a pending prediction, its label and its held label share the
+event id's, and each bucket has its own coverage counters and held set. A batch then costs one call per
+bucket it touches (at most ``hash_tags``), grouped into one pipeline per node. With ``hash_tags = 1`` (a
+single Redis) keys carry no tag and a batch is one call.
 
 Because the tag follows the kind, ACL key patterns such as ``ssf:pending:*`` cover both layouts.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
-COVERAGE_TAG = "{coverage}:"  # the coverage counters of every bucket share one slot: read with one MGET
 MAX_HASH_TAGS = 16384  # one per hash slot
 
 
@@ -23,11 +23,11 @@ class KeySpace:
     """Key names under one prefix, tagged by buckets of ids when ``hash_tags`` > 1.
 
     >>> KeySpace("ssf").key("pending", "e1"), KeySpace("ssf", 256).key("pending", "e1")
-    ('ssf:pending:e1', 'ssf:pending:{200}:e1')
+    ('ssf:pending:e1', 'ssf:pending:{39}:e1')
     """
 
     def __init__(self, prefix: str, hash_tags: int = 1) -> None:
-        if "{" in prefix or "}" in prefix:
+        if hash_tags > 1 and ("{" in prefix or "}" in prefix):
             raise ValueError(f"a key prefix cannot hold '{{' or '}}' (Redis hash tags): {prefix!r}")
         if not 1 <= hash_tags <= MAX_HASH_TAGS:
             raise ValueError(f"hash_tags must be in 1..{MAX_HASH_TAGS}, not {hash_tags}")
@@ -58,10 +58,6 @@ class KeySpace:
     def bucket_key(self, kind: str, bucket: int, name: str) -> str:
         """A key in a given bucket (a held set, say)."""
         return f"{self.prefix}:{kind}:{self.tag(bucket)}{name}"
-
-    def coverage_key(self, kind: str, name: str) -> str:
-        """A coverage counter: all share one slot on a cluster."""
-        return f"{self.prefix}:{kind}:{'' if self.hash_tags == 1 else COVERAGE_TAG}{name}"
 
 
 def by_bucket(buckets: Sequence[int]) -> dict[int, list[int]]:

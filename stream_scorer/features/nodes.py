@@ -2,11 +2,12 @@
 
 A single Redis is one node. On a Redis Cluster each call goes to the primary of its key's hash slot (the keys
 of a multi-key call share one slot: :mod:`stream_scorer.features.keys`), the calls of one node are pipelined,
-one round trip per node, and a call that is redirected (MOVED, ASK, TRYAGAIN) after a topology refresh is sent
-again through redis-py's cluster client, which follows redirections. A node that cannot be reached fails only
-its own calls. After ``failures`` failed round trips in a row it is not asked for ``reset_seconds``: its calls
-fail at once with :class:`NodeUnavailable`, and the slot table is re-read at most once a second, so once the
-node's replica is promoted its slots are served again.
+one round trip per node; a call that is redirected (MOVED, ASK, TRYAGAIN) is sent again after the slot table
+is re-read, and if redirected again, through redis-py's cluster client, which follows redirections. A node that
+cannot be reached fails only its own calls (never sent twice: a call that timed out may have run). After
+``failures`` failed round trips in a row it is not asked for ``reset_seconds``: its calls fail at once with
+:class:`NodeUnavailable`, and the slot table is re-read at most once a second, so once the node's replica is
+promoted its slots are served again. CLUSTERDOWN (a failover with full coverage required) fails the call too.
 
 Replies come back in call order, a failed call's as its exception: callers decide what a failure means
 (features UNAVAILABLE, a pending write counted as lost, a label batch retried).
@@ -15,6 +16,7 @@ Replies come back in call order, a failed call's as its exception: callers decid
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,16 +24,14 @@ from typing import Any, Protocol
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 log = logging.getLogger(__name__)
 
-# Sent again after the slot table was re-read (CLUSTERDOWN: a failover under way, with full coverage required).
-_REDIRECTED = (
-    redis.exceptions.MovedError,
-    redis.exceptions.AskError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-)
+# Not executed, and answered by another node now: sent again once the slot table is re-read.
+_REDIRECTED = (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.TryAgainError)
+# The node did not answer: its calls fail (never sent twice, since a timed-out call may have run) and count
+# towards its circuit breaker.
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 REFRESH_SECONDS = 1.0
 
@@ -52,6 +52,8 @@ class Call:
 class Nodes(Protocol):
     """Where the calls go: one Redis or a cluster."""
 
+    isolates_failures: bool  # True: one node's failure fails only its own calls (a cluster)
+
     def run(self, calls: Sequence[Call]) -> list[Any]: ...
 
     def ping(self) -> bool: ...
@@ -59,13 +61,15 @@ class Nodes(Protocol):
     def close(self) -> None: ...
 
 
-def failure(replies: Sequence[Any]) -> Exception | None:
-    """The first failed call's exception, if any."""
-    return next((r for r in replies if isinstance(r, Exception)), None)
+def failures(replies: Sequence[Any]) -> list[Exception]:
+    """The exceptions of the failed calls."""
+    return [r for r in replies if isinstance(r, Exception)]
 
 
 class SingleNode:
     """One Redis server: every call in one pipeline."""
+
+    isolates_failures = False  # when the server fails, every call fails
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -87,7 +91,12 @@ class SingleNode:
 
 
 class ClusterNodes:
-    """A Redis Cluster: calls grouped by the primary serving their slot, one pipeline per primary."""
+    """A Redis Cluster: calls grouped by the primary serving their slot, one pipeline per primary.
+
+    Thread-safe: the worker's fetch and its pending-prediction writer share one.
+    """
+
+    isolates_failures = True  # one node's failure fails only its calls
 
     def __init__(
         self,
@@ -96,96 +105,122 @@ class ClusterNodes:
         failures: int = 3,
         reset_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        on_open: Callable[[int], None] | None = None,
     ) -> None:
         self.client = client
         self._failures = failures
         self._reset_seconds = reset_seconds
         self._clock = clock
+        self._on_open = on_open  # told how many nodes have an open circuit, whenever that changes
+        self._lock = threading.Lock()
         self._failed_in_a_row: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
         self._refreshed_at = float("-inf")
+        self._stale = False  # a node failed: re-read the slot table before the next round (once a second at most)
 
     def run(self, calls: Sequence[Call]) -> list[Any]:
-        """Every call's reply (or exception): one round trip per node, a second one for the calls that failed
-        or were redirected, after the slot table was re-read."""
+        """Every call's reply (or exception): one round trip per node, and one more for the calls that were
+        redirected, after the slot table was re-read; those redirected again go through the cluster client."""
         replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        for attempt in range(2):
-            if attempt or any(self._is_open(name) for name in self._open_until):
-                self._refresh(force=attempt > 0)
-            todo = self._send(calls, todo, replies)
-            if not todo:
-                return replies
-        for i in todo:  # still redirected: the cluster client follows MOVED, ASK and TRYAGAIN itself
-            if isinstance(replies[i], _REDIRECTED):
-                try:
-                    replies[i] = self.client.execute_command(*calls[i].args)  # type: ignore[no-untyped-call]
-                except redis.RedisError as exc:
-                    replies[i] = exc
+        if self._expire() or self._stale:
+            self._refresh(force=False)
+        redirected = self._send(calls, range(len(calls)), replies)
+        if redirected:
+            self._refresh(force=True)
+            redirected = self._send(calls, redirected, replies)
+        for i in redirected:  # the cluster client follows MOVED, ASK and TRYAGAIN itself, a few times
+            try:
+                replies[i] = self.client.execute_command(*calls[i].args)  # type: ignore[no-untyped-call]
+            except (redis.RedisError, RedisClusterException) as exc:
+                replies[i] = exc
         return replies
 
     def _send(self, calls: Sequence[Call], todo: Sequence[int], replies: list[Any]) -> list[int]:
-        """Send ``todo``, one pipeline per node; returns the positions to try again."""
+        """Send ``todo``, one pipeline per node; returns the positions that were redirected."""
         by_node: dict[str, list[int]] = {}
         nodes: dict[str, Any] = {}
         for i in todo:
             try:
                 slot = self.client.keyslot(calls[i].key)  # type: ignore[no-untyped-call]
                 node = self.client.nodes_manager.get_node_from_slot(slot)
-            except redis.RedisError as exc:  # a slot no primary serves (mid-failover)
-                replies[i] = exc
+            except (redis.RedisError, RedisClusterException) as exc:  # a slot no primary serves (mid-failover)
+                replies[i] = redis.ConnectionError(f"redis cluster: {exc}")
+                self._stale = True
                 continue
             nodes[node.name] = node
             by_node.setdefault(node.name, []).append(i)
-        retry = []
+        redirected = []
         for name, positions in by_node.items():
             if self._is_open(name):
                 for i in positions:
                     replies[i] = NodeUnavailable(f"redis node {name}: circuit open")
                 continue
             got = _pipeline(self.client.get_redis_connection(nodes[name]), [calls[i] for i in positions])
-            self._record(name, any(isinstance(r, _UNREACHABLE) for r in got))
+            self._record(name, failed=any(isinstance(r, _UNREACHABLE) for r in got))
             for i, reply in zip(positions, got, strict=True):
                 replies[i] = reply
-                if isinstance(reply, (*_REDIRECTED, *_UNREACHABLE)) and not isinstance(reply, NodeUnavailable):
-                    retry.append(i)
-        return retry
+                if isinstance(reply, _REDIRECTED):
+                    redirected.append(i)
+        return redirected
 
     def _is_open(self, name: str) -> bool:
-        return self._open_until.get(name, float("-inf")) > self._clock()
+        with self._lock:
+            return self._open_until.get(name, float("-inf")) > self._clock()
 
-    def _record(self, name: str, failed: bool) -> None:
-        if not failed:
-            self._failed_in_a_row.pop(name, None)
-            if self._open_until.pop(name, None) is not None:
-                log.info("redis node %s answers again: circuit closed", name)
-            return
-        count = self._failed_in_a_row.get(name, 0) + 1
-        self._failed_in_a_row[name] = count
-        if count >= self._failures:
-            if not self._is_open(name):
-                log.warning(
-                    "redis node %s: %d failed calls in a row, not asked for %.1f s", name, count, self._reset_seconds
-                )
-            self._open_until[name] = self._clock() + self._reset_seconds
+    def _expire(self) -> bool:
+        """Forget the circuits whose period ended (the node is asked again, or its slots moved); True while
+        some node's circuit is open."""
+        with self._lock:
+            now = self._clock()
+            still = {name: until for name, until in self._open_until.items() if until > now}
+            changed, self._open_until = len(still) != len(self._open_until), still
+            count = len(still)
+        if changed and self._on_open is not None:
+            self._on_open(count)
+        return count > 0
+
+    def _record(self, name: str, *, failed: bool) -> None:
+        with self._lock:
+            if not failed:
+                self._failed_in_a_row.pop(name, None)
+                closed = self._open_until.pop(name, None) is not None
+                opened = False
+            else:
+                self._stale = True
+                count = self._failed_in_a_row[name] = self._failed_in_a_row.get(name, 0) + 1
+                opened = count >= self._failures and self._open_until.get(name, float("-inf")) <= self._clock()
+                closed = False
+                if count >= self._failures:
+                    self._open_until[name] = self._clock() + self._reset_seconds
+            open_count = len(self._open_until)
+        if opened:
+            log.warning("redis node %s: failed round trips in a row, not asked for %.1f s", name, self._reset_seconds)
+        if closed:
+            log.info("redis node %s answers again: circuit closed", name)
+        if (opened or closed) and self._on_open is not None:
+            self._on_open(open_count)
 
     def _refresh(self, *, force: bool) -> None:
-        """Re-read the slot table (after a failure always; while a node's circuit is open, once a second)."""
+        """Re-read the slot table (after a redirection always; after a failure, once a second at most)."""
         now = self._clock()
-        if not force and now - self._refreshed_at < REFRESH_SECONDS:
-            return
-        self._refreshed_at = now
+        with self._lock:
+            if not force and now - self._refreshed_at < REFRESH_SECONDS:
+                return
+            self._refreshed_at, self._stale = now, False
         try:
-            self.client.nodes_manager.initialize()
-        except redis.RedisError as exc:
+            self.client.nodes_manager.initialize(disconnect_startup_nodes_pools=False)
+        except (redis.RedisError, RedisClusterException) as exc:
             log.warning("redis cluster: the slot table could not be read: %s", exc)
 
     def ping(self) -> bool:
-        """True when every primary answers."""
-        try:
-            return bool(self.client.ping(target_nodes=RedisCluster.PRIMARIES))
-        except redis.RedisError:
-            return False
+        """True when some primary answers: with one down the worker serves, its rows UNAVAILABLE."""
+        for node in self.client.get_primaries():  # type: ignore[no-untyped-call]
+            try:
+                if self.client.get_redis_connection(node).ping():
+                    return True
+            except redis.RedisError:
+                continue
+        return False
 
     def close(self) -> None:
         """Close every node's connections."""

@@ -28,10 +28,10 @@ from redis.cluster import RedisCluster
 from stream_scorer.batch import BoolArray
 from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import FeatureStoreError
-from stream_scorer.features.access import raise_if_denied
+from stream_scorer.features.access import raise_if_any_denied
 from stream_scorer.features.keys import KeySpace, by_bucket
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
-from stream_scorer.features.nodes import Call, ClusterNodes, Nodes, SingleNode, failure
+from stream_scorer.features.nodes import Call, ClusterNodes, Nodes, SingleNode, failures
 
 _WRITE_CHUNK = 5000
 _MAX_FUTURE_MS = 3_600_000
@@ -52,6 +52,16 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+# Failures that say nothing about the script: a node unreachable or busy, mid-failover or mid-resharding.
+_TRANSIENT = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.NoScriptError,
+)
 _OTHER_TYPE_SHA = hashlib.sha1(_OTHER_TYPE.encode()).hexdigest()
 
 
@@ -111,7 +121,7 @@ class RedisFeatureStore:
         if not keys:
             return {g.name: unpack_many([], len(g.features), g.version) for g in groups}
         replies, unanswered = self._mget(keys, buckets)
-        other_type = self._other_types(keys, buckets, replies)
+        other_type = self._other_types(keys, buckets, replies, unanswered)
         out: dict[str, GroupValues] = {}
         start = 0
         for group in groups:
@@ -125,14 +135,16 @@ class RedisFeatureStore:
         return out
 
     def _mget(self, keys: Sequence[str], buckets: Sequence[int]) -> tuple[list[bytes | None], BoolArray]:
-        """The MGET replies by key, and which keys went unanswered (their node failed)."""
+        """The MGET replies by key, and which keys went unanswered (their node failed). Raises
+        :class:`FeatureStoreError` when no call was answered on a single Redis (for its circuit breaker); on a
+        cluster the failed nodes' rows are unanswered, and the per-node breakers stop asking them."""
         groups = list(by_bucket(buckets).values())
         answers = self._nodes.run([Call(keys[p[0]], ("MGET", *[keys[i] for i in p])) for p in groups])
-        error = failure(answers)
-        if error is not None:
-            raise_if_denied(error, "a feature read")
-            if all(isinstance(a, Exception) for a in answers):
-                raise FeatureStoreError(f"redis: {type(error).__name__}: {error}") from error
+        failed = failures(answers)
+        if failed:
+            raise_if_any_denied(failed, "a feature read")
+            if len(failed) == len(answers) and not self._nodes.isolates_failures:
+                raise FeatureStoreError(f"redis: {type(failed[0]).__name__}: {failed[0]}") from failed[0]
         replies: list[bytes | None] = [None] * len(keys)
         unanswered = np.zeros(len(keys), dtype=bool)
         for positions, answer in zip(groups, answers, strict=True):
@@ -141,24 +153,21 @@ class RedisFeatureStore:
                 continue
             for i, reply in zip(positions, answer, strict=True):
                 replies[i] = reply
-        if error is not None:
-            log.debug("feature store: %d of %d keys unanswered: %s", int(unanswered.sum()), len(keys), error)
         return replies, unanswered
 
     def _other_types(
-        self, keys: Sequence[str], buckets: Sequence[int], replies: Sequence[bytes | None]
+        self, keys: Sequence[str], buckets: Sequence[int], replies: Sequence[bytes | None], unanswered: BoolArray
     ) -> npt.NDArray[np.bool_]:
         """Flags the keys MGET answered nil for that hold another Redis type (one script call per tag)."""
         flags = np.zeros(len(keys), dtype=bool)
-        nil = [i for i, reply in enumerate(replies) if reply is None]
+        nil = [i for i, reply in enumerate(replies) if reply is None and not unanswered[i]]
         if not nil or not self._check_types:
             return flags
         groups = [[nil[j] for j in p] for p in by_bucket([buckets[i] for i in nil]).values()]
         sha = _OTHER_TYPE_SHA
         calls = [Call(keys[p[0]], ("EVALSHA_RO", sha, len(p), *[keys[i] for i in p]), _OTHER_TYPE) for p in groups]
-        answers = self._nodes.run(calls)
-        for positions, answer in zip(groups, answers, strict=True):
-            if isinstance(answer, redis.ConnectionError | redis.TimeoutError):  # the MGET answered: served
+        for positions, answer in zip(groups, self._nodes.run(calls), strict=True):
+            if isinstance(answer, _TRANSIENT):  # the MGET answered: its features are served
                 log.warning("feature store: could not tell keys of another type from missing ones: %s", answer)
             elif isinstance(answer, Exception):
                 self._check_types = False  # refused (no permission, no EVALSHA_RO before Redis 7, scripting off)
@@ -236,7 +245,8 @@ class RedisFeatureStore:
 
     @staticmethod
     def _check(replies: Sequence[Any], what: str) -> None:
-        error = failure(replies)
-        if error is not None:
-            raise_if_denied(error, "a feature write")
+        failed = failures(replies)
+        if failed:
+            raise_if_any_denied(failed, "a feature write")
+            error = failed[0]
             raise FeatureStoreError(f"redis: features not {what}: {type(error).__name__}: {error}") from error

@@ -11,12 +11,19 @@ Both follow the same steps for every batch::
 Exactly-once errors are classified: a retriable commit is retried; an abortable one aborts the
 transaction, rewinds the consumer to the committed offsets and raises :class:`BatchAborted` (the worker
 goes on); a fenced or fatal one raises :class:`KafkaError` (the worker exits non-zero).
+
+The transactional calls run under a watchdog: librdkafka 2.16 can block in ``send_offsets_to_transaction``
+past its own timeout when the coordinator's broker dies (confluentinc/librdkafka#5456, #5511; seen here when
+the killed broker of a three-broker cluster was the coordinator). Past the timeout and a grace period the
+call raises :class:`TransactionStuckError` and the worker exits at once: a new worker with the same
+transactional.id fences the stuck one and aborts its transaction, so nothing is lost or duplicated.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, Protocol
@@ -25,13 +32,14 @@ import confluent_kafka
 from confluent_kafka import TopicPartition
 
 from stream_scorer.batch import KafkaMessage
-from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError, StreamScorerError
+from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError, StreamScorerError, TransactionStuckError
 from stream_scorer.kafka.access import denied
 from stream_scorer.kafka.consumer import BatchConsumer
 from stream_scorer.kafka.offsets import next_offsets
 from stream_scorer.kafka.producer import CheckedProducer
 
 log = logging.getLogger(__name__)
+WATCHDOG_GRACE_SECONDS = 10.0
 
 
 class Delivery(Protocol):
@@ -98,8 +106,10 @@ class ExactlyOnce(_Producing):
         timeout_seconds: float,
         commit_retries: int = 5,
         transactional_id: str = "",
+        watchdog_grace_seconds: float = WATCHDOG_GRACE_SECONDS,
     ) -> None:
         super().__init__(producer, consumer, timeout_seconds)
+        self._grace = watchdog_grace_seconds
         self._retries = commit_retries
         self._transactional_id = transactional_id  # named when the principal may not use it
         self._call("init_transactions", producer.raw.init_transactions, timeout_seconds)
@@ -129,7 +139,7 @@ class ExactlyOnce(_Producing):
     def abort(self) -> None:
         """Abort the open transaction (its records are never seen by read_committed consumers) and rewind."""
         try:
-            self._producer.raw.abort_transaction(self._timeout)
+            self._watched("abort_transaction", self._producer.raw.abort_transaction, self._timeout)
         except confluent_kafka.KafkaException as exc:
             raise KafkaError(f"abort_transaction failed: {exc}") from exc
         self._producer.reset()  # the aborted records' failure reports are not the next window's
@@ -158,7 +168,7 @@ class ExactlyOnce(_Producing):
         )  # 3
         for attempt in range(self._retries + 1):  # 4
             try:
-                raw.commit_transaction(self._timeout)
+                self._watched("commit_transaction", raw.commit_transaction, self._timeout)
                 return acked
             except confluent_kafka.KafkaException as exc:
                 error = exc.args[0]
@@ -171,9 +181,33 @@ class ExactlyOnce(_Producing):
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         try:
-            return fn(*args)
+            return self._watched(what, fn, *args)
         except confluent_kafka.KafkaException as exc:
             self._classify(what, exc)
+
+    def _watched(self, what: str, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` in a thread, waited for up to the timeout and a grace period (see the module docstring)."""
+        outcome: list[Any] = []
+
+        def call() -> None:
+            try:
+                outcome.append((True, fn(*args)))
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append((False, exc))
+
+        thread = threading.Thread(target=call, name=f"kafka-{what}", daemon=True)
+        thread.start()
+        thread.join(self._timeout + self._grace)
+        if not outcome:
+            raise TransactionStuckError(
+                f"{what} did not return within {self._timeout + self._grace:.0f} s (a librdkafka hang "
+                "when the transaction or group coordinator's broker dies): exiting, so that a restarted worker "
+                "fences this one and aborts its transaction"
+            )
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
 
     def _classify(self, what: str, exc: confluent_kafka.KafkaException) -> NoReturn:
         error = exc.args[0] if exc.args else None

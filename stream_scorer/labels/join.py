@@ -24,6 +24,7 @@ lost between the claim and the join.
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -31,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_scorer.errors import LabelStoreError
-from stream_scorer.features.access import raise_if_denied
+from stream_scorer.features.access import raise_if_any_denied
 from stream_scorer.features.keys import by_bucket
-from stream_scorer.features.nodes import Call, failure
+from stream_scorer.features.nodes import Call, failures
 from stream_scorer.labels.join_script import (
     DUPLICATE,
     FIRST,
@@ -77,6 +78,8 @@ class JoinOutcome:
     unknown: int = 0
     unreadable: int = 0
 
+
+log = logging.getLogger(__name__)
 
 _Item = tuple[Label, PendingPrediction, bool]  # a label, its prediction, whether it is a held copy to claim
 
@@ -143,25 +146,19 @@ class LabelJoiner:
     def retry_held(self, limit: int = 10_000) -> JoinOutcome:
         """Join held labels whose prediction arrived; count those past their deadline as unknown.
 
-        Each call looks at up to ``limit`` overdue labels and ``limit`` others (in turn, from a cursor; both
-        shared evenly among the held sets of a cluster's hash tags), so a crowd of labels for unknown events
-        never starves one whose prediction has arrived. At 1000 a call (every ``retry_seconds``), the 30,000
-        early labels of a backlog drain queued behind labels held from before and their predictions' pending
-        records (a 30 s horizon in the demo) expired first: none of them was joined. At 10,000 (two MGETs of
-        10,000 keys a call; their cost was not measured) they were.
+        Each call looks at up to ``limit`` overdue labels and ``limit`` others (in turn, from a cursor; shared
+        evenly among a cluster's held sets), so a crowd of labels for unknown events never starves one whose
+        prediction has arrived. At 1000 a call, the 30,000 early labels of the demo's backlog drain queued behind
+        older held labels until their predictions' records (a 30 s horizon) expired: none was joined. At 10,000
+        (two MGETs of 10,000 keys a call; not measured) they were.
         """
         outcome = JoinOutcome()
         now = self._clock_ms()
         per_set = max(1, -(-limit // self._keys.hash_tags))
+        sets = [self.held_set(b) for b in range(self._keys.hash_tags)]
+        ranges = (("-inf", now, 0), (f"({now}", "+inf", self._cursor))  # overdue, then waiting from the cursor
         scans = [
-            Call(self.held_set(b), ("ZRANGEBYSCORE", self.held_set(b), "-inf", now, "LIMIT", 0, per_set))
-            for b in range(self._keys.hash_tags)
-        ]
-        scans += [
-            Call(
-                self.held_set(b), ("ZRANGEBYSCORE", self.held_set(b), f"({now}", "+inf", "LIMIT", self._cursor, per_set)
-            )
-            for b in range(self._keys.hash_tags)
+            Call(k, ("ZRANGEBYSCORE", k, low, high, "LIMIT", at, per_set)) for low, high, at in ranges for k in sets
         ]
         found = self._checked(self._nodes.run(scans), "held labels not read")
         overdue = {bytes(m).decode() for reply in found[: self._keys.hash_tags] for m in reply}
@@ -185,8 +182,8 @@ class LabelJoiner:
         for member in expired:  # claimed by whichever process removes it first
             held_set, key = self.held_set(self._keys.bucket(member)), self._store.key("held", member)
             writes += [Call(held_set, ("ZREM", held_set, member)), Call(key, ("DEL", key))]
-        replies = self._run(items, outcome, writes)
-        outcome.unknown += sum(1 for removed in replies[: 2 * len(expired) : 2] if removed)
+        replies = self._run(items, outcome, writes, retry=True)
+        outcome.unknown += sum(1 for removed in replies[: 2 * len(expired) : 2] if removed == 1)
         return outcome
 
     def probe_access(self, probe_id: str) -> None:
@@ -196,7 +193,8 @@ class LabelJoiner:
         key = self._store.key
         held_set = self.held_set(self._keys.bucket(probe_id))
         label, held = key("label", probe_id), key("held", probe_id)
-        script = ("EVALSHA", JOIN_SCRIPT_SHA, 3, held_set, label, held, 1000, "", 0, 0, "access-probe")
+        counter = self._store.counter_key("labelled", self._keys.bucket(probe_id), 0)  # of 1970: never read
+        script = ("EVALSHA", JOIN_SCRIPT_SHA, 4, held_set, label, counter, held, 1000, 1000, "", 0, 0, "access-probe")
         calls = [
             Call(label, ("MGET", key("pending", probe_id), held)),
             Call(label, ("SCRIPT", "LOAD", JOIN_SCRIPT)),  # as after a Redis restart, when its cache is empty
@@ -210,16 +208,13 @@ class LabelJoiner:
             Call(held, ("SET", held, b"", "PX", 1000)),
         ]
         self._checked(self._nodes.run(calls), "the label join's access probe failed")
-        self._count("labelled", {0: 0})
         self.coverage(self._clock_ms(), 60.0)
 
     def held_count(self) -> int:
         """How many labels are held, waiting for their prediction."""
         sets = [self.held_set(b) for b in range(self._keys.hash_tags)]
-        return sum(
-            int(n)
-            for n in self._checked(self._nodes.run([Call(k, ("ZCARD", k)) for k in sets]), "held labels not counted")
-        )
+        counts = self._checked(self._nodes.run([Call(k, ("ZCARD", k)) for k in sets]), "held labels not counted")
+        return sum(int(n) for n in counts)
 
     def coverage(self, now_ms: int, lookback_seconds: float) -> tuple[float, int]:
         """Share of the predictions scored in ``lookback_seconds`` before the horizon that got a label, and how
@@ -228,15 +223,15 @@ class LabelJoiner:
         start = self._store.bucket(now_ms - self._horizon_ms - int(lookback_seconds * 1000))
         if end <= start:
             return float("nan"), 0
-        calls = [
-            Call(keys[0], ("MGET", *keys))
-            for keys in (
-                [self._store.counter_key(kind, b) for b in range(start, end)] for kind in ("predicted", "labelled")
-            )
-        ]
-        predicted, labelled = self._checked(self._nodes.run(calls), "coverage not read")
-        total = sum(int(v) for v in predicted if v is not None)
-        got = sum(int(v) for v in labelled if v is not None)
+        buckets = range(start, end)
+        calls = []
+        for tag in range(self._keys.hash_tags):  # each tag counts its own predictions and labels
+            keys = [self._store.counter_key(kind, tag, b) for kind in ("predicted", "labelled") for b in buckets]
+            calls.append(Call(keys[0], ("MGET", *keys)))
+        total = got = 0
+        for counts in self._checked(self._nodes.run(calls), "coverage not read"):
+            total += sum(int(v) for v in counts[: len(buckets)] if v is not None)
+            got += sum(int(v) for v in counts[len(buckets) :] if v is not None)
         return (got / total if total else float("nan")), total
 
     def _records(self, ids: Sequence[str]) -> tuple[dict[str, bytes | None], dict[str, bytes | None]]:
@@ -264,56 +259,62 @@ class LabelJoiner:
             outcome.unreadable += 1
             return None
 
-    def _run(self, items: Sequence[_Item], outcome: JoinOutcome, writes: Sequence[Call]) -> list[Any]:
-        """Send ``writes``, then the join script for ``items`` (one call per hash tag); classify the replies and
-        count the first labels for coverage. Returns the replies of ``writes``."""
-        groups = list(by_bucket(self._keys.buckets([label.event_id for label, _, _ in items])).values())
+    def _run(
+        self, items: Sequence[_Item], outcome: JoinOutcome, writes: Sequence[Call], *, retry: bool = False
+    ) -> list[Any]:
+        """Send ``writes``, then the join script for ``items`` (one call per hash tag), and classify the replies.
+        Returns the replies of ``writes``. When a call failed: raises :class:`LabelStoreError` after the others
+        were classified (the batch is read again; what was applied comes back REDELIVERED), or, for a ``retry``
+        of held labels (read from Redis, not Kafka), logs it: the labels a failed call did not claim stay held."""
+        groups = list(by_bucket(self._keys.buckets([label.event_id for label, _, _ in items])).items())
         calls = list(writes)
-        for positions in groups:
-            held_set = self.held_set(self._keys.bucket(items[positions[0]][0].event_id))
-            keys: list[str] = [held_set]
-            args: list[Any] = [self._horizon_ms]
-            for label, _, claim in (items[i] for i in positions):
-                keys += [self._store.key("label", label.event_id), self._store.key("held", label.event_id)]
+        for tag, positions in groups:
+            keys: list[str] = [self.held_set(tag)]
+            args: list[Any] = [self._horizon_ms, self._store.counter_ttl_ms()]
+            for label, prediction, claim in (items[i] for i in positions):
+                counter = self._store.counter_key("labelled", tag, self._store.bucket(prediction.scored_at_ms))
+                keys += [self._store.key("label", label.event_id), counter, self._store.key("held", label.event_id)]
                 args += [label.event_id if claim else "", label.label, label.label_time_ms, label.source]
-            calls.append(Call(held_set, ("EVALSHA", JOIN_SCRIPT_SHA, len(keys), *keys, *args), JOIN_SCRIPT))
-        replies = self._checked(self._nodes.run(calls), "label join write failed")
-        first: dict[int, int] = {}
-        for positions, codes in zip(groups, replies[len(writes) :], strict=True):
-            for i, code, previous in zip(positions, codes[0::2], codes[1::2], strict=True):
-                label, prediction, _ = items[i]
-                if code == FIRST:
-                    outcome.joined.append(JoinedPair(label, prediction))
-                    bucket = self._store.bucket(prediction.scored_at_ms)
-                    first[bucket] = first.get(bucket, 0) + 1
-                elif code == DUPLICATE:
-                    outcome.duplicates += 1
-                elif code == REPLACED:
-                    outcome.contradicting += 1
-                    outcome.joined.append(JoinedPair(label, prediction, replaced=int(previous)))
-                elif code == STALE:
-                    outcome.contradicting += 1
-                elif code == REDELIVERED:
-                    outcome.joined.append(JoinedPair(label, prediction, redelivered=True))
-        self._count("labelled", first)
+            calls.append(Call(keys[0], ("EVALSHA", JOIN_SCRIPT_SHA, len(keys), *keys, *args), JOIN_SCRIPT))
+        replies = self._nodes.run(calls)
+        for (_, positions), codes in zip(groups, replies[len(writes) :], strict=True):
+            if not isinstance(codes, Exception):
+                _classify([items[i] for i in positions], codes, outcome)
+        failed = failures(replies)
+        if failed and not retry:
+            self._raise(failed, "label join write failed")
+        if failed:
+            raise_if_any_denied(failed, "the label join")
+            log.warning("label join: %d of %d calls of a retry failed: %s", len(failed), len(calls), failed[0])
         return replies[: len(writes)]
 
-    def _count(self, kind: str, by_bucket_ms: dict[int, int]) -> None:
-        """Add to the coverage counters (a crash right before this loses these counts, not the labels)."""
-        ttl = self._store.counter_ttl_ms()
-        calls = []
-        for bucket, n in by_bucket_ms.items():
-            key = self._store.counter_key(kind, bucket)
-            calls += [Call(key, ("INCRBY", key, n)), Call(key, ("PEXPIRE", key, ttl))]
-        self._checked(self._nodes.run(calls), "coverage not counted")
+    def _checked(self, replies: list[Any], what: str) -> list[Any]:
+        failed = failures(replies)
+        if failed:
+            self._raise(failed, what)
+        return replies
 
     @staticmethod
-    def _checked(replies: list[Any], what: str) -> list[Any]:
-        error = failure(replies)
-        if error is not None:
-            raise_if_denied(error, "the label join")
-            raise LabelStoreError(f"redis: {what}: {type(error).__name__}: {error}") from error
-        return replies
+    def _raise(failed: Sequence[Exception], what: str) -> None:
+        raise_if_any_denied(failed, "the label join")
+        error = failed[0]
+        raise LabelStoreError(f"redis: {what}: {type(error).__name__}: {error}") from error
+
+
+def _classify(items: Sequence[_Item], codes: Sequence[int], outcome: JoinOutcome) -> None:
+    """Count one script call's answers: two numbers per item, its code and the label it replaced."""
+    for (label, prediction, _), code, previous in zip(items, codes[0::2], codes[1::2], strict=True):
+        if code == FIRST:
+            outcome.joined.append(JoinedPair(label, prediction))
+        elif code == DUPLICATE:
+            outcome.duplicates += 1
+        elif code == REPLACED:
+            outcome.contradicting += 1
+            outcome.joined.append(JoinedPair(label, prediction, replaced=int(previous)))
+        elif code == STALE:
+            outcome.contradicting += 1
+        elif code == REDELIVERED:
+            outcome.joined.append(JoinedPair(label, prediction, redelivered=True))
 
 
 def _pack_label(label: Label) -> bytes:

@@ -11,16 +11,16 @@ import hashlib
 
 FIRST, DUPLICATE, REPLACED, STALE, REDELIVERED, TAKEN = range(6)
 
-# KEYS[1]: the held set of the call's hash tag; then per item: the label key, the held payload key. ARGV[1]: the
-# label TTL (ms); then per item: the held member to claim ("" when the label is not a held one), the label, its
-# time, its source. Returns per item: a code and the earlier label. The caller counts the FIRST codes for
-# coverage (the counters live in another slot of a cluster).
+# KEYS[1]: the held set of the call's hash tag; then per item: the label key, the coverage counter, the held
+# payload key (all of the tag's slot). ARGV[1], ARGV[2]: the label and counter TTLs (ms); then per item: the held
+# member to claim ("" when the label is not a held one), the label, its time, its source. Returns per item: a
+# code and the earlier label.
 JOIN_SCRIPT = """
-local label_ttl = ARGV[1]
+local label_ttl, counter_ttl = ARGV[1], ARGV[2]
 local out = {}
-for i = 0, (#KEYS - 1) / 2 - 1 do
-  local label_key, held_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
-  local member, value, at, source = ARGV[2 + 4 * i], ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i]
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local label_key, counter_key, held_key = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local member, value, at, source = ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i]
   local code, previous = 0, -1
   if member ~= '' and redis.call('ZREM', KEYS[1], member) == 0 then
     code = 5
@@ -29,6 +29,8 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
     local stored = redis.call('GET', label_key)
     if not stored then
       redis.call('SET', label_key, value .. ':' .. at .. ':' .. source, 'PX', label_ttl)
+      redis.call('INCR', counter_key)
+      redis.call('PEXPIRE', counter_key, counter_ttl)
     else
       local v, t, s = string.match(stored, '^([^:]*):([^:]*):(.*)$')
       previous = tonumber(v)
@@ -49,4 +51,5 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
 end
 return out
 """
+
 JOIN_SCRIPT_SHA = hashlib.sha1(JOIN_SCRIPT.encode()).hexdigest()

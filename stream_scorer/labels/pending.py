@@ -26,9 +26,9 @@ from redis.cluster import RedisCluster
 
 from stream_scorer.batch import BoolArray, Float64Array, Int64Array
 from stream_scorer.errors import ModelArtifactError, PendingWriteError
-from stream_scorer.features.access import raise_if_denied
+from stream_scorer.features.access import raise_if_any_denied
 from stream_scorer.features.keys import KeySpace, by_bucket
-from stream_scorer.features.nodes import Call, Nodes, failure
+from stream_scorer.features.nodes import Call, Nodes, failures
 from stream_scorer.features.store import as_nodes
 
 FORMAT = 1
@@ -111,14 +111,17 @@ def unpack(record: bytes) -> PendingPrediction:
     return PendingPrediction(event_time, scored_at, tuple(models), tuple(scores), tuple(decisions))
 
 
-# KEYS: the pending keys (of one hash slot); ARGV: the records, then their TTL (ms). A record that exists
-# already (the event scored again after a re-read) is kept, and not counted again for coverage.
+# KEYS: the pending keys, then the coverage counter (all of one hash tag); ARGV: the records, then the two TTLs
+# (ms). A record that exists already (the event scored again after a re-read) is kept, and counted once.
 _WRITE_ALL = """
-local n = #KEYS
+local n = #KEYS - 1
+local ttl, counter_ttl = ARGV[n + 1], ARGV[n + 2]
 local created = 0
 for i = 1, n do
-  if redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[n + 1], 'NX') then created = created + 1 end
+  if redis.call('SET', KEYS[i], ARGV[i], 'PX', ttl, 'NX') then created = created + 1 end
 end
+redis.call('INCRBY', KEYS[n + 1], created)
+redis.call('PEXPIRE', KEYS[n + 1], counter_ttl)
 return created
 """
 WRITE_ALL_SHA = hashlib.sha1(_WRITE_ALL.encode()).hexdigest()
@@ -132,7 +135,8 @@ class RedisPendingStore:
     ``predicted:<bucket>``  predictions scored in that time bucket (for label coverage)
 
     On a Redis Cluster (``hash_tags`` > 1) a record's key carries the hash tag of its event id, which the
-    label join computes too, and the counters share one slot (:mod:`stream_scorer.features.keys`).
+    label join computes too, and each tag has its own counters, counted in the same script as its records
+    (:mod:`stream_scorer.features.keys`): coverage sums them over the tags.
     """
 
     def __init__(
@@ -152,9 +156,9 @@ class RedisPendingStore:
         """The Redis key of one item of an event (tagged by the event id's bucket on a cluster)."""
         return self.keys.key(kind, name)
 
-    def counter_key(self, kind: str, bucket: int) -> str:
-        """A coverage counter of one time bucket ("predicted" or "labelled")."""
-        return self.keys.coverage_key(kind, str(bucket))
+    def counter_key(self, kind: str, tag: int, bucket: int) -> str:
+        """A coverage counter ("predicted" or "labelled") of one hash tag and time bucket."""
+        return self.keys.bucket_key(kind, tag, str(bucket))
 
     def counter_ttl_ms(self) -> int:
         """How long a coverage counter lives: the lookback needs them past the horizon."""
@@ -169,33 +173,30 @@ class RedisPendingStore:
         record, counted in the coverage bucket of 1970: a right the user lacks is an AccessDeniedError now, not
         at the first batch."""
         key = self.key("pending", probe_id)
-        error = failure(self.nodes.run([Call(key, ("SCRIPT", "LOAD", _WRITE_ALL))]))
-        if error is not None:
-            raise_if_denied(error, "the pending-prediction write")
-            raise PendingWriteError(f"redis: the pending write's script was not loaded: {error}") from error
+        failed = failures(self.nodes.run([Call(key, ("SCRIPT", "LOAD", _WRITE_ALL))]))
+        if failed:
+            raise_if_any_denied(failed, "the pending-prediction write")
+            raise PendingWriteError(f"redis: the pending write's script was not loaded: {failed[0]}") from failed[0]
         self.write([probe_id], [b"access-probe"], scored_at_ms=0)
 
     def write(self, event_ids: Sequence[str], records: Sequence[bytes], scored_at_ms: int) -> None:
-        """Store a batch's records, one script call per hash tag (one in all on a single Redis), then count the
-        new ones for coverage. A script measured 3x cheaper in wall time, 10x in client CPU, than a pipeline of
-        one SET per event (benchmarks/pending.py)."""
+        """Store a batch's records and count them for coverage: one script call per hash tag (one in all on a
+        single Redis), which measured 3x cheaper in wall time, 10x in client CPU, than a pipeline of one SET per
+        event (benchmarks/pending.py)."""
+        bucket = self.bucket(scored_at_ms)
+        ttl = (self._horizon_ms, self.counter_ttl_ms())
         calls = []
-        for positions in by_bucket(self.keys.buckets(event_ids)).values():
+        for tag, positions in by_bucket(self.keys.buckets(event_ids)).items():
+            counter = self.counter_key("predicted", tag, bucket)
             for start in range(0, len(positions), MAX_PER_CALL):
                 chunk = positions[start : start + MAX_PER_CALL]
                 keys = [self.key("pending", event_ids[i]) for i in chunk]
-                args = ("EVALSHA", WRITE_ALL_SHA, len(keys), *keys, *[records[i] for i in chunk], self._horizon_ms)
-                calls.append(Call(keys[0], args, _WRITE_ALL))
-        replies = self.nodes.run(calls)
-        created = sum(int(r) for r in replies if not isinstance(r, Exception))
-        counter = self.counter_key("predicted", self.bucket(scored_at_ms))
-        counted = [
-            Call(counter, ("INCRBY", counter, created)),
-            Call(counter, ("PEXPIRE", counter, self.counter_ttl_ms())),
-        ]
-        error = failure(replies) or failure(self.nodes.run(counted) if created else [])
-        if error is not None:  # redis errors and socket errors: the caller counts and goes on
-            raise_if_denied(error, "the pending-prediction write")  # not an outage: every label would be lost
+                args = ("EVALSHA", WRITE_ALL_SHA, len(keys) + 1, *keys, counter, *[records[i] for i in chunk], *ttl)
+                calls.append(Call(counter, args, _WRITE_ALL))
+        failed = failures(self.nodes.run(calls))
+        if failed:  # redis errors and socket errors: the caller counts and goes on
+            raise_if_any_denied(failed, "the pending-prediction write")  # not an outage: every label would be lost
+            error = failed[0]
             raise PendingWriteError(
                 f"redis: pending predictions not written: {type(error).__name__}: {error}"
             ) from error

@@ -111,6 +111,11 @@ class ScorerMetrics:
             "Feature-store circuit breaker: 0 closed, 1 half-open, 2 open (serving imputed features).",
             registry=registry,
         )
+        self.redis_nodes_open = Gauge(
+            "stream_scorer_redis_nodes_circuit_open",
+            "Redis Cluster primaries not asked for now (their circuit is open; their rows are UNAVAILABLE).",
+            registry=registry,
+        )
         self.feature_age = BatchHistogram(
             "stream_scorer_feature_age_seconds",
             "Age of served feature groups at scoring time (present ones).",

@@ -10,6 +10,7 @@ from stream_scorer.wiring.clients import (
     model_loader,
     multinomial_loader,
     redis_client,
+    redis_nodes,
     schemas,
     served_model_path,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "model_loader",
     "multinomial_loader",
     "redis_client",
+    "redis_nodes",
     "schemas",
     "served_model_path",
 ]

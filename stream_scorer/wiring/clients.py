@@ -13,7 +13,10 @@ import confluent_kafka
 import fastavro
 import redis
 from prometheus_client.registry import CollectorRegistry
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 
 from stream_scorer.codec import Schemas, confluent_frame, load_schemas
 from stream_scorer.codec.registry import RegistryClient
@@ -62,10 +65,11 @@ def redis_client(settings: RedisSettings) -> redis.Redis | RedisCluster:
                 socket_connect_timeout=settings.socket_timeout_seconds,
                 decode_responses=False,
                 require_full_coverage=False,
+                retry=Retry(NoBackoff(), 1),  # a node down is the circuit breaker's business, not a retry loop's
                 **options,
             )
-        except redis.RedisError as exc:
-            problem = refused_login(exc)
+        except (redis.RedisError, RedisClusterException) as exc:
+            problem = refused_login(exc.__cause__ or exc)  # the cluster client wraps what a seed answered
             if problem is not None:
                 raise problem from exc
             raise ConfigError(
@@ -80,11 +84,14 @@ def redis_client(settings: RedisSettings) -> redis.Redis | RedisCluster:
     )
 
 
-def redis_nodes(settings: RedisSettings, client: redis.Redis | RedisCluster | None = None) -> Nodes:
-    """Where Redis calls go: the one server, or a cluster's primaries, each with the configured circuit breaker."""
-    client = client or redis_client(settings)
+def redis_nodes(settings: RedisSettings, on_open: Callable[[int], None] | None = None) -> Nodes:
+    """Where Redis calls go: the one server, or a cluster's primaries, each with the configured circuit breaker
+    (``on_open`` is told how many primaries have theirs open)."""
+    client = redis_client(settings)
     if isinstance(client, RedisCluster):
-        return ClusterNodes(client, failures=settings.breaker_failures, reset_seconds=settings.breaker_reset_seconds)
+        return ClusterNodes(
+            client, failures=settings.breaker_failures, reset_seconds=settings.breaker_reset_seconds, on_open=on_open
+        )
     return SingleNode(client)
 
 

@@ -108,7 +108,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     model = load(path)
     challengers = [load(Path(p)) for p in settings.challengers]
     metrics = ScorerMetrics(registry := registry if registry is not None else CollectorRegistry())
-    connection = redis_nodes(settings.redis)  # one pool for features and pending predictions
+    connection = redis_nodes(settings.redis, metrics.redis_nodes_open.set)  # features and pending predictions
     store = feature_store(settings, connection)
     lookup = CircuitBreakerLookup(
         store,

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 INVALID_INPUT_EXIT = 3  # the exit code of a worker stopped by the invalid-input guard (cli.main.dispatch)
 ACCESS_DENIED_EXIT = 4  # and of one whose principal lacks a right: restarting cannot help either
+TRANSACTION_STUCK_EXIT = 5  # and of one whose transactional call hung in librdkafka: restarted, like a crash
 QUICK_EXIT_SECONDS = 10.0  # a process that dies this soon after starting counts as failing to start
 MAX_QUICK_EXITS = 5
 

@@ -8,6 +8,7 @@ test_labels.py marked SINGLE_AND_CLUSTER.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -17,15 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 from redis.cluster import RedisCluster
 
 from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from stream_scorer.errors import ConfigError
+from stream_scorer.features import nodes as nodes_module
 from stream_scorer.features.keys import KeySpace
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.features.nodes import ClusterNodes
 from stream_scorer.features.store import RedisFeatureStore
 from stream_scorer.labels.pending import RedisPendingStore, models_header, pack_many
+from stream_scorer.wiring import redis_nodes
 from tests.integration.conftest import REPO, Stack
 from tools.chaos import cluster as chaos_cluster
 from tools.chaos import context
@@ -70,7 +73,7 @@ def seed(store: RedisFeatureStore, n: int = len(CARDS)) -> np.ndarray:
 
 
 def test_a_batch_is_one_mget_per_hash_tag_pipelined_per_node_and_reads_what_was_written(
-    cluster: RedisCluster, stack: Stack, redis_prefix: str
+    cluster: RedisCluster, stack: Stack, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = RedisFeatureStore(cluster, redis_prefix, stack.hash_tags)
     values = seed(store)
@@ -79,8 +82,13 @@ def test_a_batch_is_one_mget_per_hash_tag_pipelined_per_node_and_reads_what_was_
     assert len(served) == 3  # the batch's keys live on all three primaries
 
     before = calls_by_node(cluster, "mget")
+    pipelines: list[int] = []
+    send = nodes_module._send_pipeline
+    monkeypatch.setattr(nodes_module, "_send_pipeline", lambda c, calls: pipelines.append(len(calls)) or send(c, calls))
     out = store.fetch([VELOCITY, PROFILE], {"card": CARDS})
+    monkeypatch.undo()
     after = calls_by_node(cluster, "mget")
+    assert sorted(pipelines) == sorted(len(b) for b in served.values())  # one round trip per node, all its tags
     # Both groups of one card share its tag: one MGET per tag, each on the primary that serves it.
     assert {name: after[name] - before[name] for name in after} == {name: len(b) for name, b in served.items()}
     np.testing.assert_array_equal(out[VELOCITY.name].values, values.astype(np.float32))
@@ -102,7 +110,8 @@ def test_pending_writes_are_one_script_per_hash_tag(cluster: RedisCluster, stack
     assert sum(calls_by_node(cluster, "evalsha").values()) - first == tags  # one script call per tag
     assert tags <= first - before <= 2 * tags  # a node without the script answers NOSCRIPT once per call
     assert cluster.get(pending.key("pending", "event-7")) == records[7]
-    assert int(cluster.get(pending.counter_key("predicted", 5)) or 0) == 3000
+    counters = [cluster.get(pending.counter_key("predicted", tag, 5)) for tag in range(stack.hash_tags)]
+    assert sum(int(c or 0) for c in counters) == 3000  # each tag counts its own, in the same script call
 
 
 def migrate_slot(client: RedisCluster, slot: int, source: str, target: str) -> None:
@@ -155,7 +164,8 @@ def test_a_killed_primary_serves_its_rows_unavailable_until_its_replica_is_promo
 ) -> None:
     client = stack.redis(decode_responses=False, socket_timeout=0.3, socket_connect_timeout=0.3)
     assert isinstance(client, RedisCluster)
-    nodes = ClusterNodes(client, failures=2, reset_seconds=1.0)
+    opened: list[int] = []  # what the worker's stream_scorer_redis_nodes_circuit_open gauge is set to
+    nodes = ClusterNodes(client, failures=2, reset_seconds=1.0, on_open=opened.append)
     store = RedisFeatureStore(nodes, redis_prefix, stack.hash_tags)
     seed(store)
     keys = KeySpace(redis_prefix, stack.hash_tags)
@@ -176,6 +186,7 @@ def test_a_killed_primary_serves_its_rows_unavailable_until_its_replica_is_promo
             time.sleep(0.2)
         # Redis keeps no data here (no persistence), but the replica had it all: every row is back.
         assert healed is not None and healed.present.all()
+        assert opened[0] == 1 and opened[-1] == 0  # the node's circuit opened, and is closed again
     finally:
         client.close()
         subprocess.run([str(REPO / "scripts" / "stack"), "up", "cluster"], check=True, capture_output=True, timeout=120)
@@ -187,17 +198,15 @@ def _slots(client: RedisCluster, name: str) -> set[int]:
 
 
 def test_the_worker_settings_select_the_cluster(stack: Stack) -> None:
-    from stream_scorer.wiring import redis_client
-
-    client = redis_client(stack.redis_settings("it"))
+    settings = dataclasses.replace(stack.redis_settings("it"), breaker_failures=7)
+    nodes = redis_nodes(settings)
     try:
-        assert isinstance(client, RedisCluster) and len(client.get_primaries()) == 3
+        assert isinstance(nodes, ClusterNodes) and nodes._failures == 7 and settings.key_tags == 256
+        assert len(nodes.client.get_primaries()) == 3 and nodes.ping()
     finally:
-        client.close()
-    plain = redis.Redis.from_url(stack.redis_url)
-    with pytest.raises(redis.ResponseError, match="same slot"):  # why keys carry hash tags on a cluster
-        plain.mget("{1}a", "{2}b")
-    plain.close()
+        nodes.close()
+    with pytest.raises(ConfigError, match="cannot work on a cluster"):
+        dataclasses.replace(settings, hash_tags=1)
 
 
 def test_a_killed_redis_primary_loses_nothing_under_load_and_degrades_only_its_slots(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import confluent_kafka
 import pytest
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException
 
-from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError
+from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError, TransactionStuckError
 from stream_scorer.kafka.delivery import AtLeastOnce, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer
 from tests.support import FakeMessage
@@ -184,3 +187,16 @@ def test_a_fatal_error_reported_by_librdkafka_makes_the_delivery_error_fatal() -
     with pytest.raises(DeliveryError) as fatal:
         producer.flush(1.0)
     assert fatal.value.fatal
+
+
+def test_a_transactional_call_that_hangs_past_its_timeout_raises_transaction_stuck() -> None:
+    raw = FakeRawProducer()
+    released = threading.Event()
+    raw.send_offsets_to_transaction = lambda *_: released.wait(30)  # type: ignore[method-assign]  # librdkafka#5511
+    delivery = ExactlyOnce(CheckedProducer(raw), FakeConsumer(), 0.2, watchdog_grace_seconds=0.3)
+    delivery.begin()
+    started = time.monotonic()
+    with pytest.raises(TransactionStuckError, match="send_offsets_to_transaction did not return within 0 s"):
+        delivery.complete(MESSAGES)
+    assert time.monotonic() - started < 5 and "commit_transaction" not in raw.calls
+    released.set()

@@ -23,6 +23,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_scorer.codec import decode
+from stream_scorer.worker.supervisor import TRANSACTION_STUCK_EXIT
 from tools.chaos.mutants import BROKER_MAX_MESSAGE_BYTES
 
 
@@ -138,8 +139,13 @@ class Supervisor:
 
     @property
     def crashes(self) -> int:
-        """Exits that were not ours: neither after a SIGKILL we sent nor a clean 0."""
-        return sum(1 for code in self.exit_codes if code not in (0, -signal.SIGKILL))
+        """Exits that were not ours: neither after a SIGKILL we sent, nor a clean 0, nor the watchdog's."""
+        return sum(1 for code in self.exit_codes if code not in (0, -signal.SIGKILL, TRANSACTION_STUCK_EXIT))
+
+    @property
+    def stuck_exits(self) -> int:
+        """Exits of the exactly-once watchdog: a transactional call hung in librdkafka (kafka/delivery.py)."""
+        return self.exit_codes.count(TRANSACTION_STUCK_EXIT)
 
     def stop(self) -> None:
         self._stopping.set()

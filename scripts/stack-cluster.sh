@@ -67,7 +67,7 @@ start_cluster_kafka() {
   local ports=($CLUSTER_KAFKA_PORTS) controllers=($CLUSTER_CONTROLLER_PORTS) i node dir started=()
   for i in 0 1 2; do
     node=$((i + 1)); dir=$cluster_dir/kafka-$node
-    if recorded_alive "$dir/pid" kafka.Kafka; then continue; fi
+    if recorded_alive "$dir/pid" kafka.Kafka; then log "cluster kafka-$node already running (pid $(cat "$dir/pid"))"; continue; fi
     port_open "${ports[$i]}" && { log "port ${ports[$i]} is taken by a process we did not start"; exit 1; }
     write_cluster_kafka_config "$node" "${ports[$i]}" "${controllers[$i]}"
     local java=($(cluster_kafka_java "$node") -cp "$KAFKA_CACHE/libs/*")
@@ -99,7 +99,7 @@ start_cluster_redis() {
   for port in $CLUSTER_REDIS_PORTS; do
     dir=$cluster_dir/redis-$port
     mkdir -p "$dir"
-    recorded_alive "$dir/pid" redis-server && continue
+    recorded_alive "$dir/pid" redis-server && continue  # running already (wait_cluster_redis_ok says so)
     port_open "$port" && { log "port $port is taken by a process we did not start"; exit 1; }
     nohup redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" --appendonly no --daemonize no \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$CLUSTER_REDIS_NODE_TIMEOUT_MS" --cluster-require-full-coverage no \

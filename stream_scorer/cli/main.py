@@ -29,7 +29,7 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: 
 
     Our errors become one line on stderr and an exit code, never a traceback: 3 when too much input was
     invalid (a supervisor must not restart into the same input), 4 when a right is missing (nor into the same
-    ACLs), 1 for the others.
+    ACLs), 1 for the others; ``run`` exits 5 when its exactly-once watchdog fires (restart it).
     """
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):

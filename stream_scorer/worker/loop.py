@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stream_scorer import errors
 from stream_scorer.batch import KafkaMessage
 from stream_scorer.codec import EventDecoder, InvalidMessage
 from stream_scorer.errors import BatchAborted, DeliveryError, InvalidInputRateError, SchemaRegistryError
@@ -137,8 +138,8 @@ class Worker:
         """
         try:
             return self._step()
-        except BatchAborted:
-            self._drop_window()  # the delivery already aborted and rewound (no-op if commit_window dropped it)
+        except (BatchAborted, errors.TransactionStuckError):  # aborted and rewound, or stuck: no abort can run
+            self._drop_window()  # (a no-op if commit_window dropped it)
             raise
         except BaseException:
             try:
@@ -261,18 +262,15 @@ class Worker:
 
     def commit_window(self) -> None:
         """Make every batch since the last commit durable: flush, check and commit (or commit the transaction).
-
-        Called after each batch (or once per ``commit_interval_seconds``), on shutdown, and before the
-        consumer gives partitions up in a rebalance.
-        """
+        Called after each batch (or once per ``commit_interval_seconds``), on shutdown and before a rebalance."""
         if not self._window:
             return
         window = self._window
         self._await_join()
         try:
             self._delivery.complete([m for batch in window for m in batch.messages])
-        except BatchAborted:
-            self._drop_window()  # the delivery aborted and rewound already
+        except (BatchAborted, errors.TransactionStuckError):  # aborted and rewound, or stuck: no abort can run
+            self._drop_window()
             raise
         except BaseException:
             self._drop_window()  # never retried as is: a failed window is read again, not committed later

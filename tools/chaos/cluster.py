@@ -91,8 +91,7 @@ def broker_kill(ctx: Context, mode: str, events: int, rate: float, down_seconds:
     later (30 s: longer than the controller takes to fence it, broker.session.timeout.ms 9 s, so the stall
     measured is the failover's, not the restart's)."""
     run = Run.create(ctx.bootstrap, ctx.workdir, f"cbroker-{mode.replace('_', '')}", PARTITIONS, 3)
-    # A 30 s flush timeout covers the failover; and bounds a transactional call that hangs (kafka/delivery.py).
-    sup = Supervisor(run, ctx.env(STREAM_SCORER_KAFKA__DELIVERY=mode, STREAM_SCORER_BATCH__FLUSH_TIMEOUT_SECONDS="30"))
+    sup = Supervisor(run, ctx.env(STREAM_SCORER_KAFKA__DELIVERY=mode))
     gen = Generator(run, ctx.events(events, seed=5), rate)
     time.sleep(6)
     leaders = _leaders(run)

@@ -123,13 +123,19 @@ start_cluster_redis() {
   wait_cluster_redis_ok
 }
 
-# Every node reports cluster_state:ok and three primaries serve all 16384 slots.
+# Every node reports cluster_state:ok, and every replica is in sync with its primary (a node that rejoined
+# after a kill is loaded by a full sync first, which forks its primary: tests start after that).
 wait_cluster_redis_ok() {
   local port deadline=$((SECONDS + 60))
   while [ $SECONDS -lt $deadline ]; do
     local ok=1
     for port in $CLUSTER_REDIS_PORTS; do
       redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q "cluster_state:ok" || ok=0
+      local replication
+      replication=$(redis-cli -h 127.0.0.1 -p "$port" info replication 2>/dev/null)
+      if grep -q "role:slave" <<<"$replication"; then
+        grep -q "master_link_status:up" <<<"$replication" && grep -q "master_sync_in_progress:0" <<<"$replication" || ok=0
+      fi
     done
     [ $ok -eq 1 ] && { log "redis cluster ready ($(cluster_redis_nodes))"; return 0; }
     sleep 0.2

@@ -145,7 +145,8 @@ def redis_primary_kill(ctx: Context, events: int, rate: float) -> Row:
         sup.crashes,
         [degraded],
         f"{unavailable} UNAVAILABLE groups, {wrong} of them off the killed node's slots; replica promoted "
-        f"{'after' if promoted else 'not within'} {promoted_after:.1f} s, last UNAVAILABLE {degraded:.1f} s after",
+        f"{'after' if promoted else 'not within'} {promoted_after:.1f} s, last UNAVAILABLE {degraded:.1f} s after; "
+        f"worker exits {sup.exit_codes[:-1] or 'none'}",
     )
 
 

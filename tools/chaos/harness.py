@@ -88,6 +88,7 @@ class Supervisor:
             "STREAM_SCORER_KAFKA__CREATE_TOPICS": "false",
             "STREAM_SCORER_KAFKA__SESSION_TIMEOUT_SECONDS": "6",
             "STREAM_SCORER_METRICS__ENABLED": "false",
+            "PYTHONFAULTHANDLER": "1",  # a crash in native code leaves its traceback in the log
             **env,
         }
         self.log = run.workdir / f"{run.tag}-workers.log"

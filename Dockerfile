@@ -13,16 +13,22 @@ WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md ./
 COPY stream_scorer/ stream_scorer/
-# The native codec (native/, PyO3 + maturin), once it lands, is built here into /dist beside the pure-Python
-# wheel: a Rust toolchain in this stage, then `maturin build --release --out /dist` in native/. Nothing yet.
 RUN pip wheel --wheel-dir /dist .
+# The native decoder (native/: Rust, PyO3, arrow-avro) as an abi3 wheel beside it: Rust from the official
+# image, a C linker from Debian, maturin from PyPI. The runtime stage installs the wheel, not the toolchain.
+COPY --from=rust:1-slim-bookworm /usr/local/cargo /usr/local/cargo
+COPY --from=rust:1-slim-bookworm /usr/local/rustup /usr/local/rustup
+ENV CARGO_HOME=/usr/local/cargo RUSTUP_HOME=/usr/local/rustup PATH=/usr/local/cargo/bin:$PATH
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+COPY native/ native/
+RUN pip install "maturin>=1.16,<2" && maturin build --release --locked --manifest-path native/Cargo.toml --out /dist
 
 # --- runtime: the wheels installed, no compiler, no sources, not root ------------------------------------------
 FROM ${PYTHON} AS runtime
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 RUN --mount=type=bind,from=build,source=/dist,target=/dist \
-    pip install --no-index --find-links /dist stream-scorer \
+    pip install --no-index --find-links /dist stream-scorer stream-scorer-native \
  && groupadd --system --gid 10001 stream-scorer \
  && useradd --system --uid 10001 --gid 10001 --home-dir /opt/stream-scorer --no-create-home stream-scorer
 # The wheel holds no schemas: the package reads prediction.avsc, label.avsc and score.avsc from schemas_dir.

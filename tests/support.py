@@ -86,9 +86,15 @@ def transaction(i: int = 0, **overrides: Any) -> dict[str, Any]:
     return record
 
 
+# Which decoder fraud_decoder builds by default; the `decoder_kind` fixture of tests/unit/conftest.py runs a
+# test module once with each.
+DECODER: dict[str, bool] = {"native": False}
+
+
 def fraud_decoder(**options: Any) -> EventDecoder:
     """The fraud example's decoder (plain Avro unless ``input_format`` says otherwise), every field read."""
     fmt = options.pop("input_format", "avro")
+    options.setdefault("native", DECODER["native"])
     schemas = options.pop("schemas", FRAUD_SCHEMAS)
     contract = dataclasses.replace(FRAUD_CONTRACT, sensitive=frozenset(options.pop("sensitive_fields", ())))
     decoder = EventDecoder(contract, schemas, fmt, **options)

@@ -16,7 +16,8 @@ use arrow_avro::reader::{Decoder as ArrowDecoder, DecoderMode, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, SchemaStore};
 use arrow_schema::{DataType, Schema};
 use numpy::PyArray1;
-use pyo3::exceptions::PyValueError;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use serde_json::Value;
@@ -26,6 +27,8 @@ use validate::{Bad, Tree};
 
 const CONFLUENT_HEADER: usize = 5;
 const ROWS_PER_ARROW_BATCH: usize = 8192;
+
+create_exception!(stream_scorer_native, DecodeFailed, PyRuntimeError, "arrow-avro failed on bodies the strict check accepted: decode the batch another way");
 
 /// A writer schema: its strict tree, and arrow-avro's decoder from it to the reader schema (or why not).
 struct Writer {
@@ -81,7 +84,7 @@ impl Decoder {
 
     /// Decode one writer's bodies into arrow batches; a body arrow-avro refuses is taken out and the rest
     /// decoded again on a new decoder.
-    fn decode_group(&mut self, w: usize, rows: &[(usize, &[u8])], bad: &mut Vec<(usize, String)>) -> Vec<RecordBatch> {
+    fn decode_group(&mut self, w: usize, rows: &[(usize, &[u8])], bad: &mut Vec<(usize, String)>) -> Result<Vec<RecordBatch>, String> {
         loop {
             let writer = &mut self.writers[w];
             let Ok(decoder) = writer.decoder.as_mut() else { unreachable!("only decodable writers get rows") };
@@ -92,11 +95,7 @@ impl Decoder {
                     continue;
                 }
                 if decoder.batch_is_full() {
-                    match decoder.flush() {
-                        Ok(Some(batch)) => batches.push(batch),
-                        Ok(None) => {}
-                        Err(e) => panic!("arrow-avro could not flush rows it accepted: {e}"),
-                    }
+                    batches.extend(decoder.flush().map_err(|e| format!("arrow-avro could not flush: {e}"))?);
                 }
                 match decoder.decode(body) {
                     Ok(n) if n == body.len() => {}
@@ -109,10 +108,14 @@ impl Decoder {
             }
             match failed {
                 None => {
-                    if let Ok(Some(batch)) = decoder.flush() {
-                        batches.push(batch);
+                    batches.extend(decoder.flush().map_err(|e| format!("arrow-avro could not flush: {e}"))?);
+                    let decoded: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    if decoded != rows.len() - bad.len() {
+                        let json = writer.json.clone();
+                        writer.decoder = build(&self.reader_json, &json, &self.projection);
+                        return Err(format!("arrow-avro returned {decoded} rows of {}", rows.len() - bad.len()));
                     }
-                    return batches;
+                    return Ok(batches);
                 }
                 Some(row) => {
                     bad.push(row);
@@ -231,7 +234,7 @@ impl Decoder {
                 continue;
             }
             let mut bad = Vec::new();
-            let batches = self.decode_group(w, group, &mut bad);
+            let batches = self.decode_group(w, group, &mut bad).map_err(DecodeFailed::new_err)?;
             for (k, detail) in &bad {
                 rejected.push((group[*k].0, "incompatible_schema", detail.chars().take(200).collect(), group_ids[w]));
             }
@@ -282,5 +285,6 @@ impl Decoder {
 #[pymodule]
 fn stream_scorer_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
+    m.add("DecodeFailed", m.py().get_type::<DecodeFailed>())?;
     Ok(())
 }

@@ -11,9 +11,10 @@ Two input framings are accepted, chosen by configuration:
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,12 +23,15 @@ import numpy as np
 from fastavro.read import SchemaResolutionError
 
 from stream_scorer.batch import EventBatch, KafkaMessage
+from stream_scorer.codec.native import NativeDecodeFailed, NativeDecoder
 from stream_scorer.codec.registry import SchemaSource, WriterSchemas
 from stream_scorer.codec.schemas import CONFLUENT_HEADER, CONFLUENT_MAGIC, Schemas
 from stream_scorer.codec.strict import MalformedAvro, Reader, compile_reader
 from stream_scorer.errors import InvalidEventError, SchemaError
-from stream_scorer.events.columns import RULE_REASONS, check, location, to_batch
+from stream_scorer.events.columns import RULE_REASONS, check, from_arrays, location, read_paths, to_batch
 from stream_scorer.events.contract import EventContract
+
+log = logging.getLogger(__name__)
 
 # Reasons an input message is rejected; a fixed set, used as a metric label.
 INVALID_REASONS = (
@@ -63,7 +67,8 @@ class EventDecoder:
     """Decodes and validates event messages in the configured framing, into the columns that are read.
 
     The columns are the contract's fields (id, time, entity keys, rules, passthrough) and those added by
-    :meth:`read_also` (the served models' inputs); every field is still decoded and checked.
+    :meth:`read_also` (the served models' inputs); every field is still decoded and checked. With
+    ``native``, batches are decoded by :mod:`stream_scorer.codec.native`, by the same rules.
     """
 
     def __init__(
@@ -76,8 +81,13 @@ class EventDecoder:
         max_future_ms: int = 300_000,
         max_past_ms: int = 0,
         registry: SchemaSource | None = None,
+        native: bool = False,
     ) -> None:
         self._contract = contract
+        self._native_wanted = native
+        self._native: NativeDecoder | None = None
+        self.native_fallbacks = 0  # batches the native decoder failed on, decoded by the Python reader
+        self.on_native_failure: Callable[[], None] = lambda: None
         self._paths: tuple[str, ...] = ()
         self._schemas = schemas
         self._confluent = input_format == "confluent"
@@ -89,6 +99,11 @@ class EventDecoder:
         except MalformedAvro as exc:
             raise SchemaError(f"cannot build a reader for the input schemas: {exc}") from exc
         self._writers = WriterSchemas(schemas.events, schemas.writers_by_id, registry)
+
+    @property
+    def native(self) -> bool:
+        """Whether batches are decoded by the native extension."""
+        return self._native_wanted
 
     @property
     def contract(self) -> EventContract:
@@ -152,6 +167,16 @@ class EventDecoder:
         raises :class:`~stream_scorer.errors.SchemaRegistryError` before anything is decoded."""
         if self._confluent:
             self._writers.learn(m.value() for m in messages)
+        if self._native_wanted:
+            try:
+                return self._decode_native(messages, consumed_at_ms)
+            except NativeDecodeFailed as exc:
+                self.native_fallbacks += 1
+                self.on_native_failure()
+                log.warning("native decoder failed on a batch (%s); decoded it with the Python reader", exc)
+        return self._decode_python(messages, consumed_at_ms)
+
+    def _decode_python(self, messages: Sequence[KafkaMessage], consumed_at_ms: int) -> DecodeResult:
         records: list[dict[str, Any]] = []
         origin: list[KafkaMessage] = []
         invalid: list[InvalidMessage] = []
@@ -171,15 +196,62 @@ class EventDecoder:
         if not records:
             return DecodeResult(batch=EventBatch.empty(), invalid=invalid, valid_flags=valid_flags)
         batch = to_batch(records, origin, self._contract, self._paths, consumed_at_ms)
+        return self._checked(batch, origin, positions, schema_ids, DecodeResult(batch, invalid, valid_flags))
+
+    def _decode_native(self, messages: Sequence[KafkaMessage], consumed_at_ms: int) -> DecodeResult:
+        keys, typed = read_paths(self._contract, self._paths)
+        paths = list(dict.fromkeys([*keys, *typed]))
+        if self._native is None or self._native.paths != tuple(paths):
+            self._native = NativeDecoder(
+                self._schemas, paths, confluent=self._confluent, max_message_bytes=self._max_bytes
+            )
+        native = self._native
+        for schema_id, writer in self._writers.known().items():
+            if not native.knows(schema_id):
+                native.add_writer(schema_id, writer)
+        result = native.decode([m.value() for m in messages])
+        refused: list[tuple[int, InvalidEventError]] = [
+            (i, InvalidEventError(reason, detail, schema_id=schema_id))
+            for i, reason, detail, schema_id in result.rejected
+        ]
+        for i, schema_id in result.unknown:
+            try:
+                self._writers.writer(schema_id)
+            except InvalidEventError as exc:
+                refused.append((i, exc))
+        valid_flags = [True] * len(messages)
+        invalid: list[InvalidMessage] = []
+        for i, error in sorted(refused, key=lambda r: r[0]):
+            invalid.append(InvalidMessage(messages[i], _located(error, messages[i])))
+            valid_flags[i] = False
+        positions = result.positions.tolist()
+        if not positions:
+            return DecodeResult(batch=EventBatch.empty(), invalid=invalid, valid_flags=valid_flags)
+        origin = [messages[i] for i in positions]
+        batch = from_arrays(result.columns, origin, self._contract, self._paths, consumed_at_ms)
+        schema_ids = [None if s < 0 else s for s in result.schema_ids.tolist()]
+        return self._checked(batch, origin, positions, schema_ids, DecodeResult(batch, invalid, valid_flags))
+
+    def _checked(
+        self,
+        batch: EventBatch,
+        origin: list[KafkaMessage],
+        positions: list[int],
+        schema_ids: list[int | None],
+        decoded: DecodeResult,
+    ) -> DecodeResult:
+        """The decoded batch without the rows that break the contract's rules, which join the invalid."""
+        consumed_at_ms = int(batch.consumed_at_ms[0])
         earliest = consumed_at_ms - self._max_past_ms if self._max_past_ms else -(2**63)
         problems = check(batch, self._contract, earliest, consumed_at_ms + self._max_future_ms)
-        if problems:
-            for i, err in sorted(problems.items()):
-                err.schema_id = schema_ids[i]
-                invalid.append(InvalidMessage(origin[i], _located(err, origin[i])))
-                valid_flags[positions[i]] = False
-            batch = batch.take(np.array([i for i in range(len(records)) if i not in problems], dtype=np.intp))
-        return DecodeResult(batch=batch, invalid=invalid, valid_flags=valid_flags)
+        if not problems:
+            return decoded
+        for i, err in sorted(problems.items()):
+            err.schema_id = schema_ids[i]
+            decoded.invalid.append(InvalidMessage(origin[i], _located(err, origin[i])))
+            decoded.valid_flags[positions[i]] = False
+        keep = np.array([i for i in range(len(origin)) if i not in problems], dtype=np.intp)
+        return DecodeResult(batch=batch.take(keep), invalid=decoded.invalid, valid_flags=decoded.valid_flags)
 
 
 def _located(exc: InvalidEventError, message: KafkaMessage) -> InvalidEventError:

@@ -133,6 +133,10 @@ class WriterSchemas:
             raise SchemaError(f"cannot build a reader for writer schema id {schema_id}: {exc}") from exc
         self._known[schema_id] = writer
 
+    def known(self) -> Mapping[int, Any]:
+        """The usable writer schemas by id (the reader schema itself where they are equal)."""
+        return self._known
+
     def writer(self, schema_id: int) -> tuple[Any, Reader]:
         """The writer schema of ``schema_id`` and its strict reader; raise :class:`InvalidEventError` when the
         id is unknown or its schema unusable."""

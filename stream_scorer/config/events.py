@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from stream_scorer.config.secrets import mask_url, resolve_secret
 from stream_scorer.errors import ConfigError
@@ -21,6 +22,9 @@ class EventSettings:
     rules: tuple[FieldRule, ...] = ()
     # Event fields copied into every prediction's passthrough map, so that consumers need no join.
     passthrough: tuple[str, ...] = ()
+    # "native": the stream_scorer_native extension (arrow-avro) decodes, and the worker refuses to start
+    # without it; "python": the strict Python reader and fastavro; "auto": native where it is installed.
+    decoder: Literal["auto", "native", "python"] = "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

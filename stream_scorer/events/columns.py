@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -80,6 +81,15 @@ def as_input(column: Column) -> npt.NDArray[Any]:
     return numbers if column.present is None else np.where(column.present, numbers, np.nan)
 
 
+def read_paths(contract: EventContract, paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The paths a batch reads as text (the id and entity keys) and as typed columns (``paths``, and what the
+    contract's rules, passthrough and time read)."""
+    typed = dict.fromkeys([*paths, *(r.field for r in contract.rules), *contract.passthrough])
+    if contract.time_field:
+        typed[contract.time_field] = None
+    return [contract.id_field, *(e.key for e in contract.entities)], list(typed)
+
+
 def to_batch(
     records: Sequence[Mapping[str, Any]],
     messages: Sequence[KafkaMessage],
@@ -89,21 +99,57 @@ def to_batch(
 ) -> EventBatch:
     """The columns at ``paths`` (plus those the contract's rules, passthrough and time read) of decoded records,
     the id and entity keys as text, and where each record came from."""
-    n = len(records)
-    keys = [contract.id_field, *(e.key for e in contract.entities)]
-    typed = dict.fromkeys([*paths, *(r.field for r in contract.rules), *contract.passthrough])
-    if contract.time_field:
-        typed[contract.time_field] = None
+    keys, typed = read_paths(contract, paths)
     raw = _values(records, list(dict.fromkeys([*keys, *typed])))
     fields = {p: column_of(raw[p], contract.fields[p]) for p in typed}
+    text = {p: _text(raw[p], contract.fields[p]) for p in dict.fromkeys(keys)}
+    return assemble(fields, text, messages, contract, consumed_at_ms)
+
+
+def from_arrays(
+    arrays: Mapping[str, tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]],
+    messages: Sequence[KafkaMessage],
+    contract: EventContract,
+    paths: Sequence[str],
+    consumed_at_ms: int,
+) -> EventBatch:
+    """:func:`to_batch` from decoded arrays (values with nulls as 0 or ``""``, and presence) instead of records."""
+    keys, typed = read_paths(contract, paths)
+    fields = {p: _column_of_array(*arrays[p], contract.fields[p]) for p in typed}
+    text = {p: _text_of_array(*arrays[p], contract.fields[p]) for p in dict.fromkeys(keys)}
+    return assemble(fields, text, messages, contract, consumed_at_ms)
+
+
+def _column_of_array(values: npt.NDArray[Any], present: npt.NDArray[np.bool_], field: FieldType) -> Column:
+    if field.kind == "timestamp" and field.units_per_ms != 1:
+        values = values // field.units_per_ms
+    return Column(field.kind, values, present if field.nullable else None, field.symbols)
+
+
+def _text_of_array(values: npt.NDArray[Any], present: npt.NDArray[np.bool_], field: FieldType) -> list[str]:
+    if field.kind == "string":
+        return typing.cast(list[str], values.tolist())
+    shown = [field.symbols[v] for v in values.tolist()] if field.kind == "enum" else map(str, values.tolist())
+    return [s if p else "" for s, p in zip(shown, present.tolist(), strict=True)]
+
+
+def assemble(
+    fields: dict[str, Column],
+    text: Mapping[str, list[str]],
+    messages: Sequence[KafkaMessage],
+    contract: EventContract,
+    consumed_at_ms: int,
+) -> EventBatch:
+    """The batch of typed columns, the id and entity keys as text, and where each event came from."""
+    n = len(messages)
     if contract.time_field is None:
         event_time = np.fromiter((m.timestamp()[1] for m in messages), np.int64, n)
     else:
         event_time = fields[contract.time_field].values.astype(np.int64, copy=False)
     return EventBatch(
-        event_id=_text(raw[contract.id_field], contract.fields[contract.id_field]),
+        event_id=text[contract.id_field],
         event_time_ms=event_time,
-        entity_keys={e.name: _text(raw[e.key], contract.fields[e.key]) for e in contract.entities},
+        entity_keys={e.name: text[e.key] for e in contract.entities},
         fields=fields,
         key=[m.key() for m in messages],
         partition=np.fromiter((location(m.partition()) for m in messages), np.int32, n),

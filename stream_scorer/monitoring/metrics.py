@@ -192,6 +192,14 @@ class ScorerMetrics:
     def _declare_model(self, registry: CollectorRegistry) -> None:
         """The served models, reloads and liveness."""
         self.model = Info("stream_scorer_model", "The model being served.", registry=registry)
+        self.decoder = Info(
+            "stream_scorer_decoder", "The Avro decoder of the input: native (arrow-avro) or python.", registry=registry
+        )
+        self.decoder_fallbacks = Counter(
+            "stream_scorer_decoder_fallback_batches",
+            "Batches the native decoder failed on (an arrow-avro defect), decoded by the Python reader instead.",
+            registry=registry,
+        )
         self.challengers = Gauge(
             "stream_scorer_challenger_models", "Challenger models scored in shadow.", registry=registry
         )

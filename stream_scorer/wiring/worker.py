@@ -11,6 +11,7 @@ from pathlib import Path
 from prometheus_client.registry import CollectorRegistry
 
 from stream_scorer.codec import EventDecoder, Schemas
+from stream_scorer.codec.native import native_available, use_native
 from stream_scorer.config import Settings, window_seconds
 from stream_scorer.errors import StreamScorerError
 from stream_scorer.features.breaker import CircuitBreakerLookup
@@ -102,7 +103,6 @@ def drift_monitor(settings: Settings, model: LogisticModel) -> DriftMonitor | No
 def build_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
     """Validate everything once (schemas, model checksum, model features vs. feature groups), then connect."""
     parsed = schemas(settings)
-    decoder = event_decoder(settings, parsed)
     load = model_loader(settings)
     path, models, version = served_model_path(settings)
     model = load(path)
@@ -118,6 +118,7 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
         on_error=metrics.feature_store_errors.inc,
     )
     frame = prediction_frame(settings)
+    announce_decoder(decoder := event_decoder(settings, parsed), metrics)
     serve = functools.partial(model_serving, settings, parsed, decoder, lookup, challengers, frame)
     serving = serve(model)
     log.info(
@@ -234,6 +235,22 @@ def kafka_side(
     return producer, consumer, delivery, max_dead_letter_bytes
 
 
+def announce_decoder(decoder: EventDecoder, metrics: ScorerMetrics) -> None:
+    """Say which Avro decoder runs, at startup and in ``stream_scorer_decoder_info``, and count its fallbacks."""
+    name = "native" if decoder.native else "python"
+    metrics.decoder.info({"decoder": name, "native_installed": str(native_available()).lower()})
+    decoder.on_native_failure = metrics.decoder_fallbacks.inc
+    if decoder.native:
+        log.info("events are decoded by the native decoder (stream_scorer_native, arrow-avro)")
+    elif native_available():
+        log.info("events are decoded by the Python reader (events.decoder = 'python')")
+    else:
+        log.warning(
+            "the stream_scorer_native extension is not installed: events are decoded by the Python reader, "
+            "several times slower (scripts/install builds the extension where cargo is found)"
+        )
+
+
 def event_decoder(settings: Settings, parsed: Schemas) -> EventDecoder:
     """The decoder of the configured events and framing, with the validation settings."""
     validation = settings.validation
@@ -248,6 +265,7 @@ def event_decoder(settings: Settings, parsed: Schemas) -> EventDecoder:
         max_future_ms=int(validation.max_future_seconds * 1000),
         max_past_ms=int(validation.max_past_seconds * 1000),
         registry=client,
+        native=use_native(settings.events.decoder),
     )
 
 

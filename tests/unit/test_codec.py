@@ -14,6 +14,8 @@ from stream_scorer.codec import confluent_frame, decode, encode, load_schemas
 from stream_scorer.errors import SchemaError
 from tests.support import FakeMessage, fraud_decoder, transaction
 
+pytestmark = pytest.mark.usefixtures("decoder_kind")  # each test with the Python and the native decoder
+
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 EVENTS = Path(__file__).resolve().parents[2] / "examples" / "fraud" / "transaction.avsc"
 NOW = 1_800_000_000_000  # later than every test event

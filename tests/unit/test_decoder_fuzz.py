@@ -18,6 +18,8 @@ from stream_scorer.errors import InvalidEventError
 from tests.support import FRAUD_SCHEMAS, FakeMessage, fraud_decoder, transaction
 from tools.chaos.mutants import long, mutants, transaction_fields
 
+pytestmark = pytest.mark.usefixtures("decoder_kind")  # each test with the Python and the native decoder
+
 SCHEMAS = FRAUD_SCHEMAS
 NOW = 1_700_000_000_000
 CASES = int(os.environ.get("STREAM_SCORER_FUZZ_CASES", "4000"))

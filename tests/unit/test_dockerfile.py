@@ -27,8 +27,9 @@ def test_a_build_stage_makes_the_wheels_and_a_slim_stage_installs_only_them() ->
     assert instruction("ARG") == ["PYTHON=python:3.11-slim"]
     assert instruction("FROM") == ["${PYTHON} AS build", "${PYTHON} AS runtime"]
     build, runtime = dockerfile().split("FROM ${PYTHON} AS runtime")
-    assert "RUN pip wheel --wheel-dir /dist ." in build and "maturin build" in build  # where the native codec goes
-    assert "pip install --no-index --find-links /dist stream-scorer" in runtime  # no sources, no compiler
+    assert "RUN pip wheel --wheel-dir /dist ." in build
+    assert "maturin build --release --locked --manifest-path native/Cargo.toml --out /dist" in build  # the decoder
+    assert "pip install --no-index --find-links /dist stream-scorer stream-scorer-native" in runtime  # no compiler
     assert "COPY stream_scorer/" not in runtime
 
 
@@ -53,4 +54,5 @@ def test_it_runs_the_worker_as_the_charts_user_on_the_charts_ports() -> None:
 def test_the_build_context_holds_the_package_and_nothing_local() -> None:
     ignored = {line for line in (REPO / ".dockerignore").read_text().splitlines() if not line.startswith("#")}
     assert {".git", ".venv", ".cache", ".stack", "tests", "benchmarks", "models", "**/__pycache__"} <= ignored
-    assert not {"stream_scorer", "schemas", "pyproject.toml", "README.md"} & ignored  # what the build copies
+    assert not {"stream_scorer", "native", "schemas", "pyproject.toml", "README.md"} & ignored  # what the build copies
+    assert "native/target" in ignored

@@ -1,4 +1,5 @@
-//! stream-scorer's native Avro decoder: Kafka message values to columns, strictly.
+//! stream-scorer's native Avro codec: Kafka message values to columns, strictly (here), and predictions
+//! to Avro (`encode`).
 //!
 //! Each body is first checked against its writer schema by the strict rules of `validate` (canonical
 //! encoding, exactly one value, no trailing bytes); only bodies that pass reach Apache Arrow's arrow-avro,
@@ -7,6 +8,7 @@
 //! rebuilt and the batch's other bodies decoded again, since arrow-avro cannot take a partial row back.
 
 mod columns;
+mod encode;
 mod validate;
 
 use std::collections::HashMap;
@@ -285,6 +287,7 @@ impl Decoder {
 #[pymodule]
 fn stream_scorer_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
+    m.add_function(wrap_pyfunction!(encode::encode_predictions, m)?)?;
     m.add("DecodeFailed", m.py().get_type::<DecodeFailed>())?;
     Ok(())
 }

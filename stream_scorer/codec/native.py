@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -42,6 +43,11 @@ class NativeDecodeFailed(RuntimeError):
 def native_available() -> bool:
     """Whether the native extension is installed."""
     return _native is not None
+
+
+def native_encoder() -> Callable[..., list[bytes]] | None:
+    """The extension's prediction encoder (see :mod:`stream_scorer.pipeline.emit`), or None without it."""
+    return None if _native is None else typing.cast(Callable[..., list[bytes]], _native.encode_predictions)
 
 
 def use_native(choice: DecoderChoice) -> bool:

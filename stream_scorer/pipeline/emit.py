@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from stream_scorer.batch import Column, EventBatch
+from stream_scorer.codec.native import native_encoder
 from stream_scorer.codec import columns as avro
 from stream_scorer.errors import SchemaError
 from stream_scorer.features.freshness import STATUS_NAMES
@@ -86,6 +87,7 @@ class PredictionEncoder:
         challengers: Sequence[LogisticModel] = (),
         passthrough: Sequence[str] = (),
         frame: bytes = b"",
+        native: bool | None = None,
     ) -> None:
         fields = schema["fields"]
         shape = [(f["name"], _type_name(f["type"])) for f in fields]
@@ -108,11 +110,21 @@ class PredictionEncoder:
             raise SchemaError("prediction.avsc no longer has the shape the prediction encoder writes; update emit.py")
         self._frame = frame  # the Confluent header (magic byte, schema id) of every record, or nothing
         self._head = avro.string(model.name) + avro.string(model.version)
+        self._threshold_value = float(model.threshold)
         self._threshold = avro.doubles(np.array([model.threshold]))[0]
         self._status = [bytes((2 * i,)) for i in range(len(STATUS_NAMES))]  # enum index as a zigzag varint
         self._feature = [avro.string(name) for name in model.feature_names]
         self._challengers = [avro.string(c.name) + avro.string(c.version) for c in challengers]
         self._passthrough = [(path, avro.string(path)) for path in passthrough]
+        # The native encoder (stream_scorer_native) where it is installed, unless told otherwise.
+        self._native = native_encoder() if native is None or native else None
+        if native and self._native is None:
+            raise SchemaError("a native prediction encoder was asked for, but stream_scorer_native is not installed")
+
+    @property
+    def native(self) -> bool:
+        """Whether the native extension encodes."""
+        return self._native is not None
 
     def encode(self, scored: ScoredBatch) -> list[bytes]:
         """One Avro-encoded ``Prediction`` per event of the batch."""
@@ -120,6 +132,8 @@ class PredictionEncoder:
         n = len(batch)
         if n == 0:
             return []
+        if self._native is not None:
+            return self._encode_native(scored, n)
         names = list(scored.freshness)
         # The freshness array: a block of len(names) items, then the end-of-array marker.
         group_parts: list[list[bytes]] = []
@@ -173,6 +187,37 @@ class PredictionEncoder:
             )
             for i, event_id in enumerate(batch.event_id)
         ]
+
+    def _encode_native(self, scored: ScoredBatch, n: int) -> list[bytes]:
+        batch = scored.batch
+        assert self._native is not None
+        reasons = scored.reason_index if scored.reason_index.ndim == 2 else np.zeros((0, 0), np.int64)
+        values = scored.reason_value if scored.reason_value.ndim == 2 else np.zeros((0, 0))
+        encoded: list[bytes] = self._native(
+            self._frame,
+            batch.event_id,
+            self._head,
+            np.ascontiguousarray(scored.scores, np.float64),
+            self._threshold_value,
+            np.ascontiguousarray(scored.decisions, np.bool_),
+            np.ascontiguousarray(scored.imputed, np.bool_),
+            [
+                (avro.string(name), np.ascontiguousarray(f.status, np.int8), np.ascontiguousarray(f.age_ms, np.int64))
+                for name, f in scored.freshness.items()
+            ],
+            np.ascontiguousarray(batch.event_time_ms, np.int64),
+            np.ascontiguousarray(batch.consumed_at_ms, np.int64),
+            int(scored.scored_at_ms),
+            np.ascontiguousarray(reasons, np.int64),
+            np.ascontiguousarray(values, np.float64),
+            self._feature,
+            self._challengers,
+            np.ascontiguousarray(scored.shadow_scores, np.float64),
+            np.ascontiguousarray(scored.shadow_decisions, np.bool_),
+            batch.key,
+            self._passthrough_maps(batch, n) if self._passthrough else None,
+        )
+        return encoded
 
     def _reasons(self, scored: ScoredBatch, n: int) -> list[bytes]:
         """The reasons array of every row: a block of k (feature, contribution) records, then the end marker."""

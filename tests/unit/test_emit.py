@@ -17,6 +17,7 @@ from stream_scorer.features.freshness import Freshness
 from stream_scorer.pipeline import ScoredBatch
 from stream_scorer.pipeline.emit import PredictionEncoder
 from tests.support import FRAUD_SCHEMAS, FakeMessage, prediction_records, records_batch, small_model, transaction
+from tests.unit.conftest import native_or_skip
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 SCHEMAS = FRAUD_SCHEMAS
@@ -57,11 +58,14 @@ def scored_batch(
     )
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
 @pytest.mark.parametrize(
     ("groups", "n_challengers"),
-    [(("card_velocity", "merchant_risk"), 0), (("a",), 1), (("g1", "g2", "g3", "g4", "g5"), 3)],
+    [((), 0), (("card_velocity", "merchant_risk"), 0), (("a",), 1), (("g1", "g2", "g3", "g4", "g5"), 3)],
 )
-def test_bytes_equal_fastavro(groups: tuple[str, ...], n_challengers: int) -> None:
+def test_bytes_equal_fastavro(groups: tuple[str, ...], n_challengers: int, native: bool) -> None:
+    if native:
+        native_or_skip()
     model = small_model(("event.amount_log", "event.is_ecom", "card_velocity.txn_count_1h"))
     challengers = [
         dataclasses.replace(small_model(("event.amount_log",)), name=f"challenger-ü{j}", version=str(j))
@@ -69,9 +73,11 @@ def test_bytes_equal_fastavro(groups: tuple[str, ...], n_challengers: int) -> No
     ]
     scored = scored_batch(300, seed=len(groups), groups=groups, challengers=n_challengers)
     passthrough = PASSTHROUGH[: len(groups) * 2]
-    ours = PredictionEncoder(SCHEMAS.prediction, model, challengers, passthrough).encode(scored)
+    encoder = PredictionEncoder(SCHEMAS.prediction, model, challengers, passthrough, b"\x00\x00\x00\x00\x07", native)
+    assert encoder.native == native
+    ours = encoder.encode(scored)
     records = prediction_records(scored, model, challengers, passthrough)
-    reference = [encode(SCHEMAS.prediction, r) for r in records]
+    reference = [b"\x00\x00\x00\x00\x07" + encode(SCHEMAS.prediction, r) for r in records]
     assert ours == reference
     assert all(len(r["shadow"]) == n_challengers for r in records)
     assert {r["key"] is None for r in records} == {True, False}

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from stream_scorer.batch import Column, EventBatch
-from stream_scorer.codec.native import native_encoder
 from stream_scorer.codec import columns as avro
+from stream_scorer.codec.native import native_encoder
 from stream_scorer.errors import SchemaError
 from stream_scorer.features.freshness import STATUS_NAMES
 from stream_scorer.model.artifact import LogisticModel

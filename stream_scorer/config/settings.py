@@ -92,10 +92,13 @@ class KafkaSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BatchSettings:
     max_events: int = 1000
-    max_wait_seconds: float = 0.02
+    max_wait_seconds: float = 0.02  # with nothing in hand, how long a poll waits for a first message
     # 0: flush and commit after every batch; more: at most this often (fewer blocking flushes, more
     # duplicates after a crash). Whatever is uncommitted is committed on shutdown and before a rebalance.
     commit_interval_seconds: float = 0.0
+    # At-least-once commits each batch once its own records are acknowledged, while the next ones are
+    # scored; with this many batches waiting for acknowledgements, it flushes instead.
+    max_uncommitted_batches: int = 8
     # How long a batch may wait for its acknowledgements; it should cover a broker restart.
     flush_timeout_seconds: float = 120.0
     # A batch that was not delivered is read again after this, doubling up to the maximum while it fails.
@@ -256,6 +259,8 @@ class Settings:
             raise ConfigError(f"at most 8 challengers are scored in shadow, not {len(self.challengers)}")
         if not 0 < self.batch.retry_backoff_seconds <= self.batch.max_retry_backoff_seconds:
             raise ConfigError("batch: 0 < retry_backoff_seconds <= max_retry_backoff_seconds is required")
+        if self.batch.max_uncommitted_batches < 1:
+            raise ConfigError("batch.max_uncommitted_batches must be >= 1")
         if self.batch.commit_interval_seconds < 0:
             raise ConfigError("batch.commit_interval_seconds must be >= 0")
         if self.batch.flush_timeout_seconds <= 0:

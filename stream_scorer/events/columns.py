@@ -152,8 +152,8 @@ def assemble(
         entity_keys={e.name: text[e.key] for e in contract.entities},
         fields=fields,
         key=[m.key() for m in messages],
-        partition=np.fromiter((location(m.partition()) for m in messages), np.int32, n),
-        offset=np.fromiter((location(m.offset()) for m in messages), np.int64, n),
+        partition=_locations([m.partition() for m in messages], np.int32),
+        offset=_locations([m.offset() for m in messages], np.int64),
         consumed_at_ms=np.full(n, consumed_at_ms, np.int64),
     )
 
@@ -177,6 +177,14 @@ def _text(values: list[Any], field: FieldType) -> list[str]:
     if field.kind == "string" and not field.nullable:
         return values
     return ["" if v is None else str(v) for v in values]
+
+
+def _locations(values: list[int | None], dtype: type[np.int32] | type[np.int64]) -> npt.NDArray[Any]:
+    """Partitions or offsets as an array, ``-1`` where a message has none."""
+    try:
+        return np.array(values, dtype)
+    except TypeError:  # a None among them
+        return np.array([location(v) for v in values], dtype)
 
 
 def location(value: int | None) -> int:

@@ -67,11 +67,20 @@ class BatchConsumer:
         )
 
     def poll_batch(self, max_events: int, timeout: float) -> list[KafkaMessage]:
-        """Up to ``max_events`` messages, waiting at most ``timeout`` seconds. Error events are logged, not returned."""
+        """What has arrived, up to ``max_events`` messages, at once; with nothing there, the first message to
+        come within ``timeout`` seconds and what came with it. Error events are logged, not returned.
+
+        So a light load gets small batches at once and a backlog full ones: the batch never waits for
+        more messages while some are in hand."""
         if self._listener is None:
             raise KafkaError("poll before subscribe: the loop that reads this consumer must subscribe it first")
+        consume = self._consumer.consume
         try:
-            messages = self._consumer.consume(num_messages=max_events, timeout=timeout)
+            messages = consume(num_messages=max_events, timeout=0)
+            if not messages:
+                messages = consume(num_messages=1, timeout=timeout)
+                if messages and max_events > 1:
+                    messages += consume(num_messages=max_events - 1, timeout=0)
         except confluent_kafka.KafkaException as exc:
             raise KafkaError(f"consume failed: {exc}") from exc
         batch: list[KafkaMessage] = []

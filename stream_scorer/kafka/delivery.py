@@ -36,7 +36,7 @@ from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError, Stream
 from stream_scorer.kafka.access import denied
 from stream_scorer.kafka.consumer import BatchConsumer
 from stream_scorer.kafka.offsets import next_offsets
-from stream_scorer.kafka.producer import CheckedProducer
+from stream_scorer.kafka.producer import CheckedProducer, Ticket
 
 log = logging.getLogger(__name__)
 WATCHDOG_GRACE_SECONDS = 10.0
@@ -52,10 +52,25 @@ class Delivery(Protocol):
         keys: Sequence[bytes | None],
         values: Sequence[bytes | None],
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
+        ticket: Ticket | None = None,
     ) -> None: ...
     def flush(self) -> None: ...
     def complete(self, messages: Sequence[KafkaMessage]) -> int: ...
     def abort(self) -> None: ...
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether a batch may be committed alone once its own records are acknowledged, without a flush
+        (:meth:`commit_delivered`), while later batches' records are still on their way."""
+        ...
+
+    def serve(self) -> None:
+        """Serve the delivery reports that have arrived, without waiting."""
+        ...
+
+    def commit_delivered(self, messages: Sequence[KafkaMessage]) -> None:
+        """Commit the offsets of batches whose records were all acknowledged (pipelined modes only)."""
+        ...
 
 
 class _Producing:
@@ -72,15 +87,25 @@ class _Producing:
         keys: Sequence[bytes | None],
         values: Sequence[bytes | None],
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
-        self._producer.produce(topic, keys, values, headers)
+        self._producer.produce(topic, keys, values, headers, ticket)
+
+    def serve(self) -> None:
+        self._producer.raw.poll(0)
 
 
 class AtLeastOnce(_Producing):
-    """Commit a batch's offsets only after every record it produced was acknowledged."""
+    """Commit a batch's offsets only after every record it produced was acknowledged: pipelined, once its
+    own records were (its :class:`Ticket`), or after a flush."""
+
+    pipelined = True
 
     def begin(self) -> None:
         pass
+
+    def commit_delivered(self, messages: Sequence[KafkaMessage]) -> None:
+        self._consumer.commit(messages)
 
     def abort(self) -> None:
         """Nothing to undo: what was produced stays (read again, it is produced again); rewind."""
@@ -98,6 +123,11 @@ class AtLeastOnce(_Producing):
 
 class ExactlyOnce(_Producing):
     """One Kafka transaction per batch: its predictions, its dead letters and its consumed offsets."""
+
+    pipelined = False
+
+    def commit_delivered(self, messages: Sequence[KafkaMessage]) -> None:
+        raise NotImplementedError("a transaction commits its whole window: complete()")
 
     def __init__(
         self,
@@ -123,9 +153,10 @@ class ExactlyOnce(_Producing):
         keys: Sequence[bytes | None],
         values: Sequence[bytes | None],
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
         try:
-            self._producer.produce(topic, keys, values, headers)
+            self._producer.produce(topic, keys, values, headers, ticket)
         except KafkaError as exc:
             # A transaction in an abortable state refuses new records with a plain _STATE error.
             cause = exc.__cause__

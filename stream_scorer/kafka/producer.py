@@ -30,6 +30,21 @@ def producer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[st
     }
 
 
+class Ticket:
+    """The delivery reports of one batch's records: how many are still unacknowledged, how many failed."""
+
+    __slots__ = ("failed", "outstanding")
+
+    def __init__(self) -> None:
+        self.outstanding = 0
+        self.failed = 0
+
+    @property
+    def delivered(self) -> bool:
+        """Every record was acknowledged."""
+        return self.outstanding == 0 and self.failed == 0
+
+
 class CheckedProducer:
     """Produces records and counts delivery failures; :meth:`flush` raises if any record was lost."""
 
@@ -49,9 +64,21 @@ class CheckedProducer:
         keys: Sequence[bytes | None],
         values: Sequence[bytes | None],
         headers: Sequence[list[tuple[str, bytes]]] | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
-        """Queue one record per (key, value); waits for room when librdkafka's queue is full."""
+        """Queue one record per (key, value); waits for room when librdkafka's queue is full. Each record's
+        delivery report is counted in ``ticket`` too."""
         produce, on_delivery = self.raw.produce, self._on_delivery
+        if ticket is not None:
+            report = self._on_delivery
+
+            def on_delivery(error: Any, message: Any) -> None:
+                ticket.outstanding -= 1
+                if error is not None:
+                    ticket.failed += 1
+                report(error, message)
+
+            ticket.outstanding += len(values)
         for i, (key, value) in enumerate(zip(keys, values, strict=True)):
             header: Any = None if headers is None else headers[i]
             while True:
@@ -61,6 +88,9 @@ class CheckedProducer:
                 except BufferError:
                     self.raw.poll(0.05)
                 except confluent_kafka.KafkaException as exc:
+                    if ticket is not None:
+                        ticket.outstanding -= len(values) - i  # never queued: never reported
+                        ticket.failed += 1
                     raise KafkaError(f"produce to {topic} failed: {exc}") from exc
         self.raw.poll(0)
 

@@ -276,6 +276,7 @@ def batch_bounds(settings: Settings) -> BatchBounds:
         max_events=batch.max_events,
         max_wait_seconds=batch.max_wait_seconds,
         commit_interval_seconds=batch.commit_interval_seconds,
+        max_uncommitted_batches=batch.max_uncommitted_batches,
         retry_backoff_seconds=batch.retry_backoff_seconds,
         max_retry_backoff_seconds=batch.max_retry_backoff_seconds,
     )

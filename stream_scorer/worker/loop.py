@@ -1,8 +1,10 @@
 """The run loop: poll -> decode -> score (enrich, freshness, vectorize) -> encode -> produce -> complete.
 
-Each batch is finished by a :class:`~stream_scorer.kafka.delivery.Delivery`: at-least-once flushes,
-checks every delivery and then commits ``offset + 1``; exactly-once does the same inside one Kafka
-transaction. If anything fails before that, nothing is committed. Invalid messages go to the
+Each batch is finished by a :class:`~stream_scorer.kafka.delivery.Delivery`. At-least-once is pipelined:
+the loop polls and scores the next batch while a batch's records are on their way, and commits ``offset + 1``
+of each batch, in order, once every record it produced was acknowledged (a full window, a failed record, an
+idle poll or a rebalance flush instead). Exactly-once flushes and commits one Kafka transaction per window.
+If anything fails before that, nothing is committed. Invalid messages go to the
 dead-letter topic with their reason (in the same batch, so they are committed with it), are counted,
 and the worker moves on, unless so many are invalid that the guard stops it.
 """
@@ -13,15 +15,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-import numpy as np
 
 from stream_scorer import errors
 from stream_scorer.batch import KafkaMessage
 from stream_scorer.codec import EventDecoder, InvalidMessage
 from stream_scorer.errors import BatchAborted, DeliveryError, InvalidInputRateError, SchemaRegistryError
 from stream_scorer.kafka.delivery import Delivery
+from stream_scorer.kafka.producer import Ticket
 from stream_scorer.monitoring.drift import DriftMonitor
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline import ScoredBatch, Scorer
@@ -31,6 +31,7 @@ from stream_scorer.worker.deadletter import dead_letters
 from stream_scorer.worker.guard import InvalidInputGuard
 from stream_scorer.worker.join_records import JoinRecords, PendingPredictionStore
 from stream_scorer.worker.parts import BatchBounds, MessageSource, ModelServing, ModelSource, Topics, wall_clock_ms
+from stream_scorer.worker.window import Uncommitted, count_committed, delivered_prefix
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class Worker:
         self._models = models
         self._join = None if pending_predictions is None else JoinRecords(pending_predictions, metrics)
         self._clock_ms = clock_ms
-        self._window: list[_Uncommitted] = []
+        self._window: list[Uncommitted] = []
         self._window_started = 0.0
         self._guard_at_begin = guard.snapshot()
         self._failures_in_row = 0
@@ -167,17 +168,19 @@ class Worker:
             raise
         t2 = time.perf_counter()
         seconds["decode"] = t2 - t1
+        guard_before = self._guard.snapshot()
         if not self._window:
-            self._guard_at_begin = self._guard.snapshot()
+            self._guard_at_begin = guard_before
         self._check_invalid(decoded.invalid, decoded.valid_flags)
         if not self._window:
             self._delivery.begin()
             self._window_started = time.monotonic()
-        self._window.append(_Uncommitted(messages, None, decoded.invalid))  # from here a failure rewinds it
+        ticket = Ticket()
+        self._window.append(Uncommitted(messages, None, decoded.invalid, ticket, guard_before))  # now it rewinds
         if decoded.invalid and self._failures_in_row:
             # Retrying: the dead letters go first and are flushed, so that while one is refused the batch's
             # predictions are not produced again on every attempt.
-            self._produce_dead_letters(decoded.invalid)
+            self._produce_dead_letters(decoded.invalid, ticket)
             self._delivery.flush()
         scored: ScoredBatch | None = None
         if len(decoded.batch):
@@ -188,22 +191,22 @@ class Worker:
             t3 = time.perf_counter()
             values = self._serving.encoder.encode(scored)  # encode
             t4 = time.perf_counter()
-            self._delivery.produce(self._topics.predictions, decoded.batch.key, values)  # produce
+            self._delivery.produce(self._topics.predictions, decoded.batch.key, values, ticket=ticket)  # produce
             seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4
         if decoded.invalid and not self._failures_in_row:
-            self._produce_dead_letters(decoded.invalid)  # dead letters
-        self._window[-1] = _Uncommitted(messages, scored, decoded.invalid)
+            self._produce_dead_letters(decoded.invalid, ticket)  # dead letters
+        self._window[-1] = Uncommitted(messages, scored, decoded.invalid, ticket, guard_before)
         t5 = time.perf_counter()
         if self._interval_passed():
-            self.commit_window()  # flush, check, commit
+            self._commit_delivered() if self._delivery.pipelined else self.commit_window()  # (flush,) check, commit
             seconds["commit"] = time.perf_counter() - t5
         seconds["batch"] = time.perf_counter() - t0
         self._record(len(messages), scored, seconds)
         return len(messages)
 
-    def _produce_dead_letters(self, invalid: Sequence[InvalidMessage]) -> None:
+    def _produce_dead_letters(self, invalid: Sequence[InvalidMessage], ticket: Ticket) -> None:
         letters = dead_letters(invalid, self._topics.max_dead_letter_bytes)
-        self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers)
+        self._delivery.produce(self._topics.dead_letters, letters.keys, letters.values, letters.headers, ticket)
 
     def close(self) -> None:
         """Stop the background writer (after :meth:`commit_window`)."""
@@ -263,12 +266,28 @@ class Worker:
     def commit_window(self) -> None:
         """Make every batch since the last commit durable: flush, check and commit (or commit the transaction).
         Called after each batch (or once per ``commit_interval_seconds``), on shutdown and before a rebalance."""
-        if not self._window:
-            return
+        if self._window:
+            self._commit(len(self._window), self._delivery.complete)
+
+    def _commit_delivered(self) -> None:
+        """Pipelined: commit, oldest first, the batches whose records were all acknowledged, without waiting;
+        flush and commit the whole window when it is full or a record failed (the flush raises, it is read again)."""
+        self._delivery.serve()
         window = self._window
+        if len(window) >= self._bounds.max_uncommitted_batches or any(b.ticket.failed for b in window):
+            self.commit_window()
+        elif done := delivered_prefix(window):
+            self._commit(done, self._delivery.commit_delivered)
+            if self._window:
+                self._guard_at_begin = self._window[0].guard_before
+                self._window_started = time.monotonic()
+
+    def _commit(self, count: int, commit: Callable[[Sequence[KafkaMessage]], object]) -> None:
+        """Commit the window's oldest ``count`` batches with ``commit``; on a failure drop and rewind them all."""
         self._await_join()
+        committed = self._window[:count]
         try:
-            self._delivery.complete([m for batch in window for m in batch.messages])
+            commit([m for batch in committed for m in batch.messages])
         except (BatchAborted, errors.TransactionStuckError):  # aborted and rewound, or stuck: no abort can run
             self._drop_window()
             raise
@@ -276,23 +295,12 @@ class Worker:
             self._drop_window()  # never retried as is: a failed window is read again, not committed later
             self._delivery.abort()  # rewind; if even that fails, its KafkaError stops the worker
             raise
-        self._window = []
+        del self._window[:count]
         if self._failures_in_row:
             self._clear_retrying()
             log.info("the retried batch was delivered and committed")
-        metrics = self._metrics
-        metrics.commits.inc()
-        metrics.last_batch.set(time.time())
-        acked_at = self._clock_ms()
-        for batch in window:
-            for item in batch.invalid:
-                metrics.decode_errors.labels(item.error.reason).inc()
-                metrics.dead_letters.labels(item.error.reason).inc()
-            if batch.scored is not None:
-                metrics.predictions_produced.inc(len(batch.scored.batch))
-                # A publisher clock ahead of ours would give negative latencies: count those as 0.
-                latency = np.maximum(acked_at - batch.scored.batch.event_time_ms, 0) / 1000.0
-                metrics.event_latency.observe_many(latency)
+        self._metrics.last_batch.set(time.time())
+        count_committed(self._metrics, committed, self._clock_ms())
 
     def _check_invalid(self, invalid: Sequence[InvalidMessage], valid_flags: Sequence[bool]) -> None:
         for item in invalid:  # counted once committed, so that a retried batch is not counted twice
@@ -317,12 +325,3 @@ class Worker:
         drift = self._serving.drift
         if drift is not None:
             drift.observe(scored.features, scored.scores)
-
-
-@dataclass(frozen=True, slots=True)
-class _Uncommitted:
-    """A batch of the uncommitted window: polled, scored and produced, its offsets not committed yet."""
-
-    messages: list[KafkaMessage]
-    scored: ScoredBatch | None
-    invalid: list[InvalidMessage]

@@ -60,6 +60,9 @@ class BatchBounds:
     max_wait_seconds: float
     # 0: commit after every batch; more: flush and commit at most this often (fewer blocking flushes).
     commit_interval_seconds: float = 0.0
+    # At-least-once commits each batch once its records are acknowledged; past this many batches waiting
+    # for their acknowledgements, the loop flushes.
+    max_uncommitted_batches: int = 8
     # A batch that was not delivered is read again after this, doubling up to the maximum while it fails.
     retry_backoff_seconds: float = 1.0
     max_retry_backoff_seconds: float = 30.0

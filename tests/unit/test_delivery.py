@@ -12,7 +12,7 @@ from confluent_kafka import KafkaException
 
 from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError, TransactionStuckError
 from stream_scorer.kafka.delivery import AtLeastOnce, ExactlyOnce
-from stream_scorer.kafka.producer import CheckedProducer
+from stream_scorer.kafka.producer import CheckedProducer, Ticket
 from tests.support import FakeMessage
 
 
@@ -22,7 +22,7 @@ class FakeRawProducer:
     def __init__(self, fail: dict[str, list[RdKafkaError]] | None = None, undelivered: int = 0) -> None:
         self.fail = fail or {}
         self.calls: list[str] = []
-        self.queued: list[tuple[str, bytes]] = []
+        self.queued: list[tuple[str, bytes, object]] = []
         self.undelivered = undelivered
 
     def _maybe_fail(self, name: str) -> None:
@@ -49,17 +49,16 @@ class FakeRawProducer:
     def produce(self, topic, value, key, on_delivery, headers=None) -> None:
         if self.fail.get("produce"):
             raise KafkaException(self.fail["produce"].pop(0))
-        self.queued.append((topic, value))
-        self._on_delivery = on_delivery
+        self.queued.append((topic, value, on_delivery))
 
     def poll(self, timeout: float) -> int:
         return 0
 
     def flush(self, timeout: float) -> int:
-        for i, (topic, _) in enumerate(self.queued):
+        for i, (topic, _, on_delivery) in enumerate(self.queued):
             failed = i < self.undelivered
             error = RdKafkaError(RdKafkaError._MSG_TIMED_OUT) if failed else None
-            self._on_delivery(error, FakeMessage(b"", topic_name=topic))
+            on_delivery(error, FakeMessage(b"", topic_name=topic))
         self.queued.clear()
         return 0
 
@@ -200,3 +199,21 @@ def test_a_transactional_call_that_hangs_past_its_timeout_raises_transaction_stu
         delivery.complete(MESSAGES)
     assert time.monotonic() - started < 5 and "commit_transaction" not in raw.calls
     released.set()
+
+
+def test_a_ticket_counts_its_own_records_reports_and_failures() -> None:
+    raw = FakeRawProducer(undelivered=1)
+    producer = CheckedProducer(raw)
+    first, second = Ticket(), Ticket()
+    producer.produce("predictions", [None, None], [b"a", b"b"], ticket=first)
+    producer.produce("predictions", [None], [b"c"], ticket=second)
+    assert (first.outstanding, second.outstanding) == (2, 1) and not first.delivered
+    with pytest.raises(DeliveryError):
+        producer.flush(1.0)  # the first record failed: the flush says so, and so does its ticket
+    assert (first.outstanding, first.failed, first.delivered) == (0, 1, False)
+    assert (second.outstanding, second.failed, second.delivered) == (0, 0, True)
+    raw.fail["produce"] = [RdKafkaError(RdKafkaError._TRANSPORT)]
+    third = Ticket()
+    with pytest.raises(KafkaError):
+        producer.produce("predictions", [None, None], [b"d", b"e"], ticket=third)
+    assert (third.outstanding, third.failed) == (0, 1)  # never queued: nothing to wait for, and not delivered

@@ -16,6 +16,7 @@ from stream_scorer.config import FeatureGroup
 from stream_scorer.errors import BatchAborted, DeliveryError, FeatureStoreError, InvalidInputRateError
 from stream_scorer.features.breaker import CircuitBreakerLookup
 from stream_scorer.features.layout import GroupValues, pack, unpack_many
+from stream_scorer.kafka.producer import Ticket
 from stream_scorer.monitoring.metrics import ScorerMetrics
 from stream_scorer.pipeline.emit import PredictionEncoder
 from stream_scorer.worker import BatchBounds, ModelServing, Topics, Worker
@@ -38,7 +39,9 @@ class FakeSource:
 
 
 class FakeSink:
-    """A Delivery that records what was produced and which offsets were committed."""
+    """A Delivery that records what was produced and which offsets were committed (flushed windows only)."""
+
+    pipelined = False
 
     def __init__(self, fail: bool | int = False) -> None:
         self.fail = fail  # True: every complete fails; a number: that many fail, then all succeed
@@ -53,7 +56,10 @@ class FakeSink:
     def begin(self) -> None:
         self.begun += 1
 
-    def produce(self, topic, keys, values, headers=None) -> None:
+    def serve(self) -> None:
+        pass
+
+    def produce(self, topic, keys, values, headers=None, ticket=None) -> None:
         if topic == "predictions":
             self.produced.extend(zip(keys, values, strict=True))
         else:
@@ -83,6 +89,29 @@ class FakeSink:
         return acked
 
 
+class PipelinedSink(FakeSink):
+    """A pipelined Delivery whose delivery reports arrive when the test says (:meth:`ack`)."""
+
+    pipelined = True
+
+    def __init__(self, fail: bool | int = False) -> None:
+        super().__init__(fail)
+        self.tickets: list[tuple[Ticket, int]] = []
+
+    def produce(self, topic, keys, values, headers=None, ticket=None) -> None:
+        super().produce(topic, keys, values, headers)
+        ticket.outstanding += len(values)
+        self.tickets.append((ticket, len(values)))
+
+    def ack(self, index: int, failed: int = 0) -> None:
+        ticket, n = self.tickets[index]
+        ticket.outstanding -= n
+        ticket.failed += failed
+
+    def commit_delivered(self, messages: Sequence[FakeMessage]) -> None:
+        self.committed.append([m.offset() for m in messages])
+
+
 class FakeLookup:
     """Every entity has fresh features equal to 1.0, except card-0 whose groups are missing."""
 
@@ -107,7 +136,16 @@ class FakeLookup:
 
 
 def make_worker(
-    source, sink, lookup=None, registry=None, guard=None, commit_interval=0.0, models=None, backoff=0.01, decoder=None
+    source,
+    sink,
+    lookup=None,
+    registry=None,
+    guard=None,
+    commit_interval=0.0,
+    models=None,
+    backoff=0.01,
+    decoder=None,
+    max_uncommitted=8,
 ):
     registry = registry or CollectorRegistry()
     scorer = fraud_scorer(small_model(FEATURE_NAMES), DEFAULT_FEATURE_GROUPS, lookup or FakeLookup())
@@ -123,6 +161,7 @@ def make_worker(
             commit_interval_seconds=commit_interval,
             retry_backoff_seconds=backoff,
             max_retry_backoff_seconds=4 * backoff,
+            max_uncommitted_batches=max_uncommitted,
         ),
         topics=Topics(predictions="predictions", dead_letters="dead-letters"),
         guard=guard or InvalidInputGuard(max_consecutive=1000, max_ratio=1.0, window=1000),
@@ -513,3 +552,45 @@ def test_a_batch_waits_for_the_schema_registry_rewound_to_its_own_offsets_and_no
     assert sink.committed == [[10, 11, 12]] and sink.dead == [] and len(sink.produced) == 3
     assert registry.get_sample_value("stream_scorer_schema_registry_errors_total") == 1
     assert worker.retrying is None
+
+
+def test_pipelined_each_batch_is_committed_in_order_once_its_own_records_are_acknowledged() -> None:
+    batches = [messages([transaction(i)], i) for i in range(4)]
+    source = FakeSource(batches)
+    sink = PipelinedSink()
+    worker, _ = make_worker(source, sink)
+    assert worker.step() == 1 and sink.committed == []  # batch 0 is on its way: the loop goes on
+    assert worker.step() == 1 and sink.committed == []
+    sink.ack(1)  # batch 1 acknowledged before batch 0: it waits, offsets are committed in order
+    assert worker.step() == 1 and sink.committed == []
+    sink.ack(0)
+    assert worker.step() == 1
+    assert sink.committed == [[0, 1]]  # both, in one commit, and no flush so far
+    assert sink.flushes == 0 and len(worker._window) == 2
+    sink.ack(2)
+    sink.ack(3)
+    assert worker.step() == 0  # idle: the rest is flushed and committed
+    assert sink.committed == [[0, 1], [2, 3]]
+
+
+def test_pipelined_a_failed_record_rewinds_the_window_and_nothing_after_it_is_committed() -> None:
+    source = FakeSource([messages([transaction(0)], 0), messages([transaction(1)], 1), messages([transaction(2)], 2)])
+    sink = PipelinedSink(fail=1)
+    worker, _ = make_worker(source, sink)
+    worker.step()
+    worker.step()
+    sink.ack(0, failed=1)
+    sink.ack(1)
+    with pytest.raises(DeliveryError):
+        worker.step()  # the flush reports the failure: the window is dropped and rewound
+    assert sink.committed == [] and sink.aborts == 1 and worker._window == []
+
+
+def test_pipelined_a_full_window_is_flushed() -> None:
+    source = FakeSource([messages([transaction(i)], i) for i in range(3)])
+    sink = PipelinedSink()
+    worker, _ = make_worker(source, sink, max_uncommitted=2)
+    worker.step()
+    assert sink.committed == []
+    worker.step()  # two batches wait for their records: flush and commit both
+    assert sink.committed == [[0, 1]]

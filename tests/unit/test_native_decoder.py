@@ -210,3 +210,17 @@ def test_a_batch_arrow_avro_fails_on_is_decoded_by_the_python_reader() -> None:
     result = native.decode([FakeMessage(out.getvalue())], NOW)
     assert native.native_fallbacks == 1
     assert result.batch.event_id == ["e"] and result.batch.fields["in.b"].values.tolist() == [True]
+
+
+def test_without_the_extension_auto_is_the_python_reader_and_native_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_scorer.codec import native as module
+    from stream_scorer.errors import SchemaError
+    from stream_scorer.pipeline.emit import PredictionEncoder
+    from tests.support import FRAUD_SCHEMAS, small_model
+
+    monkeypatch.setattr(module, "_native", None)
+    assert not module.native_available() and not module.use_native("auto") and not module.use_native("python")
+    with pytest.raises(SchemaError, match="not installed"):
+        module.use_native("native")
+    encoder = PredictionEncoder(FRAUD_SCHEMAS.prediction, small_model(("event.amount_log",)))
+    assert not encoder.native  # the Python encoder, unasked

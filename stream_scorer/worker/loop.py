@@ -218,8 +218,8 @@ class Worker:
             self._join.wait()  # durable before the offsets are committed
 
     def _reload(self) -> None:
-        if self._models is None or self._window:
-            return  # only with nothing uncommitted: a transaction (or commit window) holds one model's output
+        if self._models is None or (self._window and not self._delivery.pipelined):
+            return  # a transaction (or a flushed commit window) holds one model's output; a pipeline need not
         serving = self._models.poll()
         if serving is not None:
             self._serving = serving

@@ -91,6 +91,9 @@ class CheckedProducer:
                     if ticket is not None:
                         ticket.outstanding -= len(values) - i  # never queued: never reported
                         ticket.failed += 1
+                    problem = denied(exc.args[0], topic=topic, using="write") if exc.args else None
+                    if problem is not None:  # librdkafka refuses at once a topic it was told we may not write
+                        raise problem from exc
                     raise KafkaError(f"produce to {topic} failed: {exc}") from exc
         self.raw.poll(0)
 

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException
 
-from stream_scorer.errors import BatchAborted, DeliveryError, KafkaError, TransactionStuckError
+from stream_scorer.errors import AccessDeniedError, BatchAborted, DeliveryError, KafkaError, TransactionStuckError
 from stream_scorer.kafka.delivery import AtLeastOnce, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, Ticket
 from tests.support import FakeMessage
@@ -217,3 +217,9 @@ def test_a_ticket_counts_its_own_records_reports_and_failures() -> None:
     with pytest.raises(KafkaError):
         producer.produce("predictions", [None, None], [b"d", b"e"], ticket=third)
     assert (third.outstanding, third.failed) == (0, 1)  # never queued: nothing to wait for, and not delivered
+
+
+def test_a_produce_refused_for_a_missing_write_right_is_access_denied() -> None:
+    raw = FakeRawProducer({"produce": [RdKafkaError(RdKafkaError.TOPIC_AUTHORIZATION_FAILED)]})
+    with pytest.raises(AccessDeniedError, match="not authorized to write to topic predictions"):
+        CheckedProducer(raw).produce("predictions", [None], [b"a"], ticket=Ticket())

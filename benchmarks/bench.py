@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--reason-codes", type=int, default=3, help="ours: reason codes per prediction")
     parser.add_argument("--contenders", default="ours,naive,quix")
     parser.add_argument("--latency-seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="record each run of ours with py-spy (--native) into this folder"
+    )
     parser.add_argument("--cards", type=int, default=20_000, help="distinct cards (try 1000000)")
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     parser.add_argument("--redis", default="redis://127.0.0.1:16379/0")
@@ -253,6 +256,11 @@ class Bench:
             command += ["--challenger", path]
         if not pending:
             command.append("--no-pending")
+        if self.args.profile is not None and name == "ours":
+            self.args.profile.mkdir(parents=True, exist_ok=True)
+            out = self.args.profile / f"ours-b{batch}-{uuid.uuid4().hex[:6]}.txt"
+            spy = str(Path(self.args.python).with_name("py-spy"))
+            command = [spy, "record", "--native", "--rate", "250", "--format", "raw", "-o", str(out), "--", *command]
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 
@@ -290,7 +298,7 @@ class Bench:
             self.publish(names[0])
             process = self.contender(name, batch, len(self.records), names, reason_codes, challengers, pending)
             out, _ = process.communicate(timeout=900)
-            return json.loads(out.strip().splitlines()[-1])
+            return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])  # py-spy talks too
         finally:
             self.drop(names)
 

@@ -31,18 +31,31 @@ def producer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[st
 
 
 class Ticket:
-    """The delivery reports of one batch's records: how many are still unacknowledged, how many failed."""
+    """The delivery reports of one batch's records: how many are still unacknowledged, how many failed.
 
-    __slots__ = ("failed", "outstanding")
+    Its :meth:`report` is the records' delivery callback: one Python call per record, the cheapest there is.
+    """
+
+    __slots__ = ("failed", "outstanding", "producer")
 
     def __init__(self) -> None:
         self.outstanding = 0
         self.failed = 0
+        self.producer: Any = None  # the CheckedProducer that sends the records: it counts them too
 
     @property
     def delivered(self) -> bool:
         """Every record was acknowledged."""
         return self.outstanding == 0 and self.failed == 0
+
+    def report(self, error: Any, message: Any) -> None:
+        """librdkafka's delivery report of one record."""
+        self.outstanding -= 1
+        if error is None:
+            self.producer._acked += 1
+        else:
+            self.failed += 1
+            self.producer._on_failure(error, message)
 
 
 class CheckedProducer:
@@ -70,14 +83,7 @@ class CheckedProducer:
         delivery report is counted in ``ticket`` too."""
         produce, on_delivery = self.raw.produce, self._on_delivery
         if ticket is not None:
-            report = self._on_delivery
-
-            def on_delivery(error: Any, message: Any) -> None:
-                ticket.outstanding -= 1
-                if error is not None:
-                    ticket.failed += 1
-                report(error, message)
-
+            ticket.producer, on_delivery = self, ticket.report
             ticket.outstanding += len(values)
         for i, (key, value) in enumerate(zip(keys, values, strict=True)):
             header: Any = None if headers is None else headers[i]
@@ -144,6 +150,9 @@ class CheckedProducer:
         if error is None:
             self._acked += 1
             return
+        self._on_failure(error, message)
+
+    def _on_failure(self, error: Any, message: Any) -> None:
         self._failed += 1
         self._failed_topics.add(message.topic())
         self._fatal = self._fatal or bool(error.fatal()) or error.code() == confluent_kafka.KafkaError._FATAL

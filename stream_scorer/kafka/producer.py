@@ -85,23 +85,52 @@ class CheckedProducer:
         if ticket is not None:
             ticket.producer, on_delivery = self, ticket.report
             ticket.outstanding += len(values)
-        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
-            header: Any = None if headers is None else headers[i]
-            while True:
-                try:
-                    produce(topic, value, key, on_delivery=on_delivery, headers=header)
-                    break
-                except BufferError:
-                    self.raw.poll(0.05)
-                except confluent_kafka.KafkaException as exc:
-                    if ticket is not None:
-                        ticket.outstanding -= len(values) - i  # never queued: never reported
-                        ticket.failed += 1
-                    problem = denied(exc.args[0], topic=topic, using="write") if exc.args else None
-                    if problem is not None:  # librdkafka refuses at once a topic it was told we may not write
-                        raise problem from exc
-                    raise KafkaError(f"produce to {topic} failed: {exc}") from exc
+        if headers is None and hasattr(self.raw, "produce_batch"):
+            self._produce_batch(topic, keys, values, on_delivery, ticket)
+        else:
+            for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+                header: Any = None if headers is None else headers[i]
+                while True:
+                    try:
+                        produce(topic, value, key, on_delivery=on_delivery, headers=header)
+                        break
+                    except BufferError:
+                        self.raw.poll(0.05)
+                    except confluent_kafka.KafkaException as exc:
+                        self._refused(topic, exc.args[0] if exc.args else exc, len(values) - i, ticket, exc)
         self.raw.poll(0)
+
+    def _produce_batch(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes | None],
+        on_delivery: Any,
+        ticket: Ticket | None,
+    ) -> None:
+        """Records without headers in one librdkafka call (``produce_batch``, a third of a ``produce`` per
+        record). A full queue refuses the rest of the list, queued again, in order, after a poll."""
+        pending: list[dict[str, Any]] = [{"value": v, "key": k} for k, v in zip(keys, values, strict=True)]
+        while pending:
+            self.raw.produce_batch(topic, pending, on_delivery=on_delivery)
+            refused = [m for m in pending if "_error" in m]
+            if refused and refused[0]["_error"].code() != confluent_kafka.KafkaError._QUEUE_FULL:
+                self._refused(topic, refused[0]["_error"], len(refused), ticket, None)
+            for m in refused:
+                del m["_error"]
+            pending = refused
+            if pending:
+                self.raw.poll(0.05)
+
+    def _refused(self, topic: str, error: Any, unqueued: int, ticket: Ticket | None, cause: Exception | None) -> None:
+        """Raise for records librdkafka refused to queue (never reported: the ticket stops waiting for them)."""
+        if ticket is not None:
+            ticket.outstanding -= unqueued
+            ticket.failed += 1
+        problem = denied(error, topic=topic, using="write")
+        if problem is not None:  # librdkafka refuses at once a topic it was told we may not write
+            raise problem from cause
+        raise KafkaError(f"produce to {topic} failed: {error}") from cause
 
     def flush(self, timeout: float) -> int:
         """Wait for every queued record. Returns how many were acknowledged since the last flush.

@@ -223,3 +223,44 @@ def test_a_produce_refused_for_a_missing_write_right_is_access_denied() -> None:
     raw = FakeRawProducer({"produce": [RdKafkaError(RdKafkaError.TOPIC_AUTHORIZATION_FAILED)]})
     with pytest.raises(AccessDeniedError, match="not authorized to write to topic predictions"):
         CheckedProducer(raw).produce("predictions", [None], [b"a"], ticket=Ticket())
+
+
+class BatchingRawProducer(FakeRawProducer):
+    """A raw producer with produce_batch whose queue holds ``room`` records until polled."""
+
+    def __init__(self, room: int, error: RdKafkaError | None = None) -> None:
+        super().__init__()
+        self.room, self.error, self.polls = room, error, 0
+
+    def produce_batch(self, topic, messages, on_delivery=None) -> int:
+        queued = 0
+        for m in messages:
+            if self.error is not None or self.room == 0:
+                m["_error"] = self.error or RdKafkaError(RdKafkaError._QUEUE_FULL)
+                continue
+            self.room -= 1
+            queued += 1
+            self.queued.append((topic, m["value"], on_delivery))
+        return queued
+
+    def poll(self, timeout: float) -> int:
+        self.polls += 1
+        self.room = 2
+        return 0
+
+
+def test_records_without_headers_go_in_one_batch_call_and_a_full_queue_queues_the_rest_in_order() -> None:
+    raw = BatchingRawProducer(room=3)
+    producer, ticket = CheckedProducer(raw), Ticket()
+    values = [b"%d" % i for i in range(7)]
+    producer.produce("predictions", [None] * 7, values, ticket=ticket)
+    assert [v for _, v, _ in raw.queued] == values and ticket.outstanding == 7
+    assert producer.flush(1.0) == 7 and ticket.delivered
+
+
+def test_a_batch_call_refused_for_a_missing_right_is_access_denied_and_the_ticket_stops_waiting() -> None:
+    raw = BatchingRawProducer(room=10, error=RdKafkaError(RdKafkaError.TOPIC_AUTHORIZATION_FAILED))
+    ticket = Ticket()
+    with pytest.raises(AccessDeniedError):
+        CheckedProducer(raw).produce("predictions", [None, None], [b"a", b"b"], ticket=ticket)
+    assert (ticket.outstanding, ticket.failed) == (0, 1)

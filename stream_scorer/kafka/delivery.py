@@ -92,12 +92,12 @@ class _Producing:
         self._producer.produce(topic, keys, values, headers, ticket)
 
     def serve(self) -> None:
-        self._producer.raw.poll(0)
+        self._producer.serve()
 
 
 class AtLeastOnce(_Producing):
     """Commit a batch's offsets only after every record it produced was acknowledged: pipelined, once its
-    own records were (its :class:`Ticket`), or after a flush."""
+    :class:`Ticket` says so, or after a flush."""
 
     pipelined = True
 

@@ -191,6 +191,7 @@ class Worker:
             t3 = time.perf_counter()
             values = self._serving.encoder.encode(scored)  # encode
             t4 = time.perf_counter()
+            self._delivery.serve()  # before this batch is queued: are the earlier ones all acknowledged?
             self._delivery.produce(self._topics.predictions, decoded.batch.key, values, ticket=ticket)  # produce
             seconds["encode"], seconds["produce"] = t4 - t3, time.perf_counter() - t4
         if decoded.invalid and not self._failures_in_row:

@@ -90,23 +90,26 @@ class FakeSink:
 
 
 class PipelinedSink(FakeSink):
-    """A pipelined Delivery whose delivery reports arrive when the test says (:meth:`ack`)."""
+    """A pipelined Delivery whose records are acknowledged when the test says (:meth:`ack`)."""
 
     pipelined = True
 
     def __init__(self, fail: bool | int = False) -> None:
         super().__init__(fail)
-        self.tickets: list[tuple[Ticket, int]] = []
+        self.tickets: list[Ticket] = []
+        self.settled_epoch = 0
+        self._epoch = 0
 
     def produce(self, topic, keys, values, headers=None, ticket=None) -> None:
         super().produce(topic, keys, values, headers)
-        ticket.outstanding += len(values)
-        self.tickets.append((ticket, len(values)))
+        self._epoch += 1
+        ticket.producer, ticket.epoch = self, self._epoch
+        self.tickets.append(ticket)
 
     def ack(self, index: int, failed: int = 0) -> None:
-        ticket, n = self.tickets[index]
-        ticket.outstanding -= n
-        ticket.failed += failed
+        """Every record up to those of the index-th produce call was reported; ``failed`` of that one failed."""
+        self.settled_epoch = max(self.settled_epoch, self.tickets[index].epoch)
+        self.tickets[index].failed += failed
 
     def commit_delivered(self, messages: Sequence[FakeMessage]) -> None:
         self.committed.append([m.offset() for m in messages])
@@ -554,23 +557,22 @@ def test_a_batch_waits_for_the_schema_registry_rewound_to_its_own_offsets_and_no
     assert worker.retrying is None
 
 
-def test_pipelined_each_batch_is_committed_in_order_once_its_own_records_are_acknowledged() -> None:
+def test_pipelined_each_batch_is_committed_in_order_once_its_records_are_acknowledged() -> None:
     batches = [messages([transaction(i)], i) for i in range(4)]
     source = FakeSource(batches)
     sink = PipelinedSink()
     worker, _ = make_worker(source, sink)
     assert worker.step() == 1 and sink.committed == []  # batch 0 is on its way: the loop goes on
     assert worker.step() == 1 and sink.committed == []
-    sink.ack(1)  # batch 1 acknowledged before batch 0: it waits, offsets are committed in order
-    assert worker.step() == 1 and sink.committed == []
     sink.ack(0)
+    assert worker.step() == 1 and sink.committed == [[0]]  # batch 1 is still on its way
+    sink.ack(2)  # everything up to batch 2 was reported
     assert worker.step() == 1
-    assert sink.committed == [[0, 1]]  # both, in one commit, and no flush so far
-    assert sink.flushes == 0 and len(worker._window) == 2
-    sink.ack(2)
+    assert sink.committed == [[0], [1, 2]]  # both, in one commit, and no flush so far
+    assert sink.flushes == 0 and len(worker._window) == 1
     sink.ack(3)
     assert worker.step() == 0  # idle: the rest is flushed and committed
-    assert sink.committed == [[0, 1], [2, 3]]
+    assert sink.committed == [[0], [1, 2], [3]]
 
 
 def test_pipelined_a_failed_record_rewinds_the_window_and_nothing_after_it_is_committed() -> None:

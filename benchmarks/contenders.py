@@ -111,6 +111,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     )
     registry = CollectorRegistry()
     runtime = wiring.build_runtime(settings, registry)
+    wiring.tune_garbage_collector()  # as `stream-scorer run` does
     span, done = Span(), 0
     try:
         while done < args.events:

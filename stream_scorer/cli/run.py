@@ -102,6 +102,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     # Before the (seconds-long) startup checks: a SIGTERM during them is a clean stop, not a crash.
     stop = stop_on_signals("finishing the current batch, then committing and exiting")
     runtime = wiring.build_runtime(settings)
+    wiring.tune_garbage_collector()
     try:
         if args.max_batches is None:
             runtime.worker.run(stop)

@@ -15,7 +15,7 @@ from stream_scorer.wiring.clients import (
     served_model_path,
 )
 from stream_scorer.wiring.labels import LabelRuntime, build_label_runtime
-from stream_scorer.wiring.worker import Runtime, build_runtime
+from stream_scorer.wiring.worker import Runtime, build_runtime, tune_garbage_collector
 
 __all__ = [
     "LabelRuntime",
@@ -31,4 +31,5 @@ __all__ = [
     "redis_nodes",
     "schemas",
     "served_model_path",
+    "tune_garbage_collector",
 ]

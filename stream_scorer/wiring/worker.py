@@ -166,17 +166,17 @@ def build_runtime(settings: Settings, registry: CollectorRegistry | None = None)
     DriftCollector(worker, registry=registry)
     runtime = Runtime(worker=worker, consumer=consumer, producer=producer, store=store, metrics_server=None)
     runtime.metrics_server = serve_metrics(settings, registry, runtime.ready, runtime.close, "metrics")
-    return tune_garbage_collector(runtime)
+    return runtime
 
 
-def tune_garbage_collector(runtime: Runtime) -> Runtime:
-    """Keep the garbage collector off the hot path: what exists after startup (modules, the model, settings)
-    is never scanned again, and young objects are collected after 50,000 allocations instead of 700 (a batch
-    makes tens of thousands that die with it; scanning them took 5% of a worker's samples at batch 4000)."""
+def tune_garbage_collector() -> None:
+    """For a worker process, once it is built: keep the garbage collector off the hot path. What exists after
+    startup (modules, the model, settings) is never scanned again, and young objects are collected after
+    50,000 allocations instead of 700 (a batch makes tens of thousands that die with it; scanning them took
+    5% of a worker's samples at batch 4000). Process-wide, so the commands call it, not the builders."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    return runtime
 
 
 def model_serving(

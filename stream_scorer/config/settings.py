@@ -16,6 +16,7 @@ from stream_scorer.config.secrets import is_secret, resolve_secret
 from stream_scorer.errors import ConfigError
 
 InputFormat = Literal["avro", "confluent"]
+MESSAGE_TIMEOUT_MS = 120_000  # librdkafka's message.timeout.ms unless kafka.client sets it: a broker restart fits
 DeliveryMode = Literal["at_least_once", "exactly_once"]
 
 _REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -286,6 +287,25 @@ class Settings:
         for schema_id in self.kafka.schema_ids:
             if not schema_id.isdigit():
                 raise ConfigError(f"kafka.schema_ids keys are integer schema ids, not {schema_id!r}")
+        self._check_transactions()
+
+    @property
+    def transaction_timeout_ms(self) -> int:
+        """The Kafka transaction timeout under exactly-once: a transaction spans one window (the poll wait, the
+        commit interval) and its flush; room for two flushes, not much more."""
+        b = self.batch
+        return int(1000 * (2 * b.flush_timeout_seconds + b.max_wait_seconds + b.commit_interval_seconds))
+
+    def _check_transactions(self) -> None:
+        """librdkafka refuses a transactional producer whose message.timeout.ms exceeds the transaction timeout:
+        say so here, not in a restart loop."""
+        message_ms = int(self.kafka.client.get("message.timeout.ms", MESSAGE_TIMEOUT_MS))
+        if self.kafka.delivery == "exactly_once" and message_ms > self.transaction_timeout_ms:
+            raise ConfigError(
+                f"exactly-once: message.timeout.ms ({message_ms}) must not exceed the transaction timeout "
+                f"({self.transaction_timeout_ms} ms, from batch.flush_timeout_seconds): raise "
+                "batch.flush_timeout_seconds or lower kafka.client's message.timeout.ms"
+            )
 
     def group(self, name: str) -> FeatureGroup:
         for group in self.feature_groups:

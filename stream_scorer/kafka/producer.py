@@ -8,6 +8,7 @@ from typing import Any
 
 import confluent_kafka
 
+from stream_scorer.config.settings import MESSAGE_TIMEOUT_MS
 from stream_scorer.errors import AccessDeniedError, DeliveryError, KafkaError
 from stream_scorer.kafka.access import denied
 
@@ -26,7 +27,7 @@ def producer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[st
         "linger.ms": 5,
         "delivery.report.only.error": True,  # successes are known by flush() or serve(), not one call each
         "compression.type": "lz4",
-        "message.timeout.ms": 120_000,
+        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
         **extra,
     }
 

@@ -232,9 +232,7 @@ def kafka_side(
     timeout = settings.batch.flush_timeout_seconds
     if exactly_once:
         producer_settings["transactional.id"] = transactional_id(settings)
-        # A transaction spans one batch: poll wait + scoring + flush. Give it room, but not much more.
-        window = settings.batch.max_wait_seconds + settings.batch.commit_interval_seconds
-        producer_settings["transaction.timeout.ms"] = int(1000 * (2 * timeout + window))
+        producer_settings["transaction.timeout.ms"] = settings.transaction_timeout_ms
     producer, consumer = kafka_clients(
         producer_settings, consumer_settings, kafka.input_topic, metrics.assigned_partitions.set
     )

@@ -94,6 +94,12 @@ def test_redis_password_is_masked() -> None:
         ({"STREAM_SCORER_BATCH__MAX_EVENTS": "0"}, ">= 1"),
         ({"STREAM_SCORER_KAFKA__CREATE_TOPICS": "maybe"}, "true or false"),
         ({"STREAM_SCORER_KAFKA__CLIENT": "x"}, "table"),
+        ({"STREAM_SCORER_EVENTS__DECODER": "rust"}, "must be one of"),
+        ({"STREAM_SCORER_BATCH__MAX_UNCOMMITTED_BATCHES": "0"}, ">= 1"),
+        (  # librdkafka would refuse the transactional producer at startup, in a restart loop
+            {"STREAM_SCORER_KAFKA__DELIVERY": "exactly_once", "STREAM_SCORER_BATCH__FLUSH_TIMEOUT_SECONDS": "30"},
+            r"message.timeout.ms \(120000\) must not exceed the transaction timeout \(60020 ms",
+        ),
     ],
 )
 def test_bad_settings_say_what_to_fix(env, message) -> None:
@@ -142,3 +148,10 @@ def test_secrets_come_from_env_or_files_and_never_show(tmp_path: Path, monkeypat
         resolve_secret(f"file:{tmp_path / 'nope'}", "x")
     with pytest.raises(ConfigError, match='"env:NAME" or "file:/path"'):
         resolve_secret("hunter2", "x")
+
+
+def test_exactly_once_with_a_short_flush_timeout_and_a_shorter_message_timeout_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text('[kafka]\ndelivery = "exactly_once"\n[kafka.client]\n"message.timeout.ms" = "60000"\n')
+    settings = load_settings(path, {"STREAM_SCORER_BATCH__FLUSH_TIMEOUT_SECONDS": "30"})
+    assert settings.transaction_timeout_ms == 60_020

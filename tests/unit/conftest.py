@@ -14,8 +14,8 @@ from tests import support
 def native_or_skip() -> None:
     """Skip a native-decoder test where the extension is not built, unless CI requires it."""
     if not native_available():
-        if os.environ.get("STREAM_SCORER_REQUIRE_NATIVE") == "1":
-            pytest.fail("STREAM_SCORER_REQUIRE_NATIVE=1 but stream_scorer_native is not installed")
+        if os.environ.get("REQUIRE_NATIVE_CODEC") == "1":
+            pytest.fail("REQUIRE_NATIVE_CODEC=1 but stream_scorer_native is not installed")
         pytest.skip("the stream_scorer_native extension is not built (scripts/install builds it with cargo)")
 
 

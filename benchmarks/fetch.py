@@ -1,7 +1,9 @@
 """Reading a batch of features from Redis: the old path (one MGET, then parsing) vs the store's fetch (one MGET,
 plus one read-only script call when some keys are missing, to tell missing keys from keys of another type;
-stream_scorer.features.store.RedisFeatureStore.fetch). Batches of --batch events x the 4 default feature groups
-(16k keys at 4000 events), with 0% and 20% of the keys missing; interleaved rounds, medians, us per event.
+stream_scorer.features.store.RedisFeatureStore.fetch), the fetch both in Python (redis-py packs the command,
+numpy parses the records) and with the native extension packing the MGET and parsing the records. Batches of
+--batch events x the 4 default feature groups (16k keys at 4000 events), with 0% and 20% of the keys missing;
+interleaved rounds, medians, us per event.
 
 Needs the local Redis (scripts/stack up). Run: .venv/bin/python -m benchmarks.fetch
 """
@@ -19,8 +21,10 @@ import numpy as np
 import redis
 
 from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
+from stream_scorer.codec.native import native_available
 from stream_scorer.config import FeatureGroup
 from stream_scorer.features.layout import GroupValues, unpack_many
+from stream_scorer.features.nodes import SingleNode
 from stream_scorer.features.store import RedisFeatureStore
 
 GROUPS = DEFAULT_FEATURE_GROUPS
@@ -35,7 +39,7 @@ def mget_only(
     out, start = {}, 0
     for g in groups:
         n = len(ids[g.entity])
-        out[g.name] = unpack_many(replies[start : start + n], len(g.features), g.version)
+        out[g.name] = unpack_many(replies[start : start + n], len(g.features), g.version, native=False)
         start += n
     return out
 
@@ -47,9 +51,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batches-per-round", type=int, default=10)
     args = parser.parse_args()
+    if not native_available():
+        parser.error("the native extension is not installed (scripts/install builds it)")
     client = redis.Redis.from_url(args.redis)
     prefix = f"bench-fetch-{uuid.uuid4().hex[:8]}"
     store = RedisFeatureStore(client, prefix)
+    python_store = RedisFeatureStore(SingleNode(client, native=False), prefix, native=False)
     n = args.batch
     rng = np.random.default_rng(1)
     # Per missing share, the batch's ids by entity; every group of every entity is written except that share.
@@ -64,14 +71,16 @@ def main() -> None:
 
     paths: dict[str, Callable[[dict[str, list[str]]], dict[str, GroupValues]]] = {
         "MGET only": lambda ids: mget_only(client, prefix, GROUPS, ids),
-        "MGET + script": lambda ids: store.fetch(GROUPS, ids),
+        "fetch, Python": lambda ids: python_store.fetch(GROUPS, ids),
+        "fetch, native": lambda ids: store.fetch(GROUPS, ids),
     }
     timings: dict[tuple[str, str], list[tuple[float, float]]] = {(b, p): [] for b in batches for p in paths}
     try:
         for ids in batches.values():  # warm up (loads the script) and check that both paths agree
-            old, new = paths["MGET only"](ids), paths["MGET + script"](ids)
+            old, python, new = (paths[p](ids) for p in ("MGET only", "fetch, Python", "fetch, native"))
             for g in GROUPS:
                 assert (old[g.name].present == new[g.name].present).all() and not new[g.name].malformed.any()
+                assert (python[g.name].values == new[g.name].values).all()
         events = n * args.batches_per_round
         for _ in range(args.rounds):
             for label, ids in batches.items():

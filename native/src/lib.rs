@@ -1,5 +1,5 @@
 //! stream-scorer's native Avro codec: Kafka message values to columns, strictly (here), and predictions
-//! to Avro (`encode`).
+//! to Avro (`encode`); and the per-key work of a feature read (`resp`).
 //!
 //! Each body is first checked against its writer schema by the strict rules of `validate` (canonical
 //! encoding, exactly one value, no trailing bytes); only bodies that pass reach Apache Arrow's arrow-avro,
@@ -9,6 +9,7 @@
 
 mod columns;
 mod encode;
+mod resp;
 mod validate;
 
 use std::collections::HashMap;
@@ -288,6 +289,8 @@ impl Decoder {
 fn stream_scorer_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_function(wrap_pyfunction!(encode::encode_predictions, m)?)?;
+    m.add_function(wrap_pyfunction!(resp::pack_commands, m)?)?;
+    m.add_function(wrap_pyfunction!(resp::unpack_records, m)?)?;
     m.add("DecodeFailed", m.py().get_type::<DecodeFailed>())?;
     Ok(())
 }

@@ -50,6 +50,13 @@ def native_encoder() -> Callable[..., list[bytes]] | None:
     return None if _native is None else typing.cast(Callable[..., list[bytes]], _native.encode_predictions)
 
 
+def native_function(name: str) -> Callable[..., Any] | None:
+    """One of the extension's batch helpers (``pack_commands``, ``unpack_records``: the per-key work of a
+    feature read, see :mod:`stream_scorer.features.nodes` and :mod:`stream_scorer.features.layout`), or None
+    without the extension."""
+    return None if _native is None else typing.cast(Callable[..., Any], getattr(_native, name))
+
+
 def use_native(choice: DecoderChoice) -> bool:
     """Whether ``events.decoder`` selects the native decoder; ``native`` without the extension raises."""
     if choice == "native" and _native is None:

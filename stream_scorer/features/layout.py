@@ -10,8 +10,8 @@
     8       8     updated_at, epoch milliseconds (int64)
     16      4k    the k feature values, float32, in the group's configured order
 
-A whole batch of replies is parsed with one ``np.frombuffer`` over their concatenation instead of
-a Python loop over values: parsing replies dominates the cost of a hash-per-entity layout.
+A whole batch of replies is parsed at once: by the native extension (``stream_scorer_native``) when it is
+installed, else with one ``np.frombuffer`` over their concatenation instead of a Python loop over values.
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from stream_scorer.codec.native import native_function
+
 MAGIC = b"SF"
 LAYOUT_VERSION = 1
 HEADER = struct.Struct("<2sHHHq")
+_unpack_records = native_function("unpack_records")
 
 
 def record_dtype(n_features: int) -> np.dtype[np.void]:
@@ -82,12 +85,32 @@ def unpack_many(
     n_features: int,
     version: int = 1,
     other_type: npt.NDArray[np.bool_] | None = None,
+    *,
+    native: bool = True,
 ) -> GroupValues:
     """Parse MGET replies (``None`` for a missing key) into arrays. Unreadable records count as missing.
 
     MGET answers ``None`` for a key holding another Redis type (a hash, a list...) too; ``other_type``
     marks those rows (found apart, by the store): they are flagged malformed, and still not present.
+    The native extension parses the replies when it is installed (``native=False``: the Python reference).
     """
+    if native and _unpack_records is not None:
+        replies = replies if isinstance(replies, list) else list(replies)
+        values, updated_at_ms, readable, found = _unpack_records(replies, n_features, version)
+    else:
+        values, updated_at_ms, readable, found = _unpack_python(replies, n_features, version)
+    malformed = found & ~readable
+    if other_type is not None:
+        if other_type.shape != (len(replies),):
+            raise ValueError(f"other_type needs one flag per reply, got shape {other_type.shape}")
+        malformed |= other_type
+    return GroupValues(values=values, updated_at_ms=updated_at_ms, present=readable, malformed=malformed)
+
+
+def _unpack_python(
+    replies: Sequence[bytes | None], n_features: int, version: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Values, updated_at_ms, readable and found: one ``np.frombuffer`` over the joined replies."""
     dtype = record_dtype(n_features)
     size = dtype.itemsize
     blank = bytes(size)
@@ -105,14 +128,4 @@ def unpack_many(
     values = records["values"].astype(np.float64)
     readable &= np.isfinite(values).all(axis=1)
     values[~readable] = 0.0
-    malformed = found & ~readable
-    if other_type is not None:
-        if other_type.shape != (len(replies),):
-            raise ValueError(f"other_type needs one flag per reply, got shape {other_type.shape}")
-        malformed |= other_type
-    return GroupValues(
-        values=values,
-        updated_at_ms=np.where(readable, records["updated_at_ms"], 0),
-        present=readable,
-        malformed=malformed,
-    )
+    return values, np.where(readable, records["updated_at_ms"], 0), readable, found

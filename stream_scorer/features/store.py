@@ -90,8 +90,11 @@ class RedisFeatureStore:
     served, and only when every node fails is the read a :class:`FeatureStoreError` (for the circuit breaker).
     """
 
-    def __init__(self, client: redis.Redis | RedisCluster | Nodes, key_prefix: str, hash_tags: int = 1) -> None:
+    def __init__(
+        self, client: redis.Redis | RedisCluster | Nodes, key_prefix: str, hash_tags: int = 1, *, native: bool = True
+    ) -> None:
         self._nodes = as_nodes(client)
+        self._native = native  # parse replies in the native extension when it is installed
         self._keys = KeySpace(key_prefix, hash_tags)
         self._prefix = key_prefix
         self._check_types = True
@@ -127,7 +130,11 @@ class RedisFeatureStore:
         for group in groups:
             n = len(ids_by_entity[group.entity])
             values = unpack_many(
-                replies[start : start + n], len(group.features), group.version, other_type[start : start + n]
+                replies[start : start + n],
+                len(group.features),
+                group.version,
+                other_type[start : start + n],
+                native=self._native,
             )
             down = unanswered[start : start + n]
             out[group.name] = dataclasses.replace(values, available=~down) if down.any() else values

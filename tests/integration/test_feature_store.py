@@ -17,8 +17,11 @@ import redis
 
 from examples.fraud.world import FEATURE_GROUPS as DEFAULT_FEATURE_GROUPS
 from stream_scorer.config import FeatureGroup
+from stream_scorer.errors import AccessDeniedError
+from stream_scorer.features.nodes import SingleNode
 from stream_scorer.features.store import RedisFeatureStore
 from tests.integration.conftest import Stack, worker_env_base
+from tests.unit.conftest import native_or_skip
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +103,36 @@ def test_keys_of_another_type_are_malformed_not_missing(store: RedisFeatureStore
     assert store.fetch([VELOCITY], {"card": ["c-ok"]})[VELOCITY.name].present.tolist() == [True]
     assert (mget_calls(client), command_calls(client, "evalsha_ro")) == (before[0] + 1, before[1])
     client.close()
+
+
+def test_the_native_read_equals_the_python_read_survives_a_dropped_connection_and_reports_refusals(
+    store: RedisFeatureStore, stack: Stack, redis_prefix: str, feature_reader: Callable[..., redis.Redis]
+) -> None:
+    native_or_skip()
+    write_other_types(stack, store)
+    rows = {"card": [*OTHER_TYPE_ROWS, "c-none"] * 50, "merchant": ["m-none"] * 300}
+    client = stack.redis(decode_responses=False)
+    native = RedisFeatureStore(SingleNode(client), redis_prefix, stack.hash_tags)
+    python = RedisFeatureStore(SingleNode(client, native=False), redis_prefix, stack.hash_tags, native=False)
+    first = native.fetch([VELOCITY, MERCHANT], rows)
+    for name, values in python.fetch([VELOCITY, MERCHANT], rows).items():
+        for part in ("values", "updated_at_ms", "present", "malformed"):
+            assert np.array_equal(getattr(first[name], part), getattr(values, part)), (name, part)
+    assert first[VELOCITY.name].present.sum() == 50 and first[VELOCITY.name].malformed.sum() == 150
+
+    # The server drops the pooled connection between two reads: the next read reconnects, as redis-py would.
+    admin = redis.Redis.from_url(stack.redis_url)
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    again = native.fetch([VELOCITY, MERCHANT], rows)
+    assert np.array_equal(again[VELOCITY.name].values, first[VELOCITY.name].values)
+    admin.close()
+    client.close()
+
+    # A user without read rights on the keys: the MGET's NOPERM reply is the store's AccessDeniedError.
+    outsider = feature_reader()
+    stranger = RedisFeatureStore(outsider, "not-" + redis_prefix, stack.hash_tags)
+    with pytest.raises(AccessDeniedError, match="feature read"):
+        stranger.fetch([VELOCITY], {"card": ["c1"]})
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def fake_store(script_error: Exception | None = None) -> tuple[RedisFeatureStore
         },
         script_error,
     )
-    return RedisFeatureStore(SingleNode(fake), "p"), fake  # type: ignore[arg-type]
+    return RedisFeatureStore(SingleNode(fake, native=False), "p"), fake  # type: ignore[arg-type]  # the fake takes pipelines, not packed commands
 
 
 def test_store_flags_keys_of_another_type_in_the_right_group_and_row() -> None:

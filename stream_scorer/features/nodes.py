@@ -263,8 +263,12 @@ def _send_pipeline(client: redis.Redis, calls: Sequence[Call], native: bool) -> 
     try:
         return list(pipe.execute(raise_on_error=False))
     except (redis.RedisError, OSError) as exc:  # the connection, not a reply: every call failed
-        error = exc if isinstance(exc, redis.RedisError) else redis.ConnectionError(str(exc))
-        return [error] * len(calls)
+        return _all_failed(exc, len(calls))
+
+
+def _all_failed(exc: redis.RedisError | OSError, n_calls: int) -> list[Any]:
+    error = exc if isinstance(exc, redis.RedisError) else redis.ConnectionError(str(exc))
+    return [error] * n_calls
 
 
 def _send_packed(client: redis.Redis, calls: Sequence[Call], packed: bytes) -> list[Any]:
@@ -272,7 +276,10 @@ def _send_packed(client: redis.Redis, calls: Sequence[Call], packed: bytes) -> l
     retried as redis-py retries a pipeline; replies as redis-py's parser reads them (an error reply as its
     exception)."""
     pool = client.connection_pool
-    connection = pool.get_connection()
+    try:
+        connection = pool.get_connection()  # connects (and logs in) a new connection
+    except (redis.RedisError, OSError) as exc:
+        return _all_failed(exc, len(calls))
 
     def attempt() -> list[Any]:
         connection.send_packed_command([packed])  # type: ignore[no-untyped-call]
@@ -291,7 +298,6 @@ def _send_packed(client: redis.Redis, calls: Sequence[Call], packed: bytes) -> l
         connection.disconnect()  # type: ignore[no-untyped-call]
         if not isinstance(exc, (redis.RedisError, OSError)):
             raise
-        error = exc if isinstance(exc, redis.RedisError) else redis.ConnectionError(str(exc))
-        return [error] * len(calls)
+        return _all_failed(exc, len(calls))
     finally:
         pool.release(connection)

@@ -123,11 +123,13 @@ def _metadata(admin: AdminClient, seen: list[Any], bootstrap: str, timeout: floa
 
 
 def _check_group(admin: AdminClient, group: str, timeout: float) -> None:
-    request = confluent_kafka.ConsumerGroupTopicPartitions(group)
+    """Describe the group: the Describe right (which Read implies) is checked. Not by listing the group's
+    offsets: librdkafka's admin client then crashes the process when a coordinator answers NOT_COORDINATOR
+    (a NULL consumer group in ``rd_kafka_handle_OffsetFetch``, librdkafka issue 5040)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin.list_consumer_group_offsets([request], request_timeout=timeout)[group].result(timeout)
+            admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
             return
         except confluent_kafka.KafkaException as exc:
             error = exc.args[0] if exc.args else None

@@ -51,12 +51,13 @@ class BatchConsumer:
     def __init__(
         self, config: Mapping[str, Any], topics: Sequence[str], on_assignment: Callable[[int], None] | None = None
     ) -> None:
-        self._consumer = confluent_kafka.Consumer(dict(config))
+        self._consumer = confluent_kafka.Consumer({**config, "on_commit": self._on_commit})
         self._group = str(config.get("group.id", ""))
         self._topics = list(topics)
         self._on_assignment = on_assignment
         self._listener: RebalanceListener | None = None
         self._to_commit: dict[tuple[str, int], int] = {}  # offsets committed at the next commit (or revoke)
+        self._commit_failure: KafkaError | None = None  # an asynchronous commit's, raised by the next commit
         self.assigned: set[tuple[str, int]] = set()
 
     def subscribe(self, listener: RebalanceListener) -> None:
@@ -96,14 +97,44 @@ class BatchConsumer:
                 log.warning("consumer error on %s[%s]: %s", message.topic(), message.partition(), error)
         return batch
 
-    def commit(self, messages: Sequence[KafkaMessage]) -> None:
-        """Commit ``offset + 1`` of each partition in ``messages`` synchronously.
+    def commit(self, messages: Sequence[KafkaMessage], *, asynchronous: bool = False) -> None:
+        """Commit ``offset + 1`` of each partition in ``messages``: synchronously, or sent without waiting
+        (``asynchronous``: the broker's answer is read by a later poll).
 
         If the commit fails because the group is rebalancing, the offsets are kept: they are tried
-        again at the next commit or when the partition is revoked (at-least-once either way).
+        again at the next commit or when the partition is revoked (at-least-once either way). An
+        asynchronous commit's other failures are raised by the next commit.
         """
+        if self._commit_failure is not None:
+            failure, self._commit_failure = self._commit_failure, None
+            raise failure
         self._to_commit.update(next_offsets(messages))
-        self._commit_stored(None)
+        if not asynchronous:
+            self._commit_stored(None)
+        elif self._to_commit:
+            offsets = [TopicPartition(t, p, offset) for (t, p), offset in self._to_commit.items()]
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            except confluent_kafka.KafkaException as exc:  # not sent (no coordinator yet): kept for the next
+                log.warning("commit deferred: %s", exc)
+
+    @property
+    def uncommitted(self) -> dict[tuple[str, int], int]:
+        """The offsets told to commit that the broker has not confirmed yet (sent again at the next commit)."""
+        return dict(self._to_commit)
+
+    def _on_commit(self, error: Any, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit (served by consume): offsets it committed are no longer kept; a
+        failure that retrying cannot mend is raised by the next commit."""
+        if error is not None and not (error.retriable() or _rebalancing(error)):
+            self._commit_failure = KafkaError(f"commit of {len(partitions)} partition offsets failed: {error}")
+            return
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if tp.error is None and error is None and self._to_commit.get(key) == tp.offset:
+                del self._to_commit[key]
+            elif tp.error is not None and not (tp.error.retriable() or _rebalancing(tp.error)):
+                self._commit_failure = KafkaError(f"commit of {tp.topic}[{tp.partition}] failed: {tp.error}")
 
     def _commit_stored(self, only: set[tuple[str, int]] | None) -> None:
         todo = {k: v for k, v in self._to_commit.items() if only is None or k in only}

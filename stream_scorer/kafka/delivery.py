@@ -105,7 +105,7 @@ class AtLeastOnce(_Producing):
         pass
 
     def commit_delivered(self, messages: Sequence[KafkaMessage]) -> None:
-        self._consumer.commit(messages)
+        self._consumer.commit(messages, asynchronous=True)  # never waits: a lost commit is a re-read, not a loss
 
     def abort(self) -> None:
         """Nothing to undo: what was produced stays (read again, it is produced again); rewind."""

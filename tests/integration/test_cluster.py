@@ -84,7 +84,9 @@ def test_a_batch_is_one_mget_per_hash_tag_pipelined_per_node_and_reads_what_was_
     before = calls_by_node(cluster, "mget")
     pipelines: list[int] = []
     send = nodes_module._send_pipeline
-    monkeypatch.setattr(nodes_module, "_send_pipeline", lambda c, calls: pipelines.append(len(calls)) or send(c, calls))
+    monkeypatch.setattr(
+        nodes_module, "_send_pipeline", lambda c, calls, native: pipelines.append(len(calls)) or send(c, calls, native)
+    )
     out = store.fetch([VELOCITY, PROFILE], {"card": CARDS})
     monkeypatch.undo()
     after = calls_by_node(cluster, "mget")

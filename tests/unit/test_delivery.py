@@ -8,9 +8,10 @@ import time
 import confluent_kafka
 import pytest
 from confluent_kafka import KafkaError as RdKafkaError
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 
 from stream_scorer.errors import AccessDeniedError, BatchAborted, DeliveryError, KafkaError, TransactionStuckError
+from stream_scorer.kafka.consumer import BatchConsumer
 from stream_scorer.kafka.delivery import AtLeastOnce, ExactlyOnce
 from stream_scorer.kafka.producer import CheckedProducer, Ticket
 from tests.support import FakeMessage
@@ -71,8 +72,9 @@ class FakeConsumer:
         self.commits: list[list[int]] = []
         self.rewinds = 0
 
-    def commit(self, messages) -> None:
+    def commit(self, messages, asynchronous: bool = False) -> None:
         self.commits.append([m.offset() for m in messages])
+        self.asynchronous = asynchronous
 
     def group_metadata(self) -> object:
         return object()
@@ -102,6 +104,29 @@ def test_at_least_once_commits_after_a_clean_flush_only() -> None:
     with pytest.raises(DeliveryError):
         failing.complete(MESSAGES)
     assert consumer.commits == [[4, 9, 5]]  # nothing more
+
+
+def test_at_least_once_commits_flushed_windows_synchronously_and_delivered_batches_without_waiting() -> None:
+    consumer = FakeConsumer()
+    delivery = AtLeastOnce(CheckedProducer(FakeRawProducer()), consumer, 1.0)
+    delivery.complete(MESSAGES)
+    assert consumer.asynchronous is False
+    delivery.commit_delivered(MESSAGES)
+    assert consumer.asynchronous is True and consumer.commits == [[4, 9, 5]] * 2
+
+
+def test_an_asynchronous_commit_keeps_offsets_until_confirmed_and_raises_a_lasting_failure_at_the_next() -> None:
+    consumer = BatchConsumer({"bootstrap.servers": "127.0.0.1:9", "group.id": "g"}, ["t"])
+    consumer._to_commit = {("t", 0): 6, ("t", 1): 10}
+    consumer._on_commit(None, [TopicPartition("t", 0, 6), TopicPartition("t", 1, 9)])  # t[1]: an older commit
+    assert consumer.uncommitted == {("t", 1): 10}
+    consumer._on_commit(RdKafkaError(RdKafkaError.REBALANCE_IN_PROGRESS), [TopicPartition("t", 1, 10)])
+    assert consumer.uncommitted == {("t", 1): 10}  # kept: sent again at the next commit, or on the revoke
+    consumer._on_commit(RdKafkaError(RdKafkaError.GROUP_AUTHORIZATION_FAILED), [TopicPartition("t", 1, 10)])
+    with pytest.raises(KafkaError, match="Group authorization failed"):
+        consumer.commit(MESSAGES, asynchronous=True)
+    assert consumer.uncommitted == {("t", 1): 10}  # the failed commit changed nothing
+    consumer.close()
 
 
 def test_exactly_once_sends_offsets_plus_one_inside_the_transaction() -> None:

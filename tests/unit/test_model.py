@@ -14,7 +14,7 @@ from stream_scorer.features.freshness import assess
 from stream_scorer.features.layout import GroupValues
 from stream_scorer.model.calibration import sigmoid
 from stream_scorer.model.fitted_spec import transform
-from stream_scorer.model.score import ScoringWeights, score, score_one
+from stream_scorer.model.score import ScoringWeights, score, score_one, top_contributions
 from stream_scorer.pipeline.vectorize import plan_inputs
 from tests.support import FRAUD_CONTRACT, records_batch, small_model, transaction, vectorize
 
@@ -91,6 +91,20 @@ def test_batch_scores_equal_row_by_row_reference() -> None:
     batch = score(matrix, ScoringWeights.of(model))
     rows = np.array([score_one(row, model) for row in matrix])
     np.testing.assert_allclose(batch, rows, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_reason_codes_are_the_largest_contributions_in_order_ties_by_feature_order(k: int) -> None:
+    model = small_model(tuple(f"event.f{i}" for i in range(4)), seed=k)
+    rng = np.random.default_rng(k)
+    n_features = len(model.feature_names)
+    matrix = rng.integers(-2, 3, size=(300, n_features)).astype(float)  # small integers: many ties
+    matrix = matrix * model.scale / np.where(model.coef == 0, 1.0, model.coef) + model.mean
+    index, value = top_contributions(matrix, model, k)
+    contributions = model.coef * (matrix - model.mean) / model.scale
+    expected = np.argsort(-contributions, axis=1, kind="stable")[:, : min(k, n_features)]  # the reference
+    assert np.array_equal(index, expected)
+    assert np.allclose(value, np.take_along_axis(contributions, expected, axis=1))
 
 
 def test_probabilities_stay_in_unit_interval_for_extreme_inputs() -> None:

@@ -10,7 +10,7 @@ import confluent_kafka
 from confluent_kafka import TopicPartition
 
 from stream_scorer.batch import KafkaMessage
-from stream_scorer.errors import KafkaError, StreamScorerError
+from stream_scorer.errors import AccessDeniedError, KafkaError, StreamScorerError
 from stream_scorer.kafka.access import denied
 from stream_scorer.kafka.offsets import next_offsets
 
@@ -57,7 +57,7 @@ class BatchConsumer:
         self._on_assignment = on_assignment
         self._listener: RebalanceListener | None = None
         self._to_commit: dict[tuple[str, int], int] = {}  # offsets committed at the next commit (or revoke)
-        self._commit_failure: KafkaError | None = None  # an asynchronous commit's, raised by the next commit
+        self._commit_failure: AccessDeniedError | None = None  # an asynchronous commit's, raised by the next commit
         self.assigned: set[tuple[str, int]] = set()
 
     def subscribe(self, listener: RebalanceListener) -> None:
@@ -103,7 +103,7 @@ class BatchConsumer:
 
         If the commit fails because the group is rebalancing, the offsets are kept: they are tried
         again at the next commit or when the partition is revoked (at-least-once either way). An
-        asynchronous commit's other failures are raised by the next commit.
+        asynchronous commit refused for want of a right is raised (:class:`AccessDeniedError`) by the next one.
         """
         if self._commit_failure is not None:
             failure, self._commit_failure = self._commit_failure, None
@@ -124,17 +124,23 @@ class BatchConsumer:
         return dict(self._to_commit)
 
     def _on_commit(self, error: Any, partitions: list[TopicPartition]) -> None:
-        """librdkafka's report of a commit (served by consume): offsets it committed are no longer kept; a
-        failure that retrying cannot mend is raised by the next commit."""
-        if error is not None and not (error.retriable() or _rebalancing(error)):
-            self._commit_failure = KafkaError(f"commit of {len(partitions)} partition offsets failed: {error}")
-            return
+        """librdkafka's report of an asynchronous commit (served by consume): offsets the broker confirmed are
+        no longer kept; those it refused are kept, sent again with the next commit (or on the revoke), and a
+        refusal for want of a right is raised by the next commit."""
+        failures: list[tuple[TopicPartition | None, Any]] = [(None, error)] if error is not None else []
+        failures += [(tp, tp.error) for tp in partitions if tp.error is not None]
         for tp in partitions:
             key = (tp.topic, tp.partition)
-            if tp.error is None and error is None and self._to_commit.get(key) == tp.offset:
+            if error is None and tp.error is None and self._to_commit.get(key) == tp.offset:
                 del self._to_commit[key]
-            elif tp.error is not None and not (tp.error.retriable() or _rebalancing(tp.error)):
-                self._commit_failure = KafkaError(f"commit of {tp.topic}[{tp.partition}] failed: {tp.error}")
+        for failed, failure in failures:
+            where = f"{failed.topic}[{failed.partition}]" if failed is not None else f"{len(partitions)} partitions"
+            problem = denied(failure, topic=failed.topic if failed is not None else "", group=self._group)
+            if problem is not None:
+                log.error("commit of %s refused: %s", where, problem)
+                self._commit_failure = problem
+            elif not _rebalancing(failure):
+                log.warning("commit of %s failed, kept for the next commit: %s", where, failure)
 
     def _commit_stored(self, only: set[tuple[str, int]] | None) -> None:
         todo = {k: v for k, v in self._to_commit.items() if only is None or k in only}

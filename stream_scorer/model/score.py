@@ -109,15 +109,19 @@ def top_contributions(matrix: Float64Array, model: LogisticModel, k: int) -> tup
     k = min(k, matrix.shape[1])
     if k <= 0 or len(matrix) == 0:
         return np.zeros((len(matrix), 0), np.intp), np.zeros((len(matrix), 0))
-    contributions = model.coef * (matrix - model.mean) / model.scale
+    with np.errstate(over="ignore", invalid="ignore"):  # an extreme input's contribution is +-inf (or NaN)
+        contributions = model.coef * (matrix - model.mean) / model.scale
+    ranks = contributions.copy()
+    if not np.isfinite(ranks).all():  # NaN last, then -inf; -inf below both marks a feature already taken
+        lowest = np.finfo(np.float64).min
+        ranks[np.isneginf(ranks)] = np.nextafter(lowest, 0.0)
+        ranks[np.isnan(ranks)] = lowest
     rows = np.arange(len(matrix))
     index = np.empty((len(matrix), k), np.intp)
-    value = np.empty((len(matrix), k))
     for j in range(k):  # k row-wise argmax passes: a third of argpartition's cost for a few reason codes
-        top = contributions.argmax(axis=1)
-        index[:, j], value[:, j] = top, contributions[rows, top]
-        contributions[rows, top] = -np.inf
-    return index, value
+        index[:, j] = top = ranks.argmax(axis=1)
+        ranks[rows, top] = -np.inf
+    return index, np.take_along_axis(contributions, index, axis=1)
 
 
 def score_one(row: Sequence[float], model: LogisticModel) -> float:

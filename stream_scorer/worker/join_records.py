@@ -42,11 +42,12 @@ class JoinRecords:
         records = pack_many(header, batch.event_time_ms, scored.scored_at_ms, scores, decisions)
         self._writes.append(self._writer.submit(self._store.write, batch.event_id, records, scored.scored_at_ms))
 
-    def wait(self) -> None:
-        """Wait for every write started so far. A failed write is counted, not fatal: predictions keep
-        flowing, and those labels will count as unknown."""
+    def wait(self, keep: int = 0) -> None:
+        """Wait for every write started so far but the newest ``keep`` (those of batches not committed yet). A
+        failed write is counted, not fatal: predictions keep flowing, and those labels will count as unknown."""
         started = time.perf_counter()
-        writes, self._writes = self._writes, []
+        done = len(self._writes) - keep
+        writes, self._writes = self._writes[:done], self._writes[done:]
         for future in writes:
             try:
                 future.result()

@@ -214,9 +214,9 @@ class Worker:
         if self._join is not None:
             self._join.close()
 
-    def _await_join(self) -> None:
+    def _await_join(self, keep: int = 0) -> None:
         if self._join is not None:
-            self._join.wait()  # durable before the offsets are committed
+            self._join.wait(keep)  # durable before the offsets are committed (keep: the newer batches' writes)
 
     def _reload(self) -> None:
         if self._models is None or (self._window and not self._delivery.pipelined):
@@ -285,7 +285,7 @@ class Worker:
 
     def _commit(self, count: int, commit: Callable[[Sequence[KafkaMessage]], object]) -> None:
         """Commit the window's oldest ``count`` batches with ``commit``; on a failure drop and rewind them all."""
-        self._await_join()
+        self._await_join(keep=sum(batch.scored is not None for batch in self._window[count:]))
         committed = self._window[:count]
         try:
             commit([m for batch in committed for m in batch.messages])

@@ -115,17 +115,21 @@ def test_at_least_once_commits_flushed_windows_synchronously_and_delivered_batch
     assert consumer.asynchronous is True and consumer.commits == [[4, 9, 5]] * 2
 
 
-def test_an_asynchronous_commit_keeps_offsets_until_confirmed_and_raises_a_lasting_failure_at_the_next() -> None:
+def test_an_asynchronous_commit_keeps_offsets_until_confirmed_and_raises_a_refusal_at_the_next() -> None:
     consumer = BatchConsumer({"bootstrap.servers": "127.0.0.1:9", "group.id": "g"}, ["t"])
     consumer._to_commit = {("t", 0): 6, ("t", 1): 10}
     consumer._on_commit(None, [TopicPartition("t", 0, 6), TopicPartition("t", 1, 9)])  # t[1]: an older commit
     assert consumer.uncommitted == {("t", 1): 10}
-    consumer._on_commit(RdKafkaError(RdKafkaError.REBALANCE_IN_PROGRESS), [TopicPartition("t", 1, 10)])
-    assert consumer.uncommitted == {("t", 1): 10}  # kept: sent again at the next commit, or on the revoke
-    consumer._on_commit(RdKafkaError(RdKafkaError.GROUP_AUTHORIZATION_FAILED), [TopicPartition("t", 1, 10)])
-    with pytest.raises(KafkaError, match="Group authorization failed"):
+    for error in (RdKafkaError.REBALANCE_IN_PROGRESS, RdKafkaError.REQUEST_TIMED_OUT):
+        consumer._on_commit(RdKafkaError(error), [TopicPartition("t", 1, 10)])
+        assert consumer.uncommitted == {("t", 1): 10}  # kept: sent again at the next commit, or on the revoke
+    consumer._on_commit(None, [TopicPartition("t", 1, 10)])  # a later commit of it went through
+    assert consumer.uncommitted == {}
+    consumer.commit([], asynchronous=True)  # nothing raised: those failures mended themselves
+    consumer._on_commit(RdKafkaError(RdKafkaError.GROUP_AUTHORIZATION_FAILED), [TopicPartition("t", 1, 11)])
+    with pytest.raises(AccessDeniedError, match="not authorized for consumer group g"):
         consumer.commit(MESSAGES, asynchronous=True)
-    assert consumer.uncommitted == {("t", 1): 10}  # the failed commit changed nothing
+    assert consumer.uncommitted == {}  # the commit that raised took nothing in
     consumer.close()
 
 

@@ -152,7 +152,8 @@ class ScorerMetrics:
         """Commits, dead letters, aborts, retries."""
         self.commits = Counter(
             "stream_scorer_commits",
-            "Batches finished after full delivery (offsets committed, or deferred to the next commit in a rebalance).",
+            "Batches finished after full delivery (offsets committed or, pipelined, sent to commit without waiting; "
+            "kept for the next commit when the broker refused them).",
             registry=registry,
         )
         self.dead_letters = Counter(
@@ -226,7 +227,7 @@ class ScorerMetrics:
         )
         self.last_batch = Gauge(
             "stream_scorer_last_batch_timestamp_seconds",
-            "When the last batch was committed (Unix time).",
+            "When the last batch was committed, or sent to commit (Unix time).",
             registry=registry,
         )
         self.assigned_partitions = Gauge(

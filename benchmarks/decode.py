@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import fastavro
 import numpy as np
 
+from benchmarks import print_medians
 from examples.fraud.world import make_world, sample_events
 from stream_scorer import codec, wiring
 from stream_scorer.codec.native import native_available
@@ -86,12 +86,8 @@ def main() -> int:
                 result = decoder.decode(batch, now)  # type: ignore[attr-defined]
                 times[name].append((time.perf_counter() - started) / args.batch * 1e6)
                 assert len(result.batch) + len(result.invalid) == args.batch
-        medians = {name: statistics.median(t) for name, t in times.items() if t}
         print(f"decode stage, {label}, {args.batch} events per batch, medians of {args.rounds} interleaved rounds")
-        for name, median in medians.items():
-            print(f"  {name:20s} {median:6.2f} µs per event")
-        if "native" in medians:
-            print(f"  python / native: {medians['python'] / medians['native']:.1f}x")
+        print_medians(times)
     return 0
 
 

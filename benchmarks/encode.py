@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import time
 from collections.abc import Callable
 
+from benchmarks import print_medians
 from stream_scorer.codec import encode
 from stream_scorer.codec.native import native_available
 from stream_scorer.pipeline import ScoredBatch
@@ -51,11 +51,7 @@ def main() -> int:
             run(scored)
             times[name].append((time.perf_counter() - started) / args.batch * 1e6)
     print(f"encode stage, {args.batch} predictions per batch, medians of {args.rounds} interleaved rounds")
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    for name, median in medians.items():
-        print(f"  {name:20s} {median:6.2f} µs per event")
-    if "native" in medians:
-        print(f"  python / native: {medians['python'] / medians['native']:.1f}x")
+    print_medians(times)
     return 0
 
 

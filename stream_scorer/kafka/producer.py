@@ -54,11 +54,9 @@ class Ticket:
 
     def report(self, error: Any, message: Any) -> None:
         """librdkafka's delivery report of one record (of a failed one only, in production)."""
-        if error is None:
-            self.producer._acked += 1
-        else:
+        if error is not None:
             self.failed += 1
-            self.producer._on_failure(error, message)
+        self.producer._on_delivery(error, message)
 
 
 class CheckedProducer:
@@ -193,9 +191,6 @@ class CheckedProducer:
         if error is None:
             self._acked += 1
             return
-        self._on_failure(error, message)
-
-    def _on_failure(self, error: Any, message: Any) -> None:
         self._failed += 1
         self._failed_topics.add(message.topic())
         self._fatal = self._fatal or bool(error.fatal()) or error.code() == confluent_kafka.KafkaError._FATAL
